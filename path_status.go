@@ -1,0 +1,74 @@
+package sessiontoken
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const pathStatusHelpSyn = `Show the upstream session's state, without secrets.`
+
+const pathStatusHelpDesc = `
+provider and url; the shared session (state, issued_at, expires_at, how and when it was last
+obtained); the last upstream error and when to retry; counts of upstream calls by kind
+(login, mfa, refresh) and outcome since the plugin started; the host's auth limiter budget;
+and how many reads had to wait on the upstream. Never a token or credential.
+`
+
+func (b *backend) pathStatus() *framework.Path {
+	return &framework.Path{
+		Pattern:      "status",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "status"},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{Callback: b.statusRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"}},
+		},
+		HelpSynopsis:    pathStatusHelpSyn,
+		HelpDescription: strings.TrimSpace(pathStatusHelpDesc),
+	}
+}
+
+func rfc3339(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	a, err := b.account(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
+	}
+	now := b.clock.Now()
+	a.mu.Lock()
+	t, lastRefresh, lastErr, lastErrAt, retryAt := a.tok, a.lastRefresh, a.lastErr, a.lastErrAt, a.retryAt
+	a.mu.Unlock()
+
+	session := map[string]any{"state": "none"}
+	if t != nil {
+		session = map[string]any{"state": "valid", "issued_at": rfc3339(t.IssuedAt), "expires_at": rfc3339(t.ExpiresAt),
+			"ttl": int(t.ExpiresAt.Sub(now).Seconds()), "obtained_by": t.ObtainedBy, "last_refresh": rfc3339(lastRefresh)}
+		if !a.usable(t) {
+			session["state"] = "expired"
+		}
+	}
+	data := map[string]any{"provider": a.cfg.Provider, "url": a.cfg.URL, "session": session,
+		"upstream_calls": a.prov.HTTP().Stats().Snapshot(), "reads_waited_on_upstream": a.waits.Load()}
+	if lastErr != nil {
+		data["last_error"] = lastErr.Error()
+		data["last_error_at"] = rfc3339(lastErrAt)
+		if retryAt.After(now) {
+			data["retry_after"] = rfc3339(retryAt)
+		}
+	}
+	ls := a.prov.HTTP().Limiter().State(now)
+	data["limiter"] = map[string]any{"host": a.prov.HTTP().Host(), "max_auth_per_minute": ls.PerMinute,
+		"tokens_left": int(ls.TokensLeft), "blocked_until": rfc3339(ls.BlockedUntil)}
+	return &logical.Response{Data: data}, nil
+}

@@ -1,0 +1,138 @@
+package sessiontoken
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
+)
+
+const pathTokenHelpSyn = `Read the account's current upstream token as a lease.`
+
+const pathTokenHelpDesc = `
+Returns the upstream session token shared by every reader of this mount: token,
+authorization (the ready Authorization header value), expires_at, issued_at, ttl, provider
+and non-secret provider extras (PlexTrac tenant_id, Resolver org_id). The lease's TTL is the
+token's remaining life less a few seconds, never longer. If the shared token has less than
+min_ttl left, the read refreshes it upstream first (one upstream call for all concurrent
+readers). Renewing the lease in the token's last third hands out the refreshed token and
+ends the lease's renewability, so Vault Agent reads the path again; earlier renewals keep
+the same token.
+`
+
+func (b *backend) pathToken() *framework.Path {
+	return &framework.Path{
+		Pattern:      "token",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "token"},
+		Fields: map[string]*framework.FieldSchema{
+			"min_ttl": {Type: framework.TypeDurationSecond, Description: "Least life the returned token must have left (default: the config's min_ttl; capped at a third of the token's life).",
+				Query: true},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{Callback: b.tokenRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: tokenFields}}}},
+		},
+		HelpSynopsis:    pathTokenHelpSyn,
+		HelpDescription: strings.TrimSpace(pathTokenHelpDesc),
+	}
+}
+
+var tokenFields = map[string]*framework.FieldSchema{
+	"token":         {Type: framework.TypeString, Description: "The upstream session token."},
+	"authorization": {Type: framework.TypeString, Description: "Authorization header value: the bare token for PlexTrac, Bearer <token> for the others."},
+	"expires_at":    {Type: framework.TypeString, Description: "Token expiry, RFC 3339."},
+	"issued_at":     {Type: framework.TypeString, Description: "Token issue time, RFC 3339."},
+	"ttl":           {Type: framework.TypeInt, Description: "Seconds until the lease ends (a few seconds before the token expires)."},
+	"provider":      {Type: framework.TypeString, Description: "The upstream provider."},
+}
+
+func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	a, err := b.account(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
+	}
+	want := a.cfg.MinTTL
+	if v, ok := d.GetOk("min_ttl"); ok {
+		if want = time.Duration(v.(int)) * time.Second; want < 0 {
+			return logical.ErrorResponse("min_ttl: must not be negative"), nil
+		}
+	}
+	t, err := a.get(ctx, req.Storage, func(t *upstream.Token) bool {
+		return t.ExpiresAt.Sub(b.clock.Now()) >= minTTL(t, want)
+	})
+	if t == nil {
+		return upstreamFailure(err)
+	}
+	resp := b.Secret(secretTokenType).Response(a.tokenData(t), map[string]any{leaseSessionKey: encodeToken(t)})
+	ttl := leaseEnd(t).Sub(b.clock.Now())
+	resp.Secret.TTL, resp.Secret.MaxTTL = ttl, ttl
+	resp.Data["ttl"] = int(ttl.Seconds())
+	if err != nil {
+		resp.AddWarning("serving the current token until it expires: " + err.Error())
+	}
+	return resp, nil
+}
+
+// leaseEnd is when a lease on t must end: a skew margin before the token expires.
+func leaseEnd(t *upstream.Token) time.Time { return t.ExpiresAt.Add(-clockSkew) }
+
+// tokenData is what a read or renewal returns for t.
+func (a *account) tokenData(t *upstream.Token) map[string]any {
+	data := map[string]any{
+		"token":         t.Value,
+		"authorization": a.prov.Authorization(t.Value),
+		"expires_at":    t.ExpiresAt.UTC().Format(time.RFC3339),
+		"issued_at":     t.IssuedAt.UTC().Format(time.RFC3339),
+		"ttl":           int(leaseEnd(t).Sub(a.clock.Now()).Seconds()),
+		"provider":      a.cfg.Provider,
+	}
+	for k, v := range t.Extras {
+		data[k] = v
+	}
+	return data
+}
+
+// The lease keeps the token it handed out in its InternalData (stored by Vault, encrypted,
+// never shown), so that renewal can tell which token the holder has.
+const leaseSessionKey = "session"
+
+func encodeToken(t *upstream.Token) string {
+	b, _ := json.Marshal(t)
+	return string(b)
+}
+
+func leaseToken(internal map[string]any) (*upstream.Token, error) {
+	s, _ := internal[leaseSessionKey].(string)
+	var t upstream.Token
+	if s == "" || json.Unmarshal([]byte(s), &t) != nil {
+		return nil, errors.New("the lease carries no session data")
+	}
+	return &t, nil
+}
+
+// upstreamFailure turns an upstream error into a response with a fitting HTTP status: 429
+// when rate limited, 504 when upstream did not answer in time, else 502.
+func upstreamFailure(err error) (*logical.Response, error) {
+	e, ok := upstream.AsError(err)
+	if !ok {
+		return nil, err
+	}
+	code := http.StatusBadGateway
+	switch {
+	case e.Kind == upstream.KindRateLimited:
+		code = http.StatusTooManyRequests
+	case e.Kind == upstream.KindUnavailable && e.Status == 0:
+		code = http.StatusGatewayTimeout
+	}
+	return nil, logical.CodedError(code, err.Error())
+}

@@ -1,0 +1,210 @@
+package sessiontoken
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
+)
+
+const (
+	// clockSkew: leases end this long before their token, so no reader holds an expired token
+	// while its lease says valid, even with some clock difference to the upstream.
+	clockSkew = 5 * time.Second
+	// periodicSlack: Vault calls the periodic function about once a minute, so refreshing this
+	// much earlier than readers need keeps them from waiting upstream.
+	periodicSlack = 75 * time.Second
+	// After a failed refresh, no new upstream attempt for this long (doubling to the max), so a
+	// broken upstream or wrong password never causes a retry storm.
+	firstFailureBackoff = 10 * time.Second
+	maxFailureBackoff   = 5 * time.Minute
+)
+
+// account is a mount's upstream account and its one shared session.
+type account struct {
+	cfg    *config
+	prov   upstream.Provider
+	clock  upstream.Clock
+	logger hclog.Logger
+	sf     singleflight.Group
+	closed atomic.Bool // replaced by a config change: must not write its session any more
+	waits  atomic.Int64
+
+	mu          sync.Mutex
+	tok         *upstream.Token
+	lastRefresh time.Time
+	lastErr     error
+	lastErrAt   time.Time
+	retryAt     time.Time
+	failures    int
+}
+
+func (b *backend) newAccount(cfg *config) (*account, error) {
+	p, err := upstream.New(cfg.Config, upstream.Deps{Clock: b.clock, Limiters: b.limiters})
+	if err != nil {
+		return nil, err
+	}
+	return &account{cfg: cfg, prov: p, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider)}, nil
+}
+
+// load reads the stored session, so a restart or leader change costs no login.
+func (a *account) load(ctx context.Context, s logical.Storage) error {
+	e, err := s.Get(ctx, sessionKey)
+	if err != nil || e == nil {
+		return err
+	}
+	var t upstream.Token
+	if err := e.DecodeJSON(&t); err != nil {
+		a.logger.Warn("stored session is unreadable; the next read logs in again")
+		return nil
+	}
+	a.mu.Lock()
+	a.tok = &t
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *account) current() *upstream.Token {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.tok
+}
+
+// minTTL is how much life a read wants left: the configured (or asked) min_ttl, but never more
+// than a third of the token's life, so short-lived tokens still work.
+func minTTL(t *upstream.Token, want time.Duration) time.Duration {
+	return max(min(want, t.Lifetime()/3), clockSkew+time.Second)
+}
+
+func (a *account) usable(t *upstream.Token) bool {
+	return t != nil && a.clock.Now().Before(t.ExpiresAt.Add(-clockSkew-time.Second))
+}
+
+// get returns the shared token when good(token) holds; otherwise it refreshes first, with
+// one upstream call for all concurrent callers. When the refresh fails and the shared token
+// is still usable, that token is returned along with the error, for the caller to decide.
+func (a *account) get(ctx context.Context, s logical.Storage, good func(*upstream.Token) bool) (*upstream.Token, error) {
+	seen := a.current()
+	if seen != nil && good(seen) {
+		return seen, nil
+	}
+	a.waits.Add(1)
+	t, err := a.refresh(ctx, s, seen)
+	if err != nil {
+		if cur := a.current(); a.usable(cur) {
+			return cur, err
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+// refresh replaces seen with a new token; concurrent callers share one upstream call, and a
+// caller that saw a token already replaced gets the replacement without another call.
+func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream.Token) (*upstream.Token, error) {
+	v, err, _ := a.sf.Do("refresh", func() (any, error) {
+		if cur := a.current(); cur != seen && a.usable(cur) {
+			return cur, nil
+		}
+		// One reader giving up must not fail the others waiting on this call.
+		return a.renewUpstream(context.WithoutCancel(ctx), s)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*upstream.Token), nil
+}
+
+// renewUpstream: the provider's refresh while the token is valid, a full login (with MFA)
+// when there is no refresh or upstream refuses it.
+func (a *account) renewUpstream(ctx context.Context, s logical.Storage) (*upstream.Token, error) {
+	a.mu.Lock()
+	if now := a.clock.Now(); now.Before(a.retryAt) {
+		err := a.lastErr
+		a.mu.Unlock()
+		return nil, err
+	}
+	cur := a.tok
+	a.mu.Unlock()
+
+	var t *upstream.Token
+	var err error
+	if a.usable(cur) {
+		t, err = a.prov.Refresh(ctx, cur)
+		if upstream.IsKind(err, upstream.KindRejected) {
+			a.logger.Info("upstream refused the refresh; logging in again", "error", err)
+		}
+		if errors.Is(err, upstream.ErrNoRefresh) || upstream.IsKind(err, upstream.KindRejected) {
+			t, err = a.prov.Login(ctx)
+		}
+	} else {
+		t, err = a.prov.Login(ctx)
+	}
+	if err != nil {
+		return nil, a.noteFailure(err)
+	}
+	a.store(ctx, s, t)
+	return t, nil
+}
+
+// noteFailure starts or doubles the backoff and returns err carrying the time to retry.
+func (a *account) noteFailure(err error) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.clock.Now()
+	a.failures++
+	backoff := min(firstFailureBackoff<<min(a.failures-1, 10), maxFailureBackoff)
+	a.retryAt = now.Add(backoff)
+	if e, ok := upstream.AsError(err); ok {
+		if e.RetryAt.After(a.retryAt) {
+			a.retryAt = e.RetryAt
+		}
+		cp := *e
+		cp.RetryAt = a.retryAt
+		err = &cp
+	}
+	a.lastErr, a.lastErrAt = err, now
+	a.logger.Warn("upstream session refresh failed", "error", err, "failures", a.failures)
+	return err
+}
+
+// store makes t the shared session, in memory and in storage (encrypted by Vault's barrier).
+func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Token) {
+	if a.closed.Load() {
+		return
+	}
+	a.mu.Lock()
+	a.tok, a.lastRefresh, a.failures, a.retryAt = t, a.clock.Now(), 0, time.Time{}
+	a.mu.Unlock()
+	a.logger.Info("upstream session refreshed", "by", t.ObtainedBy, "expires_at", t.ExpiresAt.UTC().Format(time.RFC3339))
+	entry, err := logical.StorageEntryJSON(sessionKey, t)
+	if err == nil {
+		err = s.Put(ctx, entry)
+	}
+	if err != nil { // e.g. a read-only node: the session still serves from memory
+		a.logger.Warn("could not store the upstream session", "error", err)
+	}
+}
+
+// refreshAhead refreshes the session when readers would soon need a newer one.
+func (a *account) refreshAhead(ctx context.Context, s logical.Storage) error {
+	t := a.current()
+	if t == nil {
+		return nil // no session yet: the first read logs in
+	}
+	ahead := max(minTTL(t, a.cfg.MinTTL)+periodicSlack, t.Lifetime()/3)
+	if t.ExpiresAt.Sub(a.clock.Now()) > ahead {
+		return nil
+	}
+	if _, err := a.refresh(ctx, s, t); err != nil {
+		a.logger.Debug("periodic refresh did not succeed; readers keep the current token while it is valid")
+	}
+	return nil
+}

@@ -1,0 +1,271 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+)
+
+// Ops name the upstream calls in errors and stats.
+const (
+	OpLogin   = "login"
+	OpMFA     = "mfa"
+	OpRefresh = "refresh"
+	OpLogout  = "logout"
+)
+
+const (
+	maxBody           = 1 << 20          // larger upstream answers are refused, not read
+	defaultBackoff429 = time.Minute      // a 429 without Retry-After: the limits are per minute
+	maxBackoff429     = 10 * time.Minute // a Retry-After longer than this is not believed
+)
+
+var errRateLimited = errors.New("rate limited")
+
+// Client is the HTTP side every provider shares: one per account.
+type Client struct {
+	provider string
+	base     *url.URL
+	http     *http.Client
+	headers  map[string]string
+	timeout  time.Duration
+	limiter  *HostLimiter
+	clock    Clock
+	secrets  []string // values scrubbed from anything upstream says back
+	stats    Stats
+}
+
+func newClient(cfg Config, deps Deps) (*Client, error) {
+	base, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil || base.Host == "" {
+		return nil, fmt.Errorf("url: %q is not an absolute URL", cfg.URL)
+	}
+	tr := cleanhttp.DefaultPooledTransport()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CACert != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM([]byte(cfg.CACert)) {
+			return nil, errors.New("ca_cert: no PEM certificate found")
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	timeout := cfg.RequestTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	c := &Client{
+		provider: cfg.Provider, base: base, headers: cfg.Headers, timeout: timeout, clock: deps.Clock,
+		// Redirects are never followed: a login must not carry credentials to another host.
+		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
+		limiter: deps.Limiters.For(base.Host, cfg.MaxAuthPerMinute, deps.Clock.Now()),
+		secrets: []string{cfg.Password, cfg.APIKey, cfg.TOTPSecret},
+	}
+	for _, v := range cfg.Headers {
+		c.secrets = append(c.secrets, v)
+	}
+	return c, nil
+}
+
+// HTTP returns c itself, so that every provider satisfies Provider.HTTP by embedding.
+func (c *Client) HTTP() *Client { return c }
+
+// Host is the upstream's host[:port], the key of its limiter.
+func (c *Client) Host() string { return c.base.Host }
+
+// Stats counts this account's upstream calls.
+func (c *Client) Stats() *Stats { return &c.stats }
+
+// Limiter is the host's shared auth limiter.
+func (c *Client) Limiter() *HostLimiter { return c.limiter }
+
+// Close drops idle connections when the account is replaced.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// request is one upstream call.
+type request struct {
+	op, method, path string
+	body             any            // sent as JSON when not nil
+	authz            string         // Authorization header value, if any
+	rejected         map[int]string // statuses that mean "refused", with the hint to show
+	noLimit          bool           // logout: not an auth call
+}
+
+// call sends r through the limiter, decodes a 2xx JSON answer into out and runs check on it.
+// Every failure becomes an *Error; the outcome is counted in Stats.
+func (c *Client) call(ctx context.Context, r request, out any, check func() error) (err error) {
+	defer func() { c.stats.record(r.op, err) }()
+	if !r.noLimit {
+		retryAt, lerr := c.limiter.Acquire(ctx, c.clock, c.timeout)
+		if errors.Is(lerr, errRateLimited) {
+			return c.fail(r.op, KindRateLimited, 0, "held back by the plugin's auth limiter for this host (max_auth_per_minute, or a 429 from upstream)", "", retryAt)
+		} else if lerr != nil {
+			return c.fail(r.op, KindUnavailable, 0, "cancelled while waiting for the auth limiter: "+lerr.Error(), "", time.Time{})
+		}
+	}
+	status, header, body, err := c.send(ctx, r)
+	if err != nil {
+		return err
+	}
+	switch {
+	case status == http.StatusTooManyRequests:
+		retryAt := c.clock.Now().Add(retryAfter(header.Get("Retry-After"), c.clock.Now()))
+		c.limiter.Block(retryAt)
+		return c.fail(r.op, KindRateLimited, status, "upstream refused with HTTP 429 Too Many Requests"+upstreamSays(body, c.secrets), "", retryAt)
+	case status >= 300 && status < 400:
+		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered with a redirect (HTTP %d), which is not followed with credentials", status),
+			"set url to the address that serves the API itself", time.Time{})
+	case r.rejected[status] != "":
+		return c.fail(r.op, KindRejected, status, fmt.Sprintf("upstream refused it (HTTP %d%s)", status, upstreamSays(body, c.secrets)), r.rejected[status], time.Time{})
+	case status >= 500:
+		return c.fail(r.op, KindUnavailable, status, fmt.Sprintf("upstream error HTTP %d%s", status, upstreamSays(body, c.secrets)), "", time.Time{})
+	case status >= 400:
+		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered HTTP %d%s", status, upstreamSays(body, c.secrets)), "", time.Time{})
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			what := "a body that is not JSON"
+			if ct := header.Get("Content-Type"); ct != "" {
+				what += " (" + scrub(ct, nil) + ")"
+			}
+			return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered HTTP %d with %s", status, what),
+				"check url points at the API, not a web page or proxy", time.Time{})
+		}
+	}
+	if check != nil {
+		return check()
+	}
+	return nil
+}
+
+func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var payload io.Reader
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			return 0, nil, nil, c.fail(r.op, KindBadResponse, 0, "cannot encode the request", "", time.Time{})
+		}
+		payload = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, c.base.String()+r.path, payload)
+	if err != nil {
+		return 0, nil, nil, c.fail(r.op, KindBadResponse, 0, "cannot build the request: "+scrub(err.Error(), c.secrets), "", time.Time{})
+	}
+	for k, v := range c.headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Accept", "application/json")
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.authz != "" {
+		req.Header.Set("Authorization", r.authz)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		inner := err
+		if u := errors.Unwrap(err); u != nil {
+			inner = u // drop the "Post URL:" prefix
+		}
+		msg := "cannot reach upstream: " + scrub(inner.Error(), c.secrets)
+		if ctx.Err() == context.DeadlineExceeded {
+			msg = fmt.Sprintf("no answer within request_timeout (%s)", c.timeout)
+		}
+		return 0, nil, nil, c.fail(r.op, KindUnavailable, 0, msg, "", time.Time{})
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return 0, nil, nil, c.fail(r.op, KindUnavailable, resp.StatusCode, "the answer was cut off: "+scrub(err.Error(), c.secrets), "", time.Time{})
+	}
+	if len(body) > maxBody {
+		return 0, nil, nil, c.fail(r.op, KindBadResponse, resp.StatusCode, fmt.Sprintf("upstream answer is larger than %d KiB and was not read", maxBody>>10), "", time.Time{})
+	}
+	return resp.StatusCode, resp.Header, body, nil
+}
+
+func (c *Client) fail(op string, k Kind, status int, msg, hint string, retryAt time.Time) *Error {
+	return &Error{Provider: c.provider, Host: c.base.Host, Op: op, Kind: k, Status: status, Msg: msg, Hint: hint, RetryAt: retryAt}
+}
+
+// upstreamSays quotes the message or error field of a JSON error body, scrubbed.
+func upstreamSays(body []byte, secrets []string) string {
+	var m map[string]any
+	if json.Unmarshal(body, &m) != nil {
+		return ""
+	}
+	for _, k := range []string{"message", "error", "detail"} {
+		if s, ok := m[k].(string); ok && s != "" {
+			return ": " + scrub(s, secrets)
+		}
+	}
+	return ""
+}
+
+// retryAfter reads a Retry-After header (seconds or HTTP date), defaulting to one minute.
+func retryAfter(h string, now time.Time) time.Duration {
+	d := defaultBackoff429
+	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && secs >= 0 {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, time.Second), maxBackoff429)
+}
+
+// Stats counts upstream calls by op and outcome (ok or an error Kind).
+type Stats struct {
+	mu     sync.Mutex
+	counts map[string]map[string]int
+}
+
+func (s *Stats) record(op string, err error) {
+	outcome := "ok"
+	if e, ok := AsError(err); ok {
+		outcome = string(e.Kind)
+	} else if err != nil {
+		outcome = "error"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counts == nil {
+		s.counts = map[string]map[string]int{}
+	}
+	if s.counts[op] == nil {
+		s.counts[op] = map[string]int{}
+	}
+	s.counts[op][outcome]++
+}
+
+// Snapshot copies the counts: op -> outcome -> n.
+func (s *Stats) Snapshot() map[string]map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]map[string]int{}
+	for op, m := range s.counts {
+		out[op] = map[string]int{}
+		for k, v := range m {
+			out[op][k] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,84 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Kind says what went wrong upstream, which decides what the session does next.
+type Kind string
+
+const (
+	KindRejected    Kind = "rejected"     // credentials, MFA code or token refused: fix config or log in again
+	KindRateLimited Kind = "rate_limited" // upstream 429, or the plugin's own limiter: wait until RetryAt
+	KindUnavailable Kind = "unavailable"  // network error, timeout or 5xx: retry later
+	KindBadResponse Kind = "bad_response" // an answer the plugin cannot use
+)
+
+// ErrNoRefresh says the upstream has no refresh call: log in again instead.
+var ErrNoRefresh = errors.New("upstream has no refresh call")
+
+// Error is an upstream failure. Its message names the upstream, says what happened and what
+// to do, and never holds a secret: upstream text is scrubbed before it gets here.
+type Error struct {
+	Provider string
+	Host     string
+	Op       string // login, mfa, refresh, logout
+	Kind     Kind
+	Status   int    // upstream HTTP status, 0 when there was no answer
+	Msg      string // what happened
+	Hint     string // what to do about it
+	RetryAt  time.Time
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%s) %s failed: %s", e.Provider, e.Host, e.Op, e.Msg)
+	if e.Hint != "" {
+		b.WriteString("; " + e.Hint)
+	}
+	if !e.RetryAt.IsZero() {
+		b.WriteString("; retry after " + e.RetryAt.UTC().Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+// AsError returns err as an *Error, if it is one.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+// IsKind says whether err is an upstream Error of kind k.
+func IsKind(err error, k Kind) bool {
+	e, ok := AsError(err)
+	return ok && e.Kind == k
+}
+
+var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}(\.[A-Za-z0-9_-]*){0,2}`)
+
+// scrub makes upstream text safe to show: known secrets and anything token-shaped are
+// replaced, control characters dropped, and the length capped.
+func scrub(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	s = jwtLike.ReplaceAllString(s, "[token]")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return -1
+	}, s)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

@@ -1,0 +1,188 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// GenericConfig describes any JSON login API, so a new upstream needs configuration, not code.
+type GenericConfig struct {
+	LoginMethod   string `json:"login_method,omitempty"`   // default POST
+	LoginPath     string `json:"login_path,omitempty"`     // required, e.g. /api/login
+	LoginBody     string `json:"login_body,omitempty"`     // Go template rendering JSON; default DefaultLoginBody
+	TokenField    string `json:"token_field,omitempty"`    // dotted path in the answer; default "token"
+	ExpiryField   string `json:"expiry_field,omitempty"`   // dotted path; optional
+	RefreshMethod string `json:"refresh_method,omitempty"` // default POST when refresh_path is set
+	RefreshPath   string `json:"refresh_path,omitempty"`   // optional: no refresh when empty
+	LogoutMethod  string `json:"logout_method,omitempty"`  // default POST when logout_path is set
+	LogoutPath    string `json:"logout_path,omitempty"`    // optional
+	AuthScheme    string `json:"auth_scheme,omitempty"`    // Authorization prefix: default "Bearer"; "none" sends the bare token
+}
+
+// DefaultLoginBody is the generic login body when login_body is not set.
+const DefaultLoginBody = `{"username": {{json .username}}, "password": {{json .password}}}`
+
+var genericMethods = map[string]bool{"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true}
+
+type generic struct {
+	*Client
+	g    GenericConfig
+	body *template.Template
+	vars map[string]any
+}
+
+func newGeneric(c *Client, cfg Config) (*generic, error) {
+	g := cfg.Generic.withDefaults()
+	tmpl, err := parseLoginBody(g.LoginBody)
+	if err != nil {
+		return nil, err
+	}
+	return &generic{Client: c, g: g, body: tmpl, vars: map[string]any{
+		"username": cfg.Username, "password": cfg.Password, "api_key": cfg.APIKey}}, nil
+}
+
+func (g GenericConfig) withDefaults() GenericConfig {
+	if g.LoginMethod == "" {
+		g.LoginMethod = http.MethodPost
+	}
+	if g.LoginBody == "" {
+		g.LoginBody = DefaultLoginBody
+	}
+	if g.TokenField == "" {
+		g.TokenField = "token"
+	}
+	if g.RefreshPath != "" && g.RefreshMethod == "" {
+		g.RefreshMethod = http.MethodPost
+	}
+	if g.LogoutPath != "" && g.LogoutMethod == "" {
+		g.LogoutMethod = http.MethodPost
+	}
+	if g.AuthScheme == "" {
+		g.AuthScheme = "Bearer"
+	}
+	return g
+}
+
+// Validate checks the generic settings and names the field to fix.
+func (g GenericConfig) Validate() error {
+	g = g.withDefaults()
+	for field, path := range map[string]string{"login_path": g.LoginPath, "refresh_path": g.RefreshPath, "logout_path": g.LogoutPath} {
+		if path != "" && !strings.HasPrefix(path, "/") {
+			return fmt.Errorf("%s: %q must start with /", field, path)
+		}
+	}
+	if g.LoginPath == "" {
+		return fmt.Errorf("login_path: required for provider generic (the path that takes the login POST, e.g. /api/login)")
+	}
+	for field, m := range map[string]string{"login_method": g.LoginMethod, "refresh_method": g.RefreshMethod, "logout_method": g.LogoutMethod} {
+		if m != "" && !genericMethods[strings.ToUpper(m)] {
+			return fmt.Errorf("%s: %q is not one of GET, POST, PUT, PATCH, DELETE", field, m)
+		}
+	}
+	tmpl, err := parseLoginBody(g.LoginBody)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, map[string]any{"username": "u", "password": "p", "api_key": "k"}); err != nil {
+		return fmt.Errorf("login_body: %v", err)
+	}
+	if !json.Valid(out.Bytes()) {
+		return fmt.Errorf("login_body: the template does not render JSON (write values as {{json .password}})")
+	}
+	return nil
+}
+
+func parseLoginBody(src string) (*template.Template, error) {
+	t, err := template.New("login_body").Option("missingkey=error").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
+	}).Parse(src)
+	if err != nil {
+		return nil, fmt.Errorf("login_body: %v", err)
+	}
+	return t, nil
+}
+
+func (p *generic) Login(ctx context.Context) (*Token, error) {
+	var buf bytes.Buffer
+	if err := p.body.Execute(&buf, p.vars); err != nil {
+		return nil, p.fail(OpLogin, KindBadResponse, 0, "login_body does not render", "fix login_body", time.Time{})
+	}
+	return p.exchange(ctx, OpLogin, p.g.LoginMethod, p.g.LoginPath, json.RawMessage(buf.Bytes()), "")
+}
+
+func (p *generic) Refresh(ctx context.Context, cur *Token) (*Token, error) {
+	if p.g.RefreshPath == "" {
+		return nil, ErrNoRefresh
+	}
+	return p.exchange(ctx, OpRefresh, p.g.RefreshMethod, p.g.RefreshPath, nil, p.Authorization(cur.Value))
+}
+
+func (p *generic) exchange(ctx context.Context, op, method, path string, body any, authz string) (*Token, error) {
+	var r map[string]any
+	var tok string
+	hint := "check the credentials in config"
+	if op == OpRefresh {
+		hint = "the session is no longer valid: log in again"
+	}
+	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz,
+		rejected: map[int]string{401: hint, 403: hint}}, &r, func() error {
+		tok, _ = lookup(r, p.g.TokenField).(string)
+		if tok == "" {
+			return p.fail(op, KindBadResponse, 200, fmt.Sprintf("the answer has no string at token_field %q", p.g.TokenField), "check token_field", time.Time{})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var expiry any
+	if p.g.ExpiryField != "" {
+		expiry = lookup(r, p.g.ExpiryField)
+	}
+	issued, exp, err := TokenTimes(tok, expiry, p.clock.Now())
+	if err != nil {
+		return nil, p.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
+	}
+	return &Token{Value: tok, IssuedAt: issued, ExpiresAt: exp, ObtainedBy: op}, nil
+}
+
+// Logout calls the configured logout; an upstream that no longer knows the token (401, 403,
+// 404) has nothing left to end, so that is success.
+func (p *generic) Logout(ctx context.Context, token string) error {
+	if p.g.LogoutPath == "" {
+		return nil
+	}
+	err := p.call(ctx, request{op: OpLogout, method: strings.ToUpper(p.g.LogoutMethod), path: p.g.LogoutPath,
+		authz: p.Authorization(token), noLimit: true}, nil, nil)
+	if e, ok := AsError(err); ok && (e.Status == 401 || e.Status == 403 || e.Status == 404) {
+		return nil
+	}
+	return err
+}
+
+func (p *generic) Authorization(token string) string {
+	if strings.EqualFold(p.g.AuthScheme, "none") {
+		return token
+	}
+	return p.g.AuthScheme + " " + token
+}
+
+// lookup follows a dotted path (data.session.token) through decoded JSON objects.
+func lookup(m map[string]any, path string) any {
+	var cur any = m
+	for _, part := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = obj[part]
+	}
+	return cur
+}

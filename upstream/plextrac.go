@@ -1,0 +1,111 @@
+package upstream
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// plextrac logs in with username/password, answers the MFA challenge with a TOTP code from
+// the stored seed, and refreshes with PUT /api/v1/token/refresh while the token is valid.
+type plextrac struct {
+	*Client
+	username, password string
+	totp               *totpSource // nil: no MFA configured
+}
+
+const plextracCredHint = "check username and password in config (SSO users cannot use the API login: use a PlexTrac Service Account or a local user)"
+
+func newPlexTrac(c *Client, cfg Config) (*plextrac, error) {
+	p := &plextrac{Client: c, username: cfg.Username, password: cfg.Password}
+	if cfg.TOTPSecret != "" {
+		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock}
+	}
+	return p, nil
+}
+
+// plextracReply is the answer of authenticate, authenticate/mfa and token/refresh.
+type plextracReply struct {
+	Status     string `json:"status"`
+	TenantID   any    `json:"tenant_id"`
+	Token      string `json:"token"`
+	MFAEnabled bool   `json:"mfa_enabled"`
+	Code       string `json:"code"` // the MFA challenge
+}
+
+func (p *plextrac) Login(ctx context.Context) (*Token, error) {
+	var r plextracReply
+	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/v1/authenticate",
+		body:     map[string]string{"username": p.username, "password": p.password},
+		rejected: map[int]string{401: plextracCredHint, 403: plextracCredHint}}, &r, func() error {
+		if r.MFAEnabled && p.totp == nil {
+			return p.fail(OpLogin, KindRejected, 200, "the account requires MFA and no totp_secret is configured",
+				"set totp_secret to the account's authenticator seed (base32), or use a Service Account user, which is exempt from MFA", time.Time{})
+		}
+		if r.MFAEnabled && r.Code == "" {
+			return p.fail(OpLogin, KindBadResponse, 200, "upstream asked for MFA without a challenge code", "", time.Time{})
+		}
+		if !r.MFAEnabled && r.Token == "" {
+			return p.fail(OpLogin, KindBadResponse, 200, "the answer has no token", "", time.Time{})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !r.MFAEnabled {
+		return p.token(r, OpLogin)
+	}
+	code, err := p.totp.Code(ctx)
+	if err != nil {
+		return nil, p.fail(OpMFA, KindUnavailable, 0, "cancelled while waiting for the next TOTP step: "+err.Error(), "", time.Time{})
+	}
+	challenge := r.Code
+	r = plextracReply{}
+	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa",
+		body: map[string]string{"code": challenge, "token": code},
+		rejected: map[int]string{401: "check totp_secret: it must be the base32 seed of this account's authenticator",
+			403: "check totp_secret: it must be the base32 seed of this account's authenticator"}}, &r, p.needToken(OpMFA, &r))
+	if err != nil {
+		return nil, err
+	}
+	return p.token(r, OpMFA)
+}
+
+func (p *plextrac) Refresh(ctx context.Context, cur *Token) (*Token, error) {
+	var r plextracReply
+	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value,
+		rejected: map[int]string{401: "the session is no longer valid: log in again", 403: "the session is no longer valid: log in again"}},
+		&r, p.needToken(OpRefresh, &r))
+	if err != nil {
+		return nil, err
+	}
+	return p.token(r, OpRefresh)
+}
+
+func (p *plextrac) needToken(op string, r *plextracReply) func() error {
+	return func() error {
+		if r.Token == "" {
+			return p.fail(op, KindBadResponse, 200, "the answer has no token", "", time.Time{})
+		}
+		return nil
+	}
+}
+
+func (p *plextrac) token(r plextracReply, op string) (*Token, error) {
+	issued, exp, err := TokenTimes(r.Token, nil, p.clock.Now())
+	if err != nil {
+		return nil, p.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
+	}
+	t := &Token{Value: r.Token, IssuedAt: issued, ExpiresAt: exp, ObtainedBy: op}
+	if r.TenantID != nil {
+		t.Extras = map[string]any{"tenant_id": r.TenantID}
+	}
+	return t, nil
+}
+
+// Logout: PlexTrac publishes none; the token simply expires.
+func (p *plextrac) Logout(context.Context, string) error { return nil }
+
+// Authorization: PlexTrac's own scripts send the bare token.
+func (p *plextrac) Authorization(token string) string { return token }

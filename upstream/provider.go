@@ -1,0 +1,98 @@
+// Package upstream holds the plugin's clients for the upstream login APIs, one file per
+// provider behind the Provider interface, plus what they share: the HTTP client with its
+// limits, the per-host auth limiter, token expiry parsing and TOTP codes.
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Provider is one upstream account's login API.
+type Provider interface {
+	// Login trades the configured credentials (with a TOTP code when MFA is on) for a token.
+	Login(ctx context.Context) (*Token, error)
+	// Refresh trades a still-valid token for a new one. It returns ErrNoRefresh when the API
+	// has no refresh call, and an *Error of KindRejected when upstream refuses the token.
+	Refresh(ctx context.Context, current *Token) (*Token, error)
+	// Logout ends a token upstream where the API has a logout; "unknown token" is success.
+	Logout(ctx context.Context, token string) error
+	// Authorization is the ready Authorization header value for token.
+	Authorization(token string) string
+	// HTTP is the client side shared by all providers: stats and limiter.
+	HTTP() *Client
+}
+
+// Token is an upstream session token and what is known about it.
+type Token struct {
+	Value      string         `json:"value"`
+	IssuedAt   time.Time      `json:"issued_at"`
+	ExpiresAt  time.Time      `json:"expires_at"`
+	Extras     map[string]any `json:"extras,omitempty"` // non-secret provider fields (tenant_id, org_id)
+	ObtainedBy string         `json:"obtained_by"`      // login, mfa or refresh
+}
+
+// Lifetime is the token's whole life, from issue to expiry.
+func (t *Token) Lifetime() time.Duration { return t.ExpiresAt.Sub(t.IssuedAt) }
+
+// Config is one account's upstream configuration, as stored by the backend.
+type Config struct {
+	Provider          string            `json:"provider"`
+	URL               string            `json:"url"`
+	Username          string            `json:"username,omitempty"`
+	Email             string            `json:"email,omitempty"`
+	Password          string            `json:"password,omitempty"`
+	APIKey            string            `json:"api_key,omitempty"`
+	TOTPSecret        string            `json:"totp_secret,omitempty"`
+	OrgID             int               `json:"org_id,omitempty"`
+	Headers           map[string]string `json:"headers,omitempty"`
+	CACert            string            `json:"ca_cert,omitempty"`
+	AllowInsecureHTTP bool              `json:"allow_insecure_http,omitempty"`
+	RequestTimeout    time.Duration     `json:"request_timeout"`
+	MaxAuthPerMinute  int               `json:"max_auth_per_minute"`
+	Generic           GenericConfig     `json:"generic"`
+}
+
+// Provider names.
+const (
+	PlexTrac = "plextrac"
+	Plaspy   = "plaspy"
+	Resolver = "resolver"
+	Generic  = "generic"
+)
+
+// Providers lists the provider names in the order docs show them.
+var Providers = []string{PlexTrac, Plaspy, Resolver, Generic}
+
+// Deps are what a provider takes from its process: the clock and the shared limiters.
+type Deps struct {
+	Clock    Clock
+	Limiters *Limiters
+}
+
+// New builds the provider cfg names. The backend has validated cfg field by field already;
+// errors here name the field that cannot be used.
+func New(cfg Config, deps Deps) (Provider, error) {
+	if deps.Clock == nil {
+		deps.Clock = RealClock{}
+	}
+	if deps.Limiters == nil {
+		deps.Limiters = SharedLimiters
+	}
+	c, err := newClient(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Provider {
+	case PlexTrac:
+		return newPlexTrac(c, cfg)
+	case Plaspy:
+		return &plaspy{Client: c, username: cfg.Username, apiKey: cfg.APIKey}, nil
+	case Resolver:
+		return &resolver{Client: c, email: cfg.Email, password: cfg.Password, org: cfg.OrgID}, nil
+	case Generic:
+		return newGeneric(c, cfg)
+	}
+	return nil, fmt.Errorf("provider: %q is not one of %v", cfg.Provider, Providers)
+}

@@ -1,0 +1,59 @@
+package upstream
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+)
+
+const totpPeriod = 30 // seconds, RFC 6238 as authenticator apps use it
+
+// totpSource computes TOTP codes from a stored seed and never hands out a code for the same
+// 30-second step twice: upstreams may reject a replayed code, so it waits for the next step.
+type totpSource struct {
+	seed  string
+	clock Clock
+	mu    sync.Mutex
+	last  int64 // last step a code was given for
+}
+
+// NormalizeTOTPSecret upper-cases a base32 seed and drops spaces and padding, as apps show it.
+func NormalizeTOTPSecret(s string) string {
+	return strings.TrimRight(strings.ToUpper(strings.ReplaceAll(s, " ", "")), "=")
+}
+
+// ValidateTOTPSecret checks that a seed can produce codes.
+func ValidateTOTPSecret(seed string) error {
+	_, err := totpCode(NormalizeTOTPSecret(seed), time.Unix(0, 0))
+	return err
+}
+
+func totpCode(seed string, t time.Time) (string, error) {
+	return totp.GenerateCodeCustom(seed, t, totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+}
+
+// Code returns the code for the current step, waiting for the next step when the current
+// one was already used.
+func (t *totpSource) Code(ctx context.Context) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.clock.Now()
+	step := now.Unix() / totpPeriod
+	if step <= t.last {
+		next := time.Unix((t.last+1)*totpPeriod, 0)
+		if err := t.clock.Sleep(ctx, next.Sub(now)); err != nil {
+			return "", err
+		}
+		step = t.last + 1
+	}
+	code, err := totpCode(t.seed, time.Unix(step*totpPeriod, 0))
+	if err != nil {
+		return "", err
+	}
+	t.last = step
+	return code, nil
+}
