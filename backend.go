@@ -80,15 +80,27 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	a, err = b.newAccount(cfg)
+	p, err := b.newProvider(cfg)
 	if err != nil {
 		return nil, err
 	}
+	a = b.newAccount(cfg, p)
 	if err := a.load(ctx, s); err != nil {
 		return nil, err
 	}
 	b.acct = a
 	return a, nil
+}
+
+// install makes a freshly configured account current, with the session its config check got.
+func (b *backend) install(ctx context.Context, s logical.Storage, a *account, tok *upstream.Token) {
+	b.reset()
+	b.mu.Lock()
+	b.acct = a
+	b.mu.Unlock()
+	if tok != nil {
+		a.store(ctx, s, tok)
+	}
 }
 
 // reset drops the in-memory account so the next use reloads it from storage.

@@ -149,9 +149,16 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err == nil {
 		err = c.validate(req.Data)
 	}
+	var prov upstream.Provider
 	var tok *upstream.Token
+	if err == nil {
+		prov, err = b.newProvider(c)
+	}
 	if err == nil && d.Get("verify").(bool) {
-		tok, err = b.verify(ctx, c)
+		if tok, err = prov.Login(ctx); err != nil {
+			prov.HTTP().Close()
+			err = fmt.Errorf("the login check failed (set verify=false to store without checking): %w", err)
+		}
 	}
 	if err != nil {
 		return logical.ErrorResponse("config not saved: %s", err), nil
@@ -167,28 +174,10 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err := req.Storage.Put(ctx, entry); err != nil {
 		return nil, err
 	}
-	b.reset()
-	if tok != nil { // the check's login is a good session: the first read costs no login
-		if a, err := b.account(ctx, req.Storage); err == nil && a != nil {
-			a.store(ctx, req.Storage, tok)
-		}
-	}
+	// The check's login is a good session: the first read costs no login.
+	b.install(ctx, req.Storage, b.newAccount(c, prov), tok)
 	b.Logger().Info("config written", "provider", c.Provider, "url", c.URL, "verified", tok != nil)
 	return nil, nil
-}
-
-// verify logs in with a candidate config; the error says what to fix.
-func (b *backend) verify(ctx context.Context, c *config) (*upstream.Token, error) {
-	p, err := upstream.New(c.Config, upstream.Deps{Clock: b.clock, Limiters: b.limiters})
-	if err != nil {
-		return nil, err
-	}
-	defer p.HTTP().Close()
-	tok, err := p.Login(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("the login check failed (set verify=false to store without checking): %w", err)
-	}
-	return tok, nil
 }
 
 func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

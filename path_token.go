@@ -120,8 +120,10 @@ func leaseToken(internal map[string]any) (*upstream.Token, error) {
 	return &t, nil
 }
 
-// upstreamFailure turns an upstream error into a response with a fitting HTTP status: 429
-// when rate limited, 504 when upstream did not answer in time, else 502.
+// upstreamFailure answers a read that upstream failed with a fitting HTTP status: 429 when
+// rate limited, 504 when upstream did not answer, else 502. Vault's HTTP layer turns a
+// plugin's error into 500 (or 400 for an error response), so the status and Vault's usual
+// {"errors": [...]} body are sent as a raw response.
 func upstreamFailure(err error) (*logical.Response, error) {
 	e, ok := upstream.AsError(err)
 	if !ok {
@@ -134,5 +136,7 @@ func upstreamFailure(err error) (*logical.Response, error) {
 	case e.Kind == upstream.KindUnavailable && e.Status == 0:
 		code = http.StatusGatewayTimeout
 	}
-	return nil, logical.CodedError(code, err.Error())
+	body, _ := json.Marshal(map[string][]string{"errors": {err.Error()}})
+	return &logical.Response{Data: map[string]any{
+		logical.HTTPContentType: "application/json", logical.HTTPStatusCode: code, logical.HTTPRawBody: string(body)}}, nil
 }

@@ -44,7 +44,7 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 	}
 	newer, err := a.get(ctx, req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(held.ExpiresAt) })
 	if newer == nil {
-		return upstreamFailure(err)
+		return logical.ErrorResponse("cannot renew: %s", err), nil
 	}
 	if !newer.ExpiresAt.After(held.ExpiresAt) { // refresh failed; the held token is still valid
 		resp, rerr := b.renewSame(req, a, held)

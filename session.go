@@ -46,12 +46,12 @@ type account struct {
 	failures    int
 }
 
-func (b *backend) newAccount(cfg *config) (*account, error) {
-	p, err := upstream.New(cfg.Config, upstream.Deps{Clock: b.clock, Limiters: b.limiters})
-	if err != nil {
-		return nil, err
-	}
-	return &account{cfg: cfg, prov: p, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider)}, nil
+func (b *backend) newProvider(cfg *config) (upstream.Provider, error) {
+	return upstream.New(cfg.Config, upstream.Deps{Clock: b.clock, Limiters: b.limiters})
+}
+
+func (b *backend) newAccount(cfg *config, p upstream.Provider) *account {
+	return &account{cfg: cfg, prov: p, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider)}
 }
 
 // load reads the stored session, so a restart or leader change costs no login.

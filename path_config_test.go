@@ -1,0 +1,153 @@
+package sessiontoken
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+// expectRejected writes config and asserts a 400 whose message names field, and that nothing
+// was stored (the previous config, if any, still reads back unchanged).
+func expectRejected(t *testing.T, e *env, data map[string]any, field string) string {
+	t.Helper()
+	before, _ := e.do(logical.ReadOperation, "config", nil)
+	resp, err := e.do(logical.UpdateOperation, "config", data)
+	if err != nil {
+		t.Fatalf("want an error response naming %q, got Go error %v", field, err)
+	}
+	if resp == nil || !resp.IsError() {
+		t.Fatalf("want an error naming %q, got success", field)
+	}
+	if code, _ := logical.RespondErrorCommon(&logical.Request{Operation: logical.UpdateOperation}, resp, nil); code != 400 {
+		t.Errorf("status %d, want 400", code)
+	}
+	msg := errText(resp)
+	if !strings.Contains(msg, field) {
+		t.Errorf("error %q does not name %q", msg, field)
+	}
+	after, _ := e.do(logical.ReadOperation, "config", nil)
+	if (before == nil) != (after == nil) || (before != nil && before.Data["url"] != after.Data["url"]) {
+		t.Errorf("a rejected write changed the stored config")
+	}
+	assertNoSecrets(t, "error message", msg)
+	return msg
+}
+
+func TestBadConfigIsRejectedNamingTheField(t *testing.T) {
+	e := newEnv(t)
+	p := e.plextracConfig(false)
+	cases := []struct {
+		name  string
+		data  map[string]any
+		field string
+	}{
+		{"no provider", map[string]any{"url": e.url}, "provider"},
+		{"unknown provider", with(p, "provider", "okta"), "provider"},
+		{"unknown field", with(p, "pasword", "x"), "pasword"},
+		{"field of another provider", with(p, "api_key", "k"), "api_key"},
+		{"org_id for plextrac", with(p, "org_id", 3), "org_id"},
+		{"missing password", map[string]any{"provider": "plextrac", "url": e.url, "allow_insecure_http": true, "username": "u"}, "password"},
+		{"missing url", map[string]any{"provider": "resolver", "email": "a@b", "password": "p", "org_id": 1}, "url"},
+		{"resolver without org", with(e.resolverConfig(), "org_id", 0), "org_id"},
+		{"url with credentials", with(p, "url", "https://u:p@acme.plextrac.com"), "url"},
+		{"url scheme", with(p, "url", "ftp://acme.plextrac.com"), "url"},
+		{"url not absolute", with(p, "url", "acme.plextrac.com"), "url"},
+		{"http without allow_insecure_http", with(p, "allow_insecure_http", false), "allow_insecure_http"},
+		{"bad totp seed", with(p, "totp_secret", "not-base32!"), "totp_secret"},
+		{"bad ca_cert", with(p, "ca_cert", "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----"), "ca_cert"},
+		{"ca_cert not PEM", with(p, "ca_cert", "hello"), "ca_cert"},
+		{"timeout too long", with(p, "request_timeout", "2h"), "request_timeout"},
+		{"timeout not a duration", with(p, "request_timeout", "soon"), "request_timeout"},
+		{"negative min_ttl", with(p, "min_ttl", "-5m"), "min_ttl"},
+		{"zero auth budget", with(p, "max_auth_per_minute", 0), "max_auth_per_minute"},
+		{"org_id not a number", with(e.resolverConfig(), "org_id", "acme"), "org_id"},
+		{"Authorization header", with(p, "headers", map[string]any{"Authorization": "x"}), "headers"},
+		{"bad header name", with(p, "headers", map[string]any{"bad header": "x"}), "headers"},
+		{"generic without login_path", map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true}, "login_path"},
+		{"generic body not JSON", map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true, "login_path": "/x", "login_body": "user={{.username}}"}, "login_body"},
+		{"generic bad template", map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true, "login_path": "/x", "login_body": "{{"}, "login_body"},
+		{"generic bad method", map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true, "login_path": "/x", "refresh_method": "FETCH"}, "refresh_method"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { expectRejected(t, e, tc.data, tc.field) })
+	}
+	// With a good config stored, a bad update leaves it as it was.
+	e.write("config", p)
+	t.Run("bad update keeps stored config", func(t *testing.T) { expectRejected(t, e, map[string]any{"url": "ftp://x"}, "url") })
+}
+
+func TestFailedLoginCheckStoresNothing(t *testing.T) {
+	e := newEnv(t)
+	cases := []struct {
+		name string
+		data map[string]any
+		want string
+	}{
+		{"plextrac wrong password", with(e.plextracConfig(false), "password", "wrong-password"), "username and password"},
+		{"plextrac MFA without seed", with(e.plextracConfig(true), "totp_secret", ""), "totp_secret"},
+		{"plextrac wrong seed", with(e.plextracConfig(true), "totp_secret", "GEZDGNBVGY3TQOJQ"), "totp_secret"},
+		{"plaspy success:false", with(e.plaspyConfig(), "api_key", "wrong-key-123"), "Invalid API key or username"},
+		{"resolver user in no org", with(e.resolverConfig(), "email", sim.DemoResolverNoOrg), "not an active member of any org"},
+		{"resolver wrong org", with(e.resolverConfig(), "org_id", 7), "org_id"},
+		{"unreachable", with(e.plextracConfig(false), "url", "http://127.0.0.1:1"), "cannot reach upstream"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e.clock.Advance(time.Minute) // each check is an auth call: stay inside max_auth_per_minute
+			resp, err := e.do(logical.UpdateOperation, "config", tc.data)
+			if err != nil || !resp.IsError() {
+				t.Fatalf("want a rejected write, got %v %v", err, resp)
+			}
+			msg := errText(resp)
+			if !strings.Contains(msg, tc.want) || !strings.Contains(msg, "config not saved") {
+				t.Errorf("error %q should say %q and that nothing was saved", msg, tc.want)
+			}
+			assertNoSecrets(t, "error", msg, "wrong-password", "wrong-key-123", "GEZDGNBVGY3TQOJQ")
+			if r, _ := e.do(logical.ReadOperation, "config", nil); r != nil {
+				t.Errorf("config stored after a failed check: %v", r.Data)
+			}
+		})
+	}
+}
+
+func TestConfigReadNeverShowsSecrets(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(true), "headers", map[string]any{"cf-access-token": "cf-secret-value"}))
+	resp := e.read("config", nil)
+	assertNoSecrets(t, "config read", resp.Data, "cf-secret-value")
+	if resp.Data["password_set"] != true || resp.Data["totp_secret_set"] != true {
+		t.Errorf("want password_set and totp_secret_set true: %v", resp.Data)
+	}
+	if names := resp.Data["header_names"].([]string); len(names) != 1 || names[0] != "cf-access-token" {
+		t.Errorf("header_names = %v", names)
+	}
+	if resp.Data["username"] != sim.DemoPlexTracUser {
+		t.Errorf("username = %v", resp.Data["username"])
+	}
+	status := e.read("status", nil)
+	assertNoSecrets(t, "status read", status.Data, "cf-secret-value")
+}
+
+func TestConfigUpdateMergesAndDropsSession(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	first := e.read("token", nil).Data["token"]
+	// An update naming only min_ttl keeps the credentials, logs in again and drops the old session.
+	e.write("config", map[string]any{"min_ttl": "2m"})
+	r := e.read("config", nil)
+	if r.Data["min_ttl"] != 120 || r.Data["password_set"] != true {
+		t.Fatalf("merge lost fields: %v", r.Data)
+	}
+	if got := e.read("token", nil).Data["token"]; got == first {
+		t.Error("config change kept the old session")
+	}
+	// Changing provider starts over: plextrac fields do not leak into the plaspy config.
+	e.write("config", e.plaspyConfig())
+	if r := e.read("config", nil); r.Data["password_set"] != nil || r.Data["provider"] != "plaspy" {
+		t.Errorf("provider switch kept old fields: %v", r.Data)
+	}
+}

@@ -1,0 +1,219 @@
+package sessiontoken
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+func TestEachProviderServesAWorkingToken(t *testing.T) {
+	cases := []struct {
+		name, provider, protected, authPrefix string
+		config                                func(e *env) map[string]any
+		extra                                 string
+	}{
+		{"plextrac", sim.PlexTrac, "/api/v1/whoami", "", func(e *env) map[string]any { return e.plextracConfig(false) }, "tenant_id"},
+		{"plextrac-mfa", sim.PlexTrac, "/api/v1/whoami", "", func(e *env) map[string]any { return e.plextracConfig(true) }, "tenant_id"},
+		{"plaspy", sim.Plaspy, "/api/Account", "Bearer ", func(e *env) map[string]any { return e.plaspyConfig() }, ""},
+		{"resolver", sim.Resolver, "/user/me", "Bearer ", func(e *env) map[string]any { return e.resolverConfig() }, "org_id"},
+		{"generic-as-resolver", sim.Resolver, "/user/me", "Bearer ", func(e *env) map[string]any {
+			return map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true,
+				"username": sim.DemoResolverEmail, "password": sim.DemoResolverPassword,
+				"login_path": "/user/authenticate", "login_body": `{"email": {{json .username}}, "password": {{json .password}}, "selectedOrg": 42, "client": "core-client"}`,
+				"expiry_field": "expiresAt", "refresh_method": "GET", "refresh_path": "/user/authenticate"}
+		}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.write("config", tc.config(e))
+			resp := e.read("token", nil)
+			tok := resp.Data["token"].(string)
+			if got := resp.Data["authorization"]; got != tc.authPrefix+tok {
+				t.Fatalf("authorization = %q, want %q + token", got, tc.authPrefix)
+			}
+			if st := e.callProtected(tc.protected, resp.Data["authorization"].(string)); st != http.StatusOK {
+				t.Fatalf("the served token does not work upstream: HTTP %d", st)
+			}
+			if tc.extra != "" && resp.Data[tc.extra] == nil {
+				t.Errorf("missing %s in %v", tc.extra, resp.Data)
+			}
+			if resp.Data["provider"] == nil || resp.Data["expires_at"] == nil || resp.Data["issued_at"] == nil {
+				t.Errorf("missing fields: %v", resp.Data)
+			}
+			// config's verification login became the session: the read cost no second login.
+			st := e.sim.Stats(tc.provider)
+			if logins := st.Logins + st.MFA; logins != 1 {
+				t.Errorf("upstream logins = %d, want 1 (the config check)", logins)
+			}
+		})
+	}
+}
+
+func TestLeaseTTLIsTokenRemainingLifeLessSkew(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	e.clock.Advance(2 * time.Minute)
+	resp := e.read("token", nil)
+	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+	want := exp.Sub(e.clock.Now()) - clockSkew
+	if resp.Secret.TTL != want || resp.Secret.MaxTTL != want {
+		t.Fatalf("lease TTL %s / MaxTTL %s, want %s (token has %s left)", resp.Secret.TTL, resp.Secret.MaxTTL, want, exp.Sub(e.clock.Now()))
+	}
+	if resp.Data["ttl"] != int(want.Seconds()) {
+		t.Errorf("ttl field = %v, want %d", resp.Data["ttl"], int(want.Seconds()))
+	}
+}
+
+func TestReadRefreshesWhenLessThanMinTTLLeft(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false)) // 15-minute tokens, min_ttl 5m
+	first := e.read("token", nil).Data["token"]
+	e.clock.Advance(9 * time.Minute) // 6m left: still enough
+	if got := e.read("token", nil).Data["token"]; got != first {
+		t.Fatal("token changed with 6m left; min_ttl is 5m")
+	}
+	e.clock.Advance(2 * time.Minute) // 4m left: refresh first
+	second := e.read("token", nil).Data
+	if second["token"] == first {
+		t.Fatal("token not refreshed with 4m left")
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 1 || st.Logins != 1 {
+		t.Fatalf("upstream saw %d refreshes and %d logins, want 1 and 1", st.Refreshes, st.Logins)
+	}
+	// A reader may ask for more life than min_ttl; it is capped at a third of the lifetime.
+	e.clock.Advance(time.Minute)
+	if got := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]; got != second["token"] {
+		t.Fatal("min_ttl=1h with 14m left should keep the token (cap: a third of 15m)")
+	}
+	e.clock.Advance(10 * time.Minute)
+	if got := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]; got == second["token"] {
+		t.Fatal("min_ttl=1h with 4m left should refresh")
+	}
+}
+
+func renew(t *testing.T, e *env, secret *logical.Secret) *logical.Response {
+	t.Helper()
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: secret})
+	if err != nil || resp.IsError() {
+		t.Fatalf("renew: %v %s", err, errText(resp))
+	}
+	return resp
+}
+
+func TestRenewOutsideWindowKeepsTokenAndExpiry(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	resp := e.read("token", nil)
+	resp.Secret.IssueTime = e.clock.Now()
+	e.clock.Advance(3 * time.Minute) // 12m left of 15: outside the last third
+	r := renew(t, e, resp.Secret)
+	if r.Data["token"] != resp.Data["token"] {
+		t.Fatal("renewal outside the window changed the token")
+	}
+	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+	if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-clockSkew)) {
+		t.Fatalf("lease extended to %s, past the token's expiry %s less skew", end, exp)
+	}
+	if !r.Secret.Renewable {
+		t.Error("lease became non-renewable without a new token")
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 0 {
+		t.Errorf("renewal outside the window called upstream %d times", st.Refreshes)
+	}
+}
+
+func TestRenewInsideWindowHandsOutRefreshedToken(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	resp := e.read("token", nil)
+	issue := e.clock.Now().Add(300 * time.Millisecond)
+	resp.Secret.IssueTime = issue
+	e.clock.Advance(11 * time.Minute) // 4m left: inside the last third
+	r := renew(t, e, resp.Secret)
+	newTok := r.Data["token"].(string)
+	if newTok == resp.Data["token"] {
+		t.Fatal("renewal inside the window kept the old token")
+	}
+	if st := e.callProtected("/api/v1/whoami", newTok); st != 200 {
+		t.Fatalf("renewed token rejected upstream: %d", st)
+	}
+	if r.Secret.Renewable {
+		t.Fatal("a renewal that hands out a new token must make the lease non-renewable (so Agent re-reads)")
+	}
+	exp, _ := time.Parse(time.RFC3339, r.Data["expires_at"].(string))
+	if want := exp.Add(-clockSkew).Sub(e.clock.Now()); r.Secret.TTL != want {
+		t.Errorf("TTL %s, want %s", r.Secret.TTL, want)
+	}
+	if want := exp.Add(-clockSkew).Sub(issue.Truncate(time.Second)); r.Secret.MaxTTL != want {
+		t.Errorf("MaxTTL %s, want %s (from the issue time truncated to the second)", r.Secret.MaxTTL, want)
+	}
+	// Other readers now get the same refreshed token without another upstream call.
+	if got := e.read("token", nil).Data["token"]; got != newTok {
+		t.Error("a read after the renewal did not return the refreshed shared token")
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 1 {
+		t.Errorf("upstream refreshes = %d, want 1", st.Refreshes)
+	}
+}
+
+func TestRevokeSucceedsAfterUpstreamForgotToken(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	resp := e.read("token", nil)
+	e.sim.Forget()
+	r, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation, Storage: e.s, Secret: resp.Secret})
+	if err != nil || r.IsError() {
+		t.Fatalf("revoke failed: %v %s", err, errText(r))
+	}
+	// and after the mount's config is gone
+	e.write("config", e.plextracConfig(false))
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation, Storage: e.s, Secret: resp.Secret}); err != nil || r.IsError() {
+		t.Fatalf("revoke without config failed: %v %s", err, errText(r))
+	}
+}
+
+func TestConcurrentColdReadsCostOneLogin(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(true), "verify", false)) // no session yet
+	const readers = 200
+	var wg sync.WaitGroup
+	tokens := make([]string, readers)
+	errs := make(chan error, readers)
+	for i := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.do(logical.ReadOperation, "token", nil)
+			if err != nil || resp.IsError() {
+				errs <- fmt.Errorf("%v %s", err, errText(resp))
+				return
+			}
+			tokens[i] = resp.Data["token"].(string)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	st := e.sim.Stats(sim.PlexTrac)
+	if st.MFAChallenges != 1 || st.MFA != 1 || st.AuthCalls != 2 {
+		t.Fatalf("%d cold reads made %d logins, %d MFA, %d auth calls; want 1, 1, 2", readers, st.MFAChallenges, st.MFA, st.AuthCalls)
+	}
+	for _, tok := range tokens {
+		if tok != tokens[0] {
+			t.Fatal("readers got different tokens")
+		}
+	}
+}
