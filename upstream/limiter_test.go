@@ -1,0 +1,92 @@
+package upstream
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+	return ctx.Err()
+}
+func (c *testClock) Advance(d time.Duration) { _ = c.Sleep(context.Background(), d) }
+
+func newTestClock() *testClock { return &testClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)} }
+
+// The limiter's promise: in no 60-second window do more than max_auth_per_minute calls pass,
+// whatever the pattern of callers and however long they are willing to wait.
+func TestLimiterNeverExceedsBudgetInAnyMinute(t *testing.T) {
+	for _, perMinute := range []int{1, 2, 3, 10, 25} {
+		clock := newTestClock()
+		h := NewLimiters().For("upstream.example", perMinute, clock.Now())
+		start := clock.Now()
+		rng := rand.New(rand.NewPCG(1, uint64(perMinute)))
+		var passed []time.Time
+		for range 5000 {
+			clock.Advance(time.Duration(rng.IntN(4000)) * time.Millisecond)
+			wait := time.Duration(rng.IntN(20)) * time.Second
+			if _, err := h.Acquire(context.Background(), clock, wait); err == nil {
+				passed = append(passed, clock.Now())
+			}
+		}
+		worst, lo := 0, 0
+		for hi := range passed {
+			for passed[hi].Sub(passed[lo]) >= time.Minute {
+				lo++
+			}
+			worst = max(worst, hi-lo+1)
+		}
+		if worst > perMinute {
+			t.Errorf("max_auth_per_minute=%d: %d calls passed within 60s", perMinute, worst)
+		}
+		// Over time at least half the budget must be usable, or the limiter starves callers.
+		minutes := clock.Now().Sub(start).Minutes()
+		if float64(len(passed)) < 0.9*minutes*float64(perMinute)/2 {
+			t.Errorf("max_auth_per_minute=%d: only %d calls passed in %.0f minutes", perMinute, len(passed), minutes)
+		}
+	}
+}
+
+func TestLimiterRefusesWithRetryTimeInsteadOfWaitingLong(t *testing.T) {
+	clock := newTestClock()
+	h := NewLimiters().For("upstream.example", 10, clock.Now())
+	for range 5 { // the burst: half the budget
+		if _, err := h.Acquire(context.Background(), clock, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := clock.Now()
+	retryAt, err := h.Acquire(context.Background(), clock, time.Second)
+	if err == nil || !retryAt.After(start) || clock.Now() != start {
+		t.Fatalf("want an immediate refusal with a retry time, got err=%v retryAt=%v waited=%v", err, retryAt, clock.Now().Sub(start))
+	}
+	if _, err := h.Acquire(context.Background(), clock, time.Minute); err != nil || clock.Now() == start {
+		t.Fatalf("a caller willing to wait should wait for the budget: err=%v", err)
+	}
+	h.Block(clock.Now().Add(30 * time.Second))
+	if at, err := h.Acquire(context.Background(), clock, time.Hour); err == nil || at != clock.Now().Add(30*time.Second) {
+		t.Fatalf("a 429 block must refuse until its end: %v %v", at, err)
+	}
+}
+
+func TestLimitersAreSharedPerHost(t *testing.T) {
+	l := NewLimiters()
+	now := time.Now()
+	if l.For("a.example", 10, now) != l.For("a.example", 10, now) {
+		t.Fatal("two mounts on one host must share a limiter")
+	}
+	if l.For("a.example", 10, now) == l.For("b.example", 10, now) {
+		t.Fatal("different hosts must not share a limiter")
+	}
+}
