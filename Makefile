@@ -1,0 +1,42 @@
+# sessiontoken: build, test, run locally, benchmark.
+VERSION  ?= v0.1.0
+MODULE   := github.com/sessiontoken/vault-plugin-secrets-sessiontoken
+LDFLAGS  := -X $(MODULE).Version=$(VERSION)
+PLUGIN   := bin/vault-plugin-secrets-sessiontoken
+SIM      := bin/upstream-sim
+
+.PHONY: all build vault test unit integration dev bench clean
+
+all: build
+
+build:
+	go build -ldflags "$(LDFLAGS)" -o $(PLUGIN) ./cmd/vault-plugin-secrets-sessiontoken
+	go build -o $(SIM) ./cmd/upstream-sim
+
+# Prints the path of a Vault binary, building and caching Vault $(VAULT_VERSION) on first use.
+vault:
+	@scripts/vault.sh
+
+# The one test command: vet, unit tests with -race, then the real-Vault integration suite
+# (plugin built with -race too: a data race in the plugin fails the suite).
+test: unit integration
+
+unit:
+	go vet ./...
+	go vet -tags integration ./integration/
+	go test -race -count=1 ./...
+
+integration:
+	go build -race -ldflags "$(LDFLAGS)" -o bin/race/vault-plugin-secrets-sessiontoken ./cmd/vault-plugin-secrets-sessiontoken
+	go build -o $(SIM) ./cmd/upstream-sim
+	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_BIN="$(CURDIR)/bin/race/vault-plugin-secrets-sessiontoken" \
+	SIM_BIN="$(CURDIR)/$(SIM)" PLUGIN_VERSION=$(VERSION) \
+	go test -race -count=1 -tags integration -timeout 20m -v ./integration/
+
+# A local Vault dev server with the plugin at plextrac/, plaspy/ and resolver/ against the
+# simulator. Ctrl-C stops everything it started.
+dev: build
+	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_VERSION=$(VERSION) scripts/dev.sh
+
+clean:
+	rm -rf bin

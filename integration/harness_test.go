@@ -1,0 +1,295 @@
+//go:build integration
+
+// Package integration drives the plugin inside a real Vault server with the real Vault CLI
+// and Vault Agent, against the upstream simulator. Run it with `make test`; it needs
+// VAULT_BIN (scripts/vault.sh), PLUGIN_BIN and SIM_BIN, which the Makefile provides.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	vaultBin      = os.Getenv("VAULT_BIN")
+	pluginBin     = os.Getenv("PLUGIN_BIN")
+	simBin        = os.Getenv("SIM_BIN")
+	pluginVersion = envOr("PLUGIN_VERSION", "v0.1.0")
+	vault         *vaultServer // shared by the tests: one dev server
+	binDir        string       // holds a `vault` link to VAULT_BIN
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestMain(m *testing.M) {
+	for k, v := range map[string]string{"VAULT_BIN": vaultBin, "PLUGIN_BIN": pluginBin, "SIM_BIN": simBin} {
+		if v == "" {
+			fmt.Fprintf(os.Stderr, "%s is not set: run the integration suite with `make test`\n", k)
+			os.Exit(2)
+		}
+	}
+	dir, err := os.MkdirTemp("", "sessiontoken-it-")
+	if err != nil {
+		panic(err)
+	}
+	// The CLI flows run `vault` by name, as users do.
+	binDir = filepath.Join(dir, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		panic(err)
+	}
+	if err := os.Symlink(vaultBin, filepath.Join(binDir, "vault")); err != nil {
+		panic(err)
+	}
+	vault, err = startVault(dir, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := vault.registerPlugin(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		vault.stop()
+		os.Exit(1)
+	}
+	code := m.Run()
+	vault.stop()
+	// The plugin runs race-instrumented: a race report in Vault's log fails the suite.
+	if log, _ := os.ReadFile(vault.logPath); bytes.Contains(log, []byte("DATA RACE")) {
+		fmt.Fprintf(os.Stderr, "the plugin reported a data race; see %s\n", vault.logPath)
+		code = 1
+	}
+	if code == 0 {
+		os.RemoveAll(dir)
+	} else {
+		fmt.Fprintf(os.Stderr, "logs kept in %s\n", dir)
+	}
+	os.Exit(code)
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return cond()
+}
+
+// vaultServer is a real `vault server -dev` on a free loopback port.
+type vaultServer struct {
+	addr, token, dir, pluginDir, logPath string
+	cmd                                  *exec.Cmd
+}
+
+func startVault(dir string, extraArgs []string) (*vaultServer, error) {
+	v := &vaultServer{addr: freeAddr(), token: "root", dir: dir, pluginDir: filepath.Join(dir, "plugins"), logPath: filepath.Join(dir, "vault.log")}
+	if err := os.MkdirAll(v.pluginDir, 0o755); err != nil {
+		return nil, err
+	}
+	// plugin_directory via a config file, not -dev-plugin-dir, so that nothing is registered
+	// automatically: the suite registers the plugin as an operator would, by sha256 and version.
+	hcl := filepath.Join(dir, "plugins.hcl")
+	if err := os.WriteFile(hcl, []byte(fmt.Sprintf("plugin_directory = %q\n", v.pluginDir)), 0o644); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(v.logPath)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"server", "-dev", "-dev-root-token-id=" + v.token, "-dev-listen-address=" + v.addr,
+		"-config=" + hcl, "-log-level=debug"}, extraArgs...)
+	v.cmd = exec.Command(vaultBin, args...)
+	v.cmd.Stdout, v.cmd.Stderr = logf, logf
+	v.cmd.Env = append(os.Environ(), "VAULT_DEV_ROOT_TOKEN_ID="+v.token)
+	if err := v.cmd.Start(); err != nil {
+		return nil, err
+	}
+	if !waitFor(60*time.Second, func() bool { _, _, err := v.cli("status"); return err == nil }) {
+		v.stop()
+		log, _ := os.ReadFile(v.logPath)
+		return nil, fmt.Errorf("vault did not start:\n%s", log)
+	}
+	return v, nil
+}
+
+func (v *vaultServer) stop() {
+	if v.cmd != nil && v.cmd.Process != nil {
+		_ = v.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = v.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = v.cmd.Process.Kill()
+		}
+	}
+}
+
+func (v *vaultServer) env() []string {
+	return append(os.Environ(), "VAULT_ADDR=http://"+v.addr, "VAULT_TOKEN="+v.token, "VAULT_MAX_RETRIES=0")
+}
+
+// cli runs the real vault CLI against the server.
+func (v *vaultServer) cli(args ...string) (string, string, error) {
+	cmd := exec.Command(vaultBin, args...)
+	cmd.Env = v.env()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// mustCLI runs the CLI and fails the test on error.
+func mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, err := vault.cli(args...)
+	if err != nil {
+		t.Fatalf("vault %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+// readJSON runs `vault read -format=json path` and decodes the answer.
+func readJSON(t *testing.T, args ...string) secretJSON {
+	t.Helper()
+	out := mustCLI(t, append([]string{"read", "-format=json"}, args...)...)
+	var s secretJSON
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("vault read output is not JSON: %v", err)
+	}
+	return s
+}
+
+type secretJSON struct {
+	LeaseID       string         `json:"lease_id"`
+	LeaseDuration int            `json:"lease_duration"`
+	Renewable     bool           `json:"renewable"`
+	Data          map[string]any `json:"data"`
+	Warnings      []string       `json:"warnings"`
+}
+
+func (v *vaultServer) registerPlugin() error {
+	dst := filepath.Join(v.pluginDir, "vault-plugin-secrets-sessiontoken")
+	b, err := os.ReadFile(pluginBin)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	_, errOut, err := v.cli("plugin", "register", "-sha256="+hex.EncodeToString(sum[:]),
+		"-command=vault-plugin-secrets-sessiontoken", "-version="+pluginVersion, "secret", "sessiontoken")
+	if err != nil {
+		return fmt.Errorf("plugin register: %v: %s", err, errOut)
+	}
+	return nil
+}
+
+// simulator is a running cmd/upstream-sim.
+type simulator struct {
+	url string
+	cmd *exec.Cmd
+}
+
+func startSim(t *testing.T, lifetime time.Duration) *simulator {
+	t.Helper()
+	addrFile := filepath.Join(t.TempDir(), "addr")
+	cmd := exec.Command(simBin, "-listen=127.0.0.1:0", "-addr-file="+addrFile, "-token-lifetime="+lifetime.String())
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &simulator{cmd: cmd}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if !waitFor(10*time.Second, func() bool {
+		b, err := os.ReadFile(addrFile)
+		s.url = strings.TrimSpace(string(b))
+		return err == nil && s.url != ""
+	}) {
+		t.Fatal("simulator did not start")
+	}
+	return s
+}
+
+func (s *simulator) stats(t *testing.T, provider string) map[string]float64 {
+	t.Helper()
+	var all map[string]map[string]float64
+	s.admin(t, http.MethodGet, "/_sim/stats", nil, &all)
+	return all[provider]
+}
+
+func (s *simulator) admin(t *testing.T, method, path string, body, out any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), method, s.url+path, r)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("sim %s %s: %d", method, path, resp.StatusCode)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// valid asks the simulator whether it accepts token right now.
+func (s *simulator) valid(t *testing.T, provider, token string) bool {
+	t.Helper()
+	var out struct{ Valid bool }
+	s.admin(t, http.MethodPost, "/_sim/check/"+provider, map[string]string{"token": token}, &out)
+	return out.Valid
+}
+
+// enable mounts the plugin at path and configures it against the simulator.
+func enable(t *testing.T, path string, config ...string) {
+	t.Helper()
+	mustCLI(t, "secrets", "enable", "-path="+path, "sessiontoken")
+	t.Cleanup(func() { _, _, _ = vault.cli("secrets", "disable", path) })
+	if len(config) > 0 {
+		mustCLI(t, append([]string{"write", path + "/config"}, config...)...)
+	}
+}
+
+func plextracConfig(s *simulator) []string {
+	return []string{"provider=plextrac", "url=" + s.url, "allow_insecure_http=true", "username=svc-ci@acme.com",
+		"password=plextrac-demo-pass", "totp_secret=JBSWY3DPEHPK3PXP", "max_auth_per_minute=10"}
+}
