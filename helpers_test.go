@@ -3,6 +3,7 @@ package sessiontoken
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,6 +50,7 @@ type env struct {
 	clock *fakeClock
 	sim   *sim.Server
 	url   string
+	srv   *httptest.Server
 	b     *backend
 	s     logical.Storage
 }
@@ -59,14 +61,29 @@ func newEnv(t *testing.T) *env {
 	s := sim.New(sim.Options{Now: clock.Now})
 	s.AddDemoUsers()
 	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
 	b := newBackend(clock, upstream.NewLimiters())
 	conf := logical.TestBackendConfig()
 	conf.StorageView = &logical.InmemStorage{}
 	if err := b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, clock: clock, sim: s, url: srv.URL, b: b, s: conf.StorageView}
+	e := &env{t: t, clock: clock, sim: s, url: srv.URL, srv: srv, b: b, s: conf.StorageView}
+	t.Cleanup(func() { e.srv.Close() })
+	return e
+}
+
+// upstreamDown closes the simulator's port: connections are refused until upstreamUp.
+func (e *env) upstreamDown() { e.srv.Close() }
+
+func (e *env) upstreamUp() {
+	e.t.Helper()
+	l, err := net.Listen("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.srv = httptest.NewUnstartedServer(e.sim.Handler())
+	e.srv.Listener = l
+	e.srv.Start()
 }
 
 func (e *env) do(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {

@@ -19,7 +19,7 @@ const plextracCredHint = "check username and password in config (SSO users canno
 func newPlexTrac(c *Client, cfg Config) (*plextrac, error) {
 	p := &plextrac{Client: c, username: cfg.Username, password: cfg.Password}
 	if cfg.TOTPSecret != "" {
-		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock}
+		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock, used: usedStepFor(c.Host() + "|" + cfg.Username)}
 	}
 	return p, nil
 }

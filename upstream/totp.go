@@ -17,8 +17,30 @@ const totpPeriod = 30 // seconds, RFC 6238 as authenticator apps use it
 type totpSource struct {
 	seed  string
 	clock Clock
-	mu    sync.Mutex
-	last  int64 // last step a code was given for
+	used  *usedStep // shared by every source for the same upstream account in the process
+}
+
+// usedStep is the last TOTP step used for one upstream account. It outlives provider
+// instances: a config rewrite builds a new provider, which must not resend the old code.
+type usedStep struct {
+	mu   sync.Mutex
+	last int64
+}
+
+var (
+	usedStepsMu sync.Mutex
+	usedSteps   = map[string]*usedStep{}
+)
+
+func usedStepFor(account string) *usedStep {
+	usedStepsMu.Lock()
+	defer usedStepsMu.Unlock()
+	u := usedSteps[account]
+	if u == nil {
+		u = &usedStep{}
+		usedSteps[account] = u
+	}
+	return u
 }
 
 // NormalizeTOTPSecret upper-cases a base32 seed and drops spaces and padding, as apps show it.
@@ -39,21 +61,21 @@ func totpCode(seed string, t time.Time) (string, error) {
 // Code returns the code for the current step, waiting for the next step when the current
 // one was already used.
 func (t *totpSource) Code(ctx context.Context) (string, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.used.mu.Lock()
+	defer t.used.mu.Unlock()
 	now := t.clock.Now()
 	step := now.Unix() / totpPeriod
-	if step <= t.last {
-		next := time.Unix((t.last+1)*totpPeriod, 0)
+	if step <= t.used.last {
+		next := time.Unix((t.used.last+1)*totpPeriod, 0)
 		if err := t.clock.Sleep(ctx, next.Sub(now)); err != nil {
 			return "", err
 		}
-		step = t.last + 1
+		step = t.used.last + 1
 	}
 	code, err := totpCode(t.seed, time.Unix(step*totpPeriod, 0))
 	if err != nil {
 		return "", err
 	}
-	t.last = step
+	t.used.last = step
 	return code, nil
 }

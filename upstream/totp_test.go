@@ -11,7 +11,7 @@ import (
 func TestTOTPCodeIsNeverReusedWithinAStep(t *testing.T) {
 	clock := newTestClock()
 	clock.Advance(5 * time.Second) // mid-step
-	src := &totpSource{seed: "JBSWY3DPEHPK3PXP", clock: clock}
+	src := &totpSource{seed: "JBSWY3DPEHPK3PXP", clock: clock, used: &usedStep{}}
 	first, err := src.Code(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,182 @@
+package sessiontoken
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+// faultCase breaks the upstream one way. Each runs twice: cold (no session: readers must get a
+// clear error) and warm (a valid session due for refresh: readers must keep getting it).
+type faultCase struct {
+	name    string
+	mfa     bool
+	timeout string     // request_timeout, when the fault is about time
+	fault   *sim.Fault // injected at the simulator
+	breakIt func(e *env)
+	heal    func(e *env)
+	want    string // in the cold error
+	status  int    // cold HTTP status
+}
+
+func faultCases() []faultCase {
+	f := func(fl sim.Fault) *sim.Fault { fl.Provider = sim.PlexTrac; return &fl }
+	newPassword := func(e *env) {
+		e.sim.AddPlexTracUser(sim.DemoPlexTracNoMFAUser, sim.PlexTracUser{Password: "rotated-elsewhere", TenantID: 7})
+	}
+	restore := func(e *env) { e.sim.AddDemoUsers() }
+	return []faultCase{
+		{name: "500 burst", fault: f(sim.Fault{Status: 500}), want: "HTTP 500", status: 502},
+		{name: "502", fault: f(sim.Fault{Status: 502}), want: "HTTP 502", status: 502},
+		{name: "503", fault: f(sim.Fault{Status: 503}), want: "HTTP 503", status: 502},
+		{name: "connection refused", breakIt: (*env).upstreamDown, heal: (*env).upstreamUp, want: "cannot reach upstream", status: 504},
+		{name: "hang past request_timeout", timeout: "1s", fault: f(sim.Fault{Delay: 3 * time.Second}), want: "no answer within request_timeout (1s)", status: 504},
+		{name: "429 with Retry-After", fault: f(sim.Fault{Status: 429, RetryAfter: "90"}), want: "HTTP 429", status: 429},
+		{name: "429 without Retry-After", fault: f(sim.Fault{Status: 429}), want: "HTTP 429", status: 429},
+		{name: "HTML page with 200", fault: f(sim.Fault{Body: "html"}), want: "not JSON (text/html)", status: 502},
+		{name: "malformed JSON", fault: f(sim.Fault{Body: "garbage"}), want: "not JSON", status: 502},
+		{name: "truncated JSON", fault: f(sim.Fault{Body: "truncated"}), want: "not JSON", status: 502},
+		{name: "50 MiB body", fault: f(sim.Fault{Body: "oversized", OversizeMiB: 50}), want: "larger than 1024 KiB", status: 502},
+		{name: "JWT expired at issue", fault: f(sim.Fault{Token: "expired"}), want: "expired at", status: 502},
+		{name: "wrong MFA code", mfa: true, breakIt: func(e *env) {
+			e.sim.AddPlexTracUser(sim.DemoPlexTracUser, sim.PlexTracUser{Password: sim.DemoPlexTracPassword, TOTPSecret: "GEZDGNBVGY3TQOJQ", TenantID: 7})
+		}, heal: restore, want: "check totp_secret", status: 502},
+		{name: "credentials revoked upstream", breakIt: newPassword, heal: restore, want: "check username and password", status: 502},
+	}
+}
+
+func TestUpstreamFaultsColdReadersGetClearBoundedErrors(t *testing.T) {
+	for _, fc := range faultCases() {
+		t.Run(fc.name, func(t *testing.T) {
+			e := newEnv(t)
+			cfg := with(e.plextracConfig(fc.mfa), "verify", false)
+			if fc.timeout != "" {
+				cfg["request_timeout"] = fc.timeout
+			}
+			e.write("config", cfg)
+			breakUpstream(e, fc)
+			for i := range 20 {
+				code, msg := e.readFailure("token")
+				if i == 0 || i == 19 {
+					if code != fc.status || !strings.Contains(msg, fc.want) || !strings.Contains(msg, "plextrac (") || !strings.Contains(msg, "retry after") {
+						t.Fatalf("read %d: %d %q; want %d naming plextrac, %q and when to retry", i, code, msg, fc.status, fc.want)
+					}
+					assertNoSecrets(t, "error", msg, "rotated-elsewhere", "GEZDGNBVGY3TQOJQ")
+				}
+			}
+			if calls := e.sim.Stats(sim.PlexTrac).AuthCalls; calls > 2 {
+				t.Fatalf("20 failing reads made %d upstream auth calls; want at most one login attempt", calls)
+			}
+			healUpstream(e, fc)
+			recoverWithinOneCycle(t, e, nil)
+		})
+	}
+}
+
+func TestUpstreamFaultsWarmReadersKeepTheValidToken(t *testing.T) {
+	for _, fc := range faultCases() {
+		t.Run(fc.name, func(t *testing.T) {
+			e := newEnv(t)
+			cfg := e.plextracConfig(fc.mfa)
+			if fc.timeout != "" {
+				cfg["request_timeout"] = fc.timeout
+			}
+			e.write("config", cfg)
+			held := e.read("token", nil).Data["token"].(string)
+			e.sim.Forget() // refresh is refused too, so every path to a new token meets the fault
+			e.clock.Advance(11 * time.Minute)
+			before := e.sim.Stats(sim.PlexTrac).AuthCalls
+			breakUpstream(e, fc)
+			for range 20 {
+				resp := e.read("token", nil)
+				if resp.Data["token"] != held || len(resp.Warnings) == 0 {
+					t.Fatalf("want the still-valid token with a warning, got a new one or none: %v", resp.Warnings)
+				}
+				if resp.Secret.TTL > 4*time.Minute-clockSkew { // the held token has 4m left
+					t.Fatalf("lease %s outlives the token", resp.Secret.TTL)
+				}
+			}
+			if calls := e.sim.Stats(sim.PlexTrac).AuthCalls - before; calls > 3 {
+				t.Fatalf("20 reads made %d upstream auth calls; want one refresh and one login attempt", calls)
+			}
+			healUpstream(e, fc)
+			recoverWithinOneCycle(t, e, &held)
+		})
+	}
+}
+
+func breakUpstream(e *env, fc faultCase) {
+	if fc.fault != nil {
+		e.sim.AddFault(*fc.fault)
+	}
+	if fc.breakIt != nil {
+		fc.breakIt(e)
+	}
+}
+
+func healUpstream(e *env, fc faultCase) {
+	e.sim.ClearFaults()
+	if fc.heal != nil {
+		fc.heal(e)
+	}
+}
+
+// recoverWithinOneCycle: once upstream heals, the next periodic run after the backoff (at
+// most one refresh cycle) restores a working session without any reader asking.
+func recoverWithinOneCycle(t *testing.T, e *env, old *string) {
+	t.Helper()
+	e.clock.Advance(2 * time.Minute) // the longest backoff these faults reach (a 90 s Retry-After)
+	if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
+		t.Fatal(err)
+	}
+	if old == nil { // cold: periodic has no session to refresh; the next read logs in
+		e.read("token", nil)
+	}
+	a, _ := e.b.account(context.Background(), e.s)
+	cur := a.current()
+	if cur == nil || (old != nil && cur.Value == *old) {
+		t.Fatal("no new session after the fault cleared")
+	}
+	if st := e.callProtected("/api/v1/whoami", cur.Value); st != 200 {
+		t.Fatalf("recovered token rejected upstream: %d", st)
+	}
+	resp := e.read("token", nil)
+	if len(resp.Warnings) != 0 || resp.Data["token"] != cur.Value {
+		t.Fatalf("reads after recovery: %v", resp.Warnings)
+	}
+}
+
+func TestTokenShapesThatAreAcceptedWithAnAssumedLife(t *testing.T) {
+	for _, shape := range []string{"notjwt", "noexp"} {
+		t.Run(shape, func(t *testing.T) {
+			e := newEnv(t)
+			e.write("config", with(e.plextracConfig(false), "verify", false))
+			e.sim.AddFault(sim.Fault{Provider: sim.PlexTrac, Op: "login", Token: shape, Times: 1})
+			resp := e.read("token", nil)
+			exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+			if !exp.Equal(e.clock.Now().Add(15 * time.Minute)) {
+				t.Fatalf("a token without exp should get the assumed 15 minutes, got %s", exp)
+			}
+		})
+	}
+}
+
+func TestSameTOTPStepIsNeverReplayed(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(true)) // an MFA login at this 30 s step
+	// Rewriting the config logs in again at the same instant, with a new provider instance:
+	// it must wait for the next step rather than resend the code upstream already took.
+	start := e.clock.Now()
+	e.write("config", e.plextracConfig(true))
+	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
+		t.Fatalf("want 2 MFA logins and no replay refused, got %+v", st)
+	}
+	if e.clock.Now().Unix()/30 == start.Unix()/30 {
+		t.Fatal("the second MFA login did not move to the next TOTP step")
+	}
+}
