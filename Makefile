@@ -5,7 +5,7 @@ LDFLAGS  := -X $(MODULE).Version=$(VERSION)
 PLUGIN   := bin/vault-plugin-secrets-sessiontoken
 SIM      := bin/upstream-sim
 
-.PHONY: all build vault test unit integration dev bench clean
+.PHONY: all build vault test unit fuzz integration dev bench clean
 
 all: build
 
@@ -19,12 +19,19 @@ vault:
 
 # The one test command: vet, unit tests with -race, then the real-Vault integration suite
 # (plugin built with -race too: a data race in the plugin fails the suite).
-test: unit integration
+test: unit fuzz integration
 
 unit:
 	go vet ./...
 	go vet -tags integration ./integration/
 	go test -race -count=1 ./...
+
+# Each fuzz target for FUZZTIME (CI: 10s each). Run longer with: make fuzz FUZZTIME=10m
+FUZZTIME ?= 10s
+fuzz:
+	go test -run='^$$' -fuzz='^FuzzConfigWrite$$' -fuzztime=$(FUZZTIME) .
+	go test -run='^$$' -fuzz='^FuzzTokenTimes$$' -fuzztime=$(FUZZTIME) ./upstream/
+	go test -run='^$$' -fuzz='^FuzzProviderAnswers$$' -fuzztime=$(FUZZTIME) ./upstream/
 
 integration:
 	go build -race -ldflags "$(LDFLAGS)" -o bin/race/vault-plugin-secrets-sessiontoken ./cmd/vault-plugin-secrets-sessiontoken

@@ -1,0 +1,84 @@
+package upstream
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// FuzzTokenTimes: any token and expiry field yields an expiry after now, or an error; never a
+// panic.
+func FuzzTokenTimes(f *testing.F) {
+	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU0MzU0MDJ9.x", "2026-11-23T12:00:00Z", 0.0)
+	f.Add("opaque", "", 1795435402.0)
+	f.Add("a.b.c", "1795435402000", -1.0)
+	f.Fuzz(func(t *testing.T, token, field string, num float64) {
+		now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+		for _, v := range []any{field, num, nil} {
+			issued, exp, err := TokenTimes(token, v, now)
+			if err == nil && (!exp.After(now) || issued.After(now)) {
+				t.Fatalf("issued %s exp %s for now %s", issued, exp, now)
+			}
+		}
+	})
+}
+
+// FuzzProviderAnswers: whatever an upstream answers to a login or refresh, every provider
+// returns a usable token or an *Error, never panics, and never puts a credential in the error.
+func FuzzProviderAnswers(f *testing.F) {
+	f.Add(200, []byte(`{"status":"success","tenant_id":0,"token":"eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU0MzU0MDJ9.x"}`))
+	f.Add(200, []byte(`{"mfa_enabled":true,"code":"abc"}`))
+	f.Add(200, []byte(`{"success":false,"error":"Invalid API key or username. fuzz-secret-pw"}`))
+	f.Add(200, []byte(`{"token":"t","expiresAt":"2030-01-01T00:00:00Z"}`))
+	f.Add(401, []byte(`{"message":"bad password fuzz-secret-pw"}`))
+	f.Add(429, []byte(`{}`))
+	f.Add(302, []byte(``))
+	f.Add(200, []byte(`<html>`))
+	var mu sync.Mutex
+	var status int
+	var body []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		st, b := status, body
+		mu.Unlock()
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(st)
+		_, _ = w.Write(b)
+	}))
+	defer srv.Close()
+	f.Fuzz(func(t *testing.T, st int, b []byte) {
+		if st < 200 || st > 599 {
+			st = 200 + (st%400+400)%400
+		}
+		mu.Lock()
+		status, body = st, b
+		mu.Unlock()
+		for _, name := range Providers {
+			p, err := New(Config{Provider: name, URL: srv.URL, Username: "u", Email: "e", Password: "fuzz-secret-pw",
+				APIKey: "fuzz-secret-key", TOTPSecret: "JBSWY3DPEHPK3PXP", OrgID: 1, MaxAuthPerMinute: 600,
+				RequestTimeout: 2 * time.Second, Generic: GenericConfig{LoginPath: "/login", RefreshPath: "/refresh", ExpiryField: "expiresAt"}},
+				Deps{Clock: RealClock{}, Limiters: NewLimiters()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur := &Token{Value: "eyJcurrent", IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Minute)}
+			for _, call := range []func() (*Token, error){
+				func() (*Token, error) { return p.Login(context.Background()) },
+				func() (*Token, error) { return p.Refresh(context.Background(), cur) },
+			} {
+				tok, err := call()
+				switch {
+				case err == nil && (tok == nil || tok.Value == "" || !tok.ExpiresAt.After(time.Now())):
+					t.Fatalf("%s: success without a usable token: %+v", name, tok)
+				case err != nil && (strings.Contains(err.Error(), "fuzz-secret-pw") || strings.Contains(err.Error(), "fuzz-secret-key")):
+					t.Fatalf("%s: error leaks a credential: %v", name, err)
+				}
+			}
+			p.HTTP().Close()
+		}
+	})
+}
