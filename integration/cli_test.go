@@ -42,10 +42,13 @@ func TestPluginIsRegisteredAndDiscoverable(t *testing.T) {
 func TestConfigAndTokenThroughTheCLI(t *testing.T) {
 	t.Parallel()
 	sim := startSim(t, 15*time.Minute)
-	enable(t, "plextrac", plextracConfig(sim)...)
+	enable(t, "plextrac", append(plextracConfig(sim), "headers=cf-access-token="+cfAccessToken)...)
 
 	cfg := mustCLI(t, "read", "-format=json", "-field=data", "plextrac/config")
-	for _, secret := range []string{"plextrac-demo-pass", "JBSWY3DPEHPK3PXP"} {
+	if !strings.Contains(cfg, `"cf-access-token"`) {
+		t.Errorf("config read does not list the header name: %s", cfg)
+	}
+	for _, secret := range []string{"plextrac-demo-pass", "JBSWY3DPEHPK3PXP", cfAccessToken} {
 		if strings.Contains(cfg, secret) {
 			t.Fatal("config read shows a secret")
 		}

@@ -68,8 +68,20 @@ func TestMain(m *testing.M) {
 		vault.stop()
 		os.Exit(1)
 	}
+	auditLog := filepath.Join(dir, "audit.log")
+	if _, errOut, err := vault.cli("audit", "enable", "file", "file_path="+auditLog); err != nil {
+		fmt.Fprintln(os.Stderr, "audit enable:", err, errOut)
+		vault.stop()
+		os.Exit(1)
+	}
 	code := m.Run()
 	vault.stop()
+	if leaks := scanForSecrets(vault.logPath, auditLog); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "secrets found in plaintext:\n%s\n", strings.Join(leaks, "\n"))
+		code = 1
+	} else {
+		fmt.Printf("leak scan: 0 secrets in %s and %s (%d known secrets and served tokens checked)\n", vault.logPath, auditLog, len(knownSecrets()))
+	}
 	// The plugin runs race-instrumented: a race report in Vault's log fails the suite.
 	if log, _ := os.ReadFile(vault.logPath); bytes.Contains(log, []byte("DATA RACE")) {
 		fmt.Fprintf(os.Stderr, "the plugin reported a data race; see %s\n", vault.logPath)
@@ -104,7 +116,7 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-// vaultServer is a real `vault server -dev` on a free loopback port.
+// vaultServer is a real Vault server on a free loopback port.
 type vaultServer struct {
 	addr, token, dir, pluginDir, logPath string
 	cmd                                  *exec.Cmd
@@ -139,6 +151,62 @@ func startVault(dir string, extraArgs []string) (*vaultServer, error) {
 		return nil, fmt.Errorf("vault did not start:\n%s", log)
 	}
 	return v, nil
+}
+
+// startServer runs a non-dev Vault from an HCL config; it answers `vault status` (sealed or
+// not) when this returns.
+func startServer(dir, addr, hcl string) (*vaultServer, error) {
+	v := &vaultServer{addr: addr, dir: dir, pluginDir: filepath.Join(dir, "plugins"), logPath: filepath.Join(dir, "vault.log")}
+	if err := os.MkdirAll(v.pluginDir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "vault.hcl")
+	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(v.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	v.cmd = exec.Command(vaultBin, "server", "-config="+cfg, "-log-level=debug")
+	v.cmd.Stdout, v.cmd.Stderr = logf, logf
+	if err := v.cmd.Start(); err != nil {
+		return nil, err
+	}
+	// `vault status` exits 2 when sealed: that still means it is up.
+	if !waitFor(60*time.Second, func() bool {
+		_, _, err := v.cli("status")
+		ee, ok := err.(*exec.ExitError)
+		return err == nil || (ok && ee.ExitCode() == 2)
+	}) {
+		v.stop()
+		return nil, fmt.Errorf("vault did not start; see %s", v.logPath)
+	}
+	return v, nil
+}
+
+// initVault initialises with one unseal key and returns it; the root token is kept.
+func (v *vaultServer) initVault() (string, error) {
+	out, errOut, err := v.cli("operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json")
+	if err != nil {
+		return "", fmt.Errorf("operator init: %v %s", err, errOut)
+	}
+	var res struct {
+		Keys      []string `json:"unseal_keys_b64"`
+		RootToken string   `json:"root_token"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return "", err
+	}
+	v.token = res.RootToken
+	return res.Keys[0], nil
+}
+
+func (v *vaultServer) unseal(key string) error {
+	if _, errOut, err := v.cli("operator", "unseal", key); err != nil {
+		return fmt.Errorf("unseal: %v %s", err, errOut)
+	}
+	return nil
 }
 
 func (v *vaultServer) stop() {
@@ -186,6 +254,9 @@ func readJSON(t *testing.T, args ...string) secretJSON {
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatalf("vault read output is not JSON: %v", err)
 	}
+	if tok, ok := s.Data["token"].(string); ok {
+		rememberSecret(tok)
+	}
 	return s
 }
 
@@ -197,13 +268,18 @@ type secretJSON struct {
 	Warnings      []string       `json:"warnings"`
 }
 
-func (v *vaultServer) registerPlugin() error {
-	dst := filepath.Join(v.pluginDir, "vault-plugin-secrets-sessiontoken")
+// installPlugin copies the plugin binary into the server's plugin directory.
+func (v *vaultServer) installPlugin() ([]byte, error) {
 	b, err := os.ReadFile(pluginBin)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
+	return b, os.WriteFile(filepath.Join(v.pluginDir, "vault-plugin-secrets-sessiontoken"), b, 0o755)
+}
+
+func (v *vaultServer) registerPlugin() error {
+	b, err := v.installPlugin()
+	if err != nil {
 		return err
 	}
 	sum := sha256.Sum256(b)

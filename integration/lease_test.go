@@ -24,6 +24,9 @@ func renewLease(t *testing.T, id string) renewJSON {
 	if err := json.Unmarshal([]byte(mustCLI(t, "lease", "renew", "-format=json", id)), &r); err != nil {
 		t.Fatal(err)
 	}
+	if tok, ok := r.Data["token"].(string); ok {
+		rememberSecret(tok)
+	}
 	return r
 }
 
@@ -109,11 +112,15 @@ template {
 		}
 		samples++
 		seen[tok] = true
+		rememberSecret(tok)
 		if !sim.valid(t, "plextrac", tok) {
 			expired++
 		}
 	}
 	t.Logf("%d samples, %d distinct tokens, %d expired", samples, len(seen), expired)
+	if leaks := scanForSecrets(agent.logPath); len(leaks) > 0 {
+		t.Errorf("agent log holds secrets: %v", leaks)
+	}
 	if expired > 0 {
 		t.Errorf("%d of %d samples held a token the upstream rejects", expired, samples)
 	}
