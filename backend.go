@@ -80,7 +80,7 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	p, err := b.newProvider(cfg)
+	p, err := b.newProvider(ctx, s, cfg)
 	if err != nil {
 		return nil, err
 	}

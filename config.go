@@ -18,8 +18,9 @@ import (
 )
 
 const (
-	configKey  = "config"
-	sessionKey = "session"
+	configKey   = "config"
+	sessionKey  = "session"
+	totpStepKey = "totp_step" // the last TOTP step any node sent upstream
 
 	defaultRequestTimeout = 10 * time.Second
 	defaultMaxAuth        = 10 // PlexTrac's published limit; the others publish none

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // faultCase breaks the upstream one way. Each runs twice: cold (no session: readers must get a
@@ -178,5 +179,23 @@ func TestSameTOTPStepIsNeverReplayed(t *testing.T) {
 	}
 	if e.clock.Now().Unix()/30 == start.Unix()/30 {
 		t.Fatal("the second MFA login did not move to the next TOTP step")
+	}
+}
+
+// A new plugin process (restart, reload, failover to another node) starts with no memory of
+// the TOTP step used last: it must come from storage.
+func TestTOTPStepSurvivesAnotherPluginProcess(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(true))
+	// Another process: a fresh backend and fresh process-wide state, the same storage.
+	e.b = newBackend(e.clock, upstream.NewLimiters())
+	conf := logical.TestBackendConfig()
+	conf.StorageView = e.s
+	if err := e.b.Setup(context.Background(), conf); err != nil {
+		t.Fatal(err)
+	}
+	e.write("config", e.plextracConfig(true)) // same instant: must wait for the next step
+	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
+		t.Fatalf("want 2 MFA logins and no replay refused, got %+v", st)
 	}
 }

@@ -152,10 +152,12 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	var prov upstream.Provider
 	var tok *upstream.Token
 	if err == nil {
-		prov, err = b.newProvider(c)
+		prov, err = b.newProvider(ctx, req.Storage, c)
 	}
 	if err == nil && d.Get("verify").(bool) {
-		if tok, err = prov.Login(ctx); err != nil {
+		tok, err = prov.Login(ctx)
+		saveTOTPStep(ctx, req.Storage, prov, b.Logger())
+		if err != nil {
 			prov.HTTP().Close()
 			err = fmt.Errorf("the login check failed (set verify=false to store without checking): %w", err)
 		}

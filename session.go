@@ -46,8 +46,39 @@ type account struct {
 	failures    int
 }
 
-func (b *backend) newProvider(cfg *config) (upstream.Provider, error) {
-	return upstream.New(cfg.Config, upstream.Deps{Clock: b.clock, Limiters: b.limiters})
+// newProvider builds cfg's provider, told which TOTP step was used last by any node.
+func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *config) (upstream.Provider, error) {
+	p, err := upstream.New(cfg.Config, upstream.Deps{Clock: b.clock, Limiters: b.limiters})
+	if err != nil {
+		return nil, err
+	}
+	if st, ok := p.(upstream.TOTPStepper); ok && cfg.TOTPSecret != "" {
+		e, err := s.Get(ctx, totpStepKey)
+		if err != nil {
+			return nil, err
+		}
+		var step int64
+		if e != nil && e.DecodeJSON(&step) == nil {
+			st.SkipTOTPStepsThrough(step)
+		}
+	}
+	return p, nil
+}
+
+// saveTOTPStep records the last TOTP step p used, after any login attempt that may have sent
+// a code, so that another node or a restarted plugin never resends it.
+func saveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider, logger hclog.Logger) {
+	st, ok := p.(upstream.TOTPStepper)
+	if !ok || st.LastTOTPStep() == 0 {
+		return
+	}
+	e, err := logical.StorageEntryJSON(totpStepKey, st.LastTOTPStep())
+	if err == nil {
+		err = s.Put(ctx, e)
+	}
+	if err != nil {
+		logger.Warn("could not store the last TOTP step", "error", err)
+	}
 }
 
 func (b *backend) newAccount(cfg *config, p upstream.Provider) *account {
@@ -142,16 +173,22 @@ func (a *account) renewUpstream(ctx context.Context, s logical.Storage) (*upstre
 			a.logger.Info("upstream refused the refresh; logging in again", "error", err)
 		}
 		if errors.Is(err, upstream.ErrNoRefresh) || upstream.IsKind(err, upstream.KindRejected) {
-			t, err = a.prov.Login(ctx)
+			t, err = a.login(ctx, s)
 		}
 	} else {
-		t, err = a.prov.Login(ctx)
+		t, err = a.login(ctx, s)
 	}
 	if err != nil {
 		return nil, a.noteFailure(err)
 	}
 	a.store(ctx, s, t)
 	return t, nil
+}
+
+func (a *account) login(ctx context.Context, s logical.Storage) (*upstream.Token, error) {
+	t, err := a.prov.Login(ctx)
+	saveTOTPStep(ctx, s, a.prov, a.logger)
+	return t, err
 }
 
 // noteFailure starts or doubles the backoff and returns err carrying the time to retry.

@@ -8,17 +8,21 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Limiters hands out one auth limiter per upstream host, shared by every mount in the plugin
-// process, because upstream limits are per instance, not per account.
+// Limiters is the plugin process's guard state for upstreams: one auth limiter per upstream
+// host, shared by every mount because upstream limits are per instance, not per account;
+// and the last TOTP step used per upstream account.
 type Limiters struct {
-	mu sync.Mutex
-	m  map[string]*HostLimiter
+	mu    sync.Mutex
+	m     map[string]*HostLimiter
+	steps map[string]*usedStep
 }
 
 // SharedLimiters is the process-wide set.
 var SharedLimiters = NewLimiters()
 
-func NewLimiters() *Limiters { return &Limiters{m: map[string]*HostLimiter{}} }
+func NewLimiters() *Limiters {
+	return &Limiters{m: map[string]*HostLimiter{}, steps: map[string]*usedStep{}}
+}
 
 // For returns host's limiter, set to perMinute. Mounts pointing at one host share its budget;
 // the last config written sets its size.

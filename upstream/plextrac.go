@@ -16,12 +16,12 @@ type plextrac struct {
 
 const plextracCredHint = "check username and password in config (SSO users cannot use the API login: use a PlexTrac Service Account or a local user)"
 
-func newPlexTrac(c *Client, cfg Config) (*plextrac, error) {
+func newPlexTrac(c *Client, cfg Config, l *Limiters) *plextrac {
 	p := &plextrac{Client: c, username: cfg.Username, password: cfg.Password}
 	if cfg.TOTPSecret != "" {
-		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock, used: usedStepFor(c.Host() + "|" + cfg.Username)}
+		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock, used: l.usedStep(c.Host() + "|" + cfg.Username)}
 	}
-	return p, nil
+	return p
 }
 
 // plextracReply is the answer of authenticate, authenticate/mfa and token/refresh.
@@ -102,6 +102,19 @@ func (p *plextrac) token(r plextracReply, op string) (*Token, error) {
 		t.Extras = map[string]any{"tenant_id": r.TenantID}
 	}
 	return t, nil
+}
+
+func (p *plextrac) LastTOTPStep() int64 {
+	if p.totp == nil {
+		return 0
+	}
+	return p.totp.lastStep()
+}
+
+func (p *plextrac) SkipTOTPStepsThrough(step int64) {
+	if p.totp != nil {
+		p.totp.skipThrough(step)
+	}
 }
 
 // Logout: PlexTrac publishes none; the token simply expires.

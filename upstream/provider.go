@@ -86,7 +86,7 @@ func New(cfg Config, deps Deps) (Provider, error) {
 	}
 	switch cfg.Provider {
 	case PlexTrac:
-		return newPlexTrac(c, cfg)
+		return newPlexTrac(c, cfg, deps.Limiters), nil
 	case Plaspy:
 		return &plaspy{Client: c, username: cfg.Username, apiKey: cfg.APIKey}, nil
 	case Resolver:

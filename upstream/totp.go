@@ -27,20 +27,37 @@ type usedStep struct {
 	last int64
 }
 
-var (
-	usedStepsMu sync.Mutex
-	usedSteps   = map[string]*usedStep{}
-)
-
-func usedStepFor(account string) *usedStep {
-	usedStepsMu.Lock()
-	defer usedStepsMu.Unlock()
-	u := usedSteps[account]
+// usedStep returns the process's record for one upstream account (host|user).
+func (l *Limiters) usedStep(account string) *usedStep {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.steps[account]
 	if u == nil {
 		u = &usedStep{}
-		usedSteps[account] = u
+		l.steps[account] = u
 	}
 	return u
+}
+
+// TOTPStepper is implemented by providers that send TOTP codes. The backend keeps the last
+// step in Vault storage, so that no node or restarted plugin process resends a code the
+// upstream already took.
+type TOTPStepper interface {
+	LastTOTPStep() int64
+	// SkipTOTPStepsThrough makes the codes of steps up to and including step unusable.
+	SkipTOTPStepsThrough(step int64)
+}
+
+func (t *totpSource) lastStep() int64 {
+	t.used.mu.Lock()
+	defer t.used.mu.Unlock()
+	return t.used.last
+}
+
+func (t *totpSource) skipThrough(step int64) {
+	t.used.mu.Lock()
+	defer t.used.mu.Unlock()
+	t.used.last = max(t.used.last, step)
 }
 
 // NormalizeTOTPSecret upper-cases a base32 seed and drops spaces and padding, as apps show it.
