@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -73,7 +74,8 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 	if t == nil {
 		return upstreamFailure(err)
 	}
-	resp := b.Secret(secretTokenType).Response(a.tokenData(t), map[string]any{leaseSessionKey: encodeToken(t)})
+	sv := a.served(t)
+	resp := b.Secret(secretTokenType).Response(maps.Clone(sv.data), map[string]any{leaseSessionKey: sv.internal})
 	ttl := leaseEnd(t).Sub(b.clock.Now())
 	resp.Secret.TTL, resp.Secret.MaxTTL = ttl, ttl
 	resp.Data["ttl"] = int(ttl.Seconds())
@@ -85,6 +87,23 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 
 // leaseEnd is when a lease on t must end: a skew margin before the token expires.
 func leaseEnd(t *upstream.Token) time.Time { return t.ExpiresAt.Add(-clockSkew) }
+
+// served is what reads return for one token, built once: reads are hot, and the shared
+// token changes only every few minutes.
+type served struct {
+	tok      *upstream.Token
+	data     map[string]any // tokenData; its ttl is set per read
+	internal string         // the token encoded for the lease's InternalData
+}
+
+func (a *account) served(t *upstream.Token) *served {
+	if sv := a.cache.Load(); sv != nil && sv.tok == t {
+		return sv
+	}
+	sv := &served{tok: t, data: a.tokenData(t), internal: encodeToken(t)}
+	a.cache.Store(sv)
+	return sv
+}
 
 // tokenData is what a read or renewal returns for t.
 func (a *account) tokenData(t *upstream.Token) map[string]any {

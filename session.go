@@ -36,6 +36,7 @@ type account struct {
 	sf     singleflight.Group
 	closed atomic.Bool // replaced by a config change: must not write its session any more
 	waits  atomic.Int64
+	cache  atomic.Pointer[served] // what reads return for the current token
 
 	mu          sync.Mutex
 	tok         *upstream.Token
