@@ -75,10 +75,14 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 		return upstreamFailure(err)
 	}
 	sv := a.served(t)
-	resp := b.Secret(secretTokenType).Response(maps.Clone(sv.data), map[string]any{leaseSessionKey: sv.internal})
 	ttl := leaseEnd(t).Sub(b.clock.Now())
-	resp.Secret.TTL, resp.Secret.MaxTTL = ttl, ttl
-	resp.Data["ttl"] = int(ttl.Seconds())
+	data := maps.Clone(sv.data)
+	data["ttl"] = int(ttl.Seconds())
+	// What framework.Secret.Response builds, without its copy of InternalData: reads are hot.
+	resp := &logical.Response{Data: data, Secret: &logical.Secret{
+		LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: true},
+		InternalData: map[string]any{"secret_type": secretTokenType, leaseSessionKey: sv.internal},
+	}}
 	if err != nil {
 		resp.AddWarning("serving the current token until it expires: " + err.Error())
 	}
