@@ -33,12 +33,21 @@ fuzz:
 	go test -run='^$$' -fuzz='^FuzzTokenTimes$$' -fuzztime=$(FUZZTIME) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzProviderAnswers$$' -fuzztime=$(FUZZTIME) ./upstream/
 
+# Includes TestBench's short variants, which assert counts (logins, 429s, failures), not times.
 integration:
 	go build -race -ldflags "$(LDFLAGS)" -o bin/race/vault-plugin-secrets-sessiontoken ./cmd/vault-plugin-secrets-sessiontoken
 	go build -o $(SIM) ./cmd/upstream-sim
+	go build -o bin/noopplugin ./bench/noopplugin
 	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_BIN="$(CURDIR)/bin/race/vault-plugin-secrets-sessiontoken" \
-	SIM_BIN="$(CURDIR)/$(SIM)" PLUGIN_VERSION=$(VERSION) \
+	SIM_BIN="$(CURDIR)/$(SIM)" NOOP_PLUGIN_BIN="$(CURDIR)/bin/noopplugin" PLUGIN_VERSION=$(VERSION) \
 	go test -race -count=1 -tags integration -timeout 20m -v ./integration/
+
+# The published figures (about 12 minutes): bench/RESULTS.md and the README's table.
+bench: build
+	go build -o bin/noopplugin ./bench/noopplugin
+	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_BIN="$(CURDIR)/$(PLUGIN)" SIM_BIN="$(CURDIR)/$(SIM)" \
+	NOOP_PLUGIN_BIN="$(CURDIR)/bin/noopplugin" PLUGIN_VERSION=$(VERSION) BENCH_FULL=1 BENCH_OUT="$(CURDIR)/bench/RESULTS.md" \
+	go test -count=1 -tags integration -timeout 60m -run '^TestBench$$' -v ./integration/
 
 # A local Vault dev server with the plugin at plextrac/, plaspy/ and resolver/ against the
 # simulator. Ctrl-C stops everything it started.

@@ -41,6 +41,10 @@ func pluginSHA(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sha256sum(b)
+}
+
+func sha256sum(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
