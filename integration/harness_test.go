@@ -7,14 +7,11 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,16 +210,20 @@ func (v *vaultServer) unseal(key string) error {
 	return nil
 }
 
-func (v *vaultServer) stop() {
-	if v.cmd != nil && v.cmd.Process != nil {
-		_ = v.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = v.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = v.cmd.Process.Kill()
-		}
+func (v *vaultServer) stop() { stopProcess(v.cmd, 15*time.Second) }
+
+// stopProcess interrupts cmd and kills it if it has not exited within grace.
+func stopProcess(cmd *exec.Cmd, grace time.Duration) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
 	}
 }
 
@@ -293,70 +294,6 @@ func (v *vaultServer) registerPlugin() error {
 		return fmt.Errorf("plugin register: %v: %s", err, errOut)
 	}
 	return nil
-}
-
-// simulator is a running cmd/upstream-sim.
-type simulator struct {
-	url string
-	cmd *exec.Cmd
-}
-
-func startSim(t *testing.T, lifetime time.Duration) *simulator {
-	t.Helper()
-	addrFile := filepath.Join(t.TempDir(), "addr")
-	cmd := exec.Command(simBin, "-listen=127.0.0.1:0", "-addr-file="+addrFile, "-token-lifetime="+lifetime.String())
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &simulator{cmd: cmd}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	if !waitFor(10*time.Second, func() bool {
-		b, err := os.ReadFile(addrFile)
-		s.url = strings.TrimSpace(string(b))
-		return err == nil && s.url != ""
-	}) {
-		t.Fatal("simulator did not start")
-	}
-	return s
-}
-
-func (s *simulator) stats(t *testing.T, provider string) map[string]float64 {
-	t.Helper()
-	var all map[string]map[string]float64
-	s.admin(t, http.MethodGet, "/_sim/stats", nil, &all)
-	return all[provider]
-}
-
-func (s *simulator) admin(t *testing.T, method, path string, body, out any) {
-	t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequestWithContext(context.Background(), method, s.url+path, r)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		t.Fatalf("sim %s %s: %d", method, path, resp.StatusCode)
-	}
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// valid asks the simulator whether it accepts token right now.
-func (s *simulator) valid(t *testing.T, provider, token string) bool {
-	t.Helper()
-	var out struct{ Valid bool }
-	s.admin(t, http.MethodPost, "/_sim/check/"+provider, map[string]string{"token": token}, &out)
-	return out.Valid
 }
 
 // enable mounts the plugin at path and configures it against the simulator.

@@ -29,16 +29,7 @@ func startProcess(t *testing.T, logPath, bin string, args ...string) *process {
 	return &process{cmd: cmd, logPath: logPath}
 }
 
-func (p *process) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-	}
-}
+func (p *process) stop() { stopProcess(p.cmd, 10*time.Second) }
 
 func (p *process) log() string {
 	b, _ := os.ReadFile(p.logPath)
