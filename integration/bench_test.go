@@ -82,7 +82,7 @@ func TestBench(t *testing.T) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "Measured %s on %d cores (%s/%s), Vault v%s, `%s`.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(),
-		runtime.GOOS, runtime.GOARCH, strings.TrimPrefix(strings.Fields(mustCLI(t, "version"))[1], "v"), map[bool]string{true: "make bench", false: "make test (short variants)"}[benchFull])
+		runtime.GOOS, runtime.GOARCH, strings.Trim(strings.Fields(mustCLI(t, "version"))[1], "v,"), map[bool]string{true: "make bench", false: "make test (short variants)"}[benchFull])
 	b.WriteString("| # | measurement | result | goal |\n|---|---|---|---|\n")
 	for _, r := range rows {
 		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
