@@ -203,6 +203,25 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 	return resp.StatusCode, resp.Header, body, nil
 }
 
+// requireToken is a call check: the answer must carry a token.
+func (c *Client) requireToken(op string, tok *string) func() error {
+	return func() error {
+		if *tok == "" {
+			return c.fail(op, KindBadResponse, 200, "the answer has no token", "", time.Time{})
+		}
+		return nil
+	}
+}
+
+// newToken builds the Token an answer carries, with its times (see TokenTimes).
+func (c *Client) newToken(op, value string, expiry any, extras map[string]any) (*Token, error) {
+	issued, exp, err := TokenTimes(value, expiry, c.clock.Now())
+	if err != nil {
+		return nil, c.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
+	}
+	return &Token{Value: value, IssuedAt: issued, ExpiresAt: exp, ObtainedBy: op, Extras: extras}, nil
+}
+
 func (c *Client) fail(op string, k Kind, status int, msg, hint string, retryAt time.Time) *Error {
 	return &Error{Provider: c.provider, Host: c.base.Host, Op: op, Kind: k, Status: status, Msg: msg, Hint: hint, RetryAt: retryAt}
 }

@@ -146,11 +146,7 @@ func (p *generic) exchange(ctx context.Context, op, method, path string, body an
 	if p.g.ExpiryField != "" {
 		expiry = lookup(r, p.g.ExpiryField)
 	}
-	issued, exp, err := TokenTimes(tok, expiry, p.clock.Now())
-	if err != nil {
-		return nil, p.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
-	}
-	return &Token{Value: tok, IssuedAt: issued, ExpiresAt: exp, ObtainedBy: op}, nil
+	return p.newToken(op, tok, expiry, nil)
 }
 
 // Logout calls the configured logout; an upstream that no longer knows the token (401, 403,

@@ -40,11 +40,7 @@ func (p *plaspy) Login(ctx context.Context) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	issued, exp, err := TokenTimes(r.Token, r.Expires, p.clock.Now())
-	if err != nil {
-		return nil, p.fail(OpLogin, KindBadResponse, 200, err.Error(), "", time.Time{})
-	}
-	return &Token{Value: r.Token, IssuedAt: issued, ExpiresAt: exp, ObtainedBy: OpLogin}, nil
+	return p.newToken(OpLogin, r.Token, r.Expires, nil)
 }
 
 // Refresh: Plaspy has none; "renew" means logging in again.

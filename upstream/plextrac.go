@@ -65,7 +65,7 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa",
 		body: map[string]string{"code": challenge, "token": code},
 		rejected: map[int]string{401: "check totp_secret: it must be the base32 seed of this account's authenticator",
-			403: "check totp_secret: it must be the base32 seed of this account's authenticator"}}, &r, p.needToken(OpMFA, &r))
+			403: "check totp_secret: it must be the base32 seed of this account's authenticator"}}, &r, p.requireToken(OpMFA, &r.Token))
 	if err != nil {
 		return nil, err
 	}
@@ -76,32 +76,19 @@ func (p *plextrac) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r plextracReply
 	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value,
 		rejected: map[int]string{401: "the session is no longer valid: log in again", 403: "the session is no longer valid: log in again"}},
-		&r, p.needToken(OpRefresh, &r))
+		&r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {
 		return nil, err
 	}
 	return p.token(r, OpRefresh)
 }
 
-func (p *plextrac) needToken(op string, r *plextracReply) func() error {
-	return func() error {
-		if r.Token == "" {
-			return p.fail(op, KindBadResponse, 200, "the answer has no token", "", time.Time{})
-		}
-		return nil
-	}
-}
-
 func (p *plextrac) token(r plextracReply, op string) (*Token, error) {
-	issued, exp, err := TokenTimes(r.Token, nil, p.clock.Now())
-	if err != nil {
-		return nil, p.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
-	}
-	t := &Token{Value: r.Token, IssuedAt: issued, ExpiresAt: exp, ObtainedBy: op}
+	var extras map[string]any
 	if r.TenantID != nil {
-		t.Extras = map[string]any{"tenant_id": r.TenantID}
+		extras = map[string]any{"tenant_id": r.TenantID}
 	}
-	return t, nil
+	return p.newToken(op, r.Token, nil, extras)
 }
 
 func (p *plextrac) LastTOTPStep() int64 {

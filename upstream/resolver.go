@@ -3,7 +3,6 @@ package upstream
 import (
 	"context"
 	"net/http"
-	"time"
 )
 
 // resolver logs in with email/password into one org and renews with GET /user/authenticate.
@@ -26,7 +25,7 @@ func (p *resolver) Login(ctx context.Context) (*Token, error) {
 		body: map[string]any{"email": p.email, "password": p.password, "selectedOrg": p.org, "client": "core-client"},
 		rejected: map[int]string{401: resolverCredHint,
 			403: "check org_id: the user is not a member of that org",
-			404: "the user is not an active member of any org: add it to the org in Resolver"}}, &r, p.needToken(OpLogin, &r))
+			404: "the user is not an active member of any org: add it to the org in Resolver"}}, &r, p.requireToken(OpLogin, &r.Token))
 	if err != nil {
 		return nil, err
 	}
@@ -36,28 +35,15 @@ func (p *resolver) Login(ctx context.Context) (*Token, error) {
 func (p *resolver) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r resolverReply
 	err := p.call(ctx, request{op: OpRefresh, method: http.MethodGet, path: "/user/authenticate", authz: "bearer " + cur.Value,
-		rejected: map[int]string{401: "the session is no longer valid: log in again"}}, &r, p.needToken(OpRefresh, &r))
+		rejected: map[int]string{401: "the session is no longer valid: log in again"}}, &r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {
 		return nil, err
 	}
 	return p.token(r, OpRefresh)
 }
 
-func (p *resolver) needToken(op string, r *resolverReply) func() error {
-	return func() error {
-		if r.Token == "" {
-			return p.fail(op, KindBadResponse, 200, "the answer has no token", "", time.Time{})
-		}
-		return nil
-	}
-}
-
 func (p *resolver) token(r resolverReply, op string) (*Token, error) {
-	issued, exp, err := TokenTimes(r.Token, r.ExpiresAt, p.clock.Now())
-	if err != nil {
-		return nil, p.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
-	}
-	return &Token{Value: r.Token, IssuedAt: issued, ExpiresAt: exp, ObtainedBy: op, Extras: map[string]any{"org_id": p.org}}, nil
+	return p.newToken(op, r.Token, r.ExpiresAt, map[string]any{"org_id": p.org})
 }
 
 func (p *resolver) Logout(context.Context, string) error { return nil }
