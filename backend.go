@@ -52,7 +52,7 @@ func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configKey, sessionKey},
 		},
-		Paths:          []*framework.Path{b.pathConfig(), b.pathToken(), b.pathStatus()},
+		Paths:          []*framework.Path{b.pathConfig(), b.pathToken(), b.pathStaticToken(), b.pathStatus()},
 		Secrets:        []*framework.Secret{b.tokenSecret()},
 		Invalidate:     b.invalidate,
 		PeriodicFunc:   b.periodic,

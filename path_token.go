@@ -55,38 +55,63 @@ var tokenFields = map[string]*framework.FieldSchema{
 }
 
 func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	r, resp, err := b.readShared(ctx, req, d)
+	if r == nil {
+		return resp, err
+	}
+	sv := r.a.served(r.tok)
+	ttl := leaseEnd(r.tok).Sub(b.clock.Now())
+	data := maps.Clone(sv.data)
+	data["ttl"] = int(ttl.Seconds())
+	// What framework.Secret.Response builds, without its copy of InternalData: reads are hot.
+	resp = &logical.Response{Data: data, Secret: &logical.Secret{
+		LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: true},
+		InternalData: map[string]any{"secret_type": secretTokenType, leaseSessionKey: sv.internal},
+	}}
+	r.warn(resp)
+	return resp, nil
+}
+
+// sharedRead is the mount's shared token as a read serves it, with the min_ttl it was read
+// with and the refresh error, if the token is served in spite of one.
+type sharedRead struct {
+	a          *account
+	tok        *upstream.Token
+	minTTL     time.Duration
+	refreshErr error
+}
+
+func (r *sharedRead) warn(resp *logical.Response) {
+	if r.refreshErr != nil {
+		resp.AddWarning("serving the current token until it expires: " + r.refreshErr.Error())
+	}
+}
+
+// readShared is what token and static-token share: the mount's token with at least min_ttl
+// left, refreshed first when it has less. When it returns no sharedRead, the response and
+// error are the request's answer.
+func (b *backend) readShared(ctx context.Context, req *logical.Request, d *framework.FieldData) (*sharedRead, *logical.Response, error) {
 	a, err := b.account(ctx, req.Storage)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if a == nil {
-		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
+		return nil, logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
 	want := a.cfg.MinTTL
 	if v, ok := d.GetOk("min_ttl"); ok {
 		if want = time.Duration(v.(int)) * time.Second; want < 0 {
-			return logical.ErrorResponse("min_ttl: must not be negative"), nil
+			return nil, logical.ErrorResponse("min_ttl: must not be negative"), nil
 		}
 	}
 	t, err := a.get(ctx, req.Storage, func(t *upstream.Token) bool {
 		return t.ExpiresAt.Sub(b.clock.Now()) >= minTTL(t, want)
 	})
 	if t == nil {
-		return upstreamFailure(err)
+		resp, err := upstreamFailure(err)
+		return nil, resp, err
 	}
-	sv := a.served(t)
-	ttl := leaseEnd(t).Sub(b.clock.Now())
-	data := maps.Clone(sv.data)
-	data["ttl"] = int(ttl.Seconds())
-	// What framework.Secret.Response builds, without its copy of InternalData: reads are hot.
-	resp := &logical.Response{Data: data, Secret: &logical.Secret{
-		LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: true},
-		InternalData: map[string]any{"secret_type": secretTokenType, leaseSessionKey: sv.internal},
-	}}
-	if err != nil {
-		resp.AddWarning("serving the current token until it expires: " + err.Error())
-	}
-	return resp, nil
+	return &sharedRead{a: a, tok: t, minTTL: minTTL(t, want), refreshErr: err}, nil, nil
 }
 
 // leaseEnd is when a lease on t must end: a skew margin before the token expires.

@@ -217,3 +217,41 @@ func TestConcurrentColdReadsCostOneLogin(t *testing.T) {
 		}
 	}
 }
+
+// vaultRenewTTL is the lease TTL Vault's framework.CalculateTTL gives a renewal that asked for
+// increment: the increment, capped at IssueTime.Truncate(1s)+MaxTTL-now.Truncate(1s).
+func vaultRenewTTL(s *logical.Secret, now time.Time, increment time.Duration) time.Duration {
+	return min(increment, s.IssueTime.Truncate(time.Second).Add(s.MaxTTL).Sub(now.Truncate(time.Second)))
+}
+
+// Vault Secrets Operator renews with increment = the lease duration it holds, ignores the
+// renewal's data, and reads the path again only when the renewed lease comes back shorter
+// than that increment. A renewal that hands out a newer token must therefore come back
+// shorter, whatever the sub-second offsets of the lease's issue time and of now.
+func TestRenewWithIncrementHandsOutNewTokenOnAShorterLease(t *testing.T) {
+	for _, issueFrac := range []time.Duration{0, 1, 300, 999} {
+		for _, nowFrac := range []time.Duration{0, 1, 500, 999} {
+			e := newEnv(t)
+			e.write("config", e.plextracConfig(false))
+			e.clock.Advance(nowFrac * time.Millisecond)
+			resp := e.read("token", nil)
+			resp.Secret.IssueTime = e.clock.Now().Add(issueFrac * time.Millisecond)
+			increment := resp.Secret.TTL.Truncate(time.Second) // what VSO holds as D
+			e.clock.Advance(increment * 7 / 10)                // VSO renews at 67–77 % of D
+			resp.Secret.Increment = increment
+			r := renew(t, e, resp.Secret)
+			if r.Data["token"] == resp.Data["token"] || r.Secret.Renewable {
+				t.Fatalf("issue+%dms now+%dms: want a new token on a non-renewable lease", issueFrac, nowFrac)
+			}
+			got := vaultRenewTTL(r.Secret, e.clock.Now(), increment)
+			if got >= increment || got < time.Second {
+				t.Fatalf("issue+%dms now+%dms: Vault would make the lease %s for increment %s; want shorter, and at least 1s",
+					issueFrac, nowFrac, got, increment)
+			}
+			exp, _ := time.Parse(time.RFC3339, r.Data["expires_at"].(string))
+			if e.clock.Now().Add(got).After(exp) {
+				t.Fatalf("renewed lease outlives its token")
+			}
+		}
+	}
+}

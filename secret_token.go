@@ -54,10 +54,29 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 		return resp, rerr
 	}
 	req.Secret.InternalData[leaseSessionKey] = encodeToken(newer)
-	req.Secret.TTL = leaseEnd(newer).Sub(now)
-	req.Secret.MaxTTL = leaseEnd(newer).Sub(req.Secret.IssueTime.Truncate(time.Second))
+	end := newLeaseEnd(leaseEnd(newer), now, req.Secret.Increment)
+	req.Secret.TTL = end.Sub(now)
+	req.Secret.MaxTTL = end.Sub(req.Secret.IssueTime.Truncate(time.Second))
 	req.Secret.Renewable = false
 	return &logical.Response{Secret: req.Secret, Data: a.tokenData(newer)}, nil
+}
+
+// newLeaseEnd is when a lease renewed onto a newer token ends: the new token's lease end, but
+// when the renewal asked for an increment, strictly sooner than now+increment. Clients that
+// ignore renewal data (Vault Secrets Operator) read the path again only when a renewal comes
+// back shorter than the increment they asked for; a non-renewable lease that is not shorter
+// leaves them idle with the old token. Vault makes a renewal's TTL the increment, capped at
+// IssueTime.Truncate(1s)+MaxTTL-now.Truncate(1s), so the end is counted from now truncated to
+// the second, one whole second short of the increment, and never less than a second away.
+func newLeaseEnd(end, now time.Time, increment time.Duration) time.Time {
+	if increment <= 0 {
+		return end
+	}
+	capAt := now.Truncate(time.Second).Add(max(increment-time.Second, time.Second))
+	if capAt.Before(end) {
+		return capAt
+	}
+	return end
 }
 
 func (b *backend) renewSame(req *logical.Request, a *account, held *upstream.Token) (*logical.Response, error) {

@@ -218,8 +218,12 @@ func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Toke
 	if a.closed.Load() {
 		return
 	}
+	now := a.clock.Now()
+	if t.ObtainedAt.IsZero() {
+		t.ObtainedAt = now
+	}
 	a.mu.Lock()
-	a.tok, a.lastRefresh, a.failures, a.retryAt = t, a.clock.Now(), 0, time.Time{}
+	a.tok, a.lastRefresh, a.failures, a.retryAt = t, now, 0, time.Time{}
 	a.mu.Unlock()
 	a.logger.Info("upstream session refreshed", "by", t.ObtainedBy, "expires_at", t.ExpiresAt.UTC().Format(time.RFC3339))
 	entry, err := logical.StorageEntryJSON(sessionKey, t)

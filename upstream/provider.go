@@ -31,6 +31,16 @@ type Token struct {
 	ExpiresAt  time.Time      `json:"expires_at"`
 	Extras     map[string]any `json:"extras,omitempty"` // non-secret provider fields (tenant_id, org_id)
 	ObtainedBy string         `json:"obtained_by"`      // login, mfa or refresh
+	ObtainedAt time.Time      `json:"obtained_at"`      // when the mount made it its session
+}
+
+// ObtainedTime is when the mount made t its session; IssuedAt for a session stored before
+// that was recorded.
+func (t *Token) ObtainedTime() time.Time {
+	if t.ObtainedAt.IsZero() {
+		return t.IssuedAt
+	}
+	return t.ObtainedAt
 }
 
 // Lifetime is the token's whole life, from issue to expiry.
