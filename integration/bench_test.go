@@ -31,16 +31,20 @@ type benchSizes struct {
 	stampede, sustainedRate, clients int
 	sustainedFor, sustainedLife      time.Duration
 	httpFor, slowFor, slowLife       time.Duration
+	slowDelay                        time.Duration // added to every auth call of the slow upstream
 	goBenchtime                      string
 }
 
 func sizes() benchSizes {
 	if benchFull {
 		return benchSizes{stampede: 1000, sustainedRate: 200, clients: 16, sustainedFor: 5 * time.Minute, sustainedLife: 2 * time.Minute,
-			httpFor: 15 * time.Second, slowFor: 4 * time.Minute, slowLife: 2 * time.Minute, goBenchtime: "3s"}
+			httpFor: 15 * time.Second, slowFor: 4 * time.Minute, slowLife: 2 * time.Minute, slowDelay: 5 * time.Second, goBenchtime: "3s"}
 	}
+	// The slow upstream's short variant: 15 s tokens (reads refresh once 6 s are left), read
+	// for 12 s after the first 12 s, so the slowed reads meet at least one refresh; +2 s per
+	// auth call keeps that refresh well inside the old token's last 6 s.
 	return benchSizes{stampede: 200, sustainedRate: 50, clients: 4, sustainedFor: 12 * time.Second, sustainedLife: 15 * time.Second,
-		httpFor: 2 * time.Second, slowFor: 3 * time.Second, slowLife: 15 * time.Minute, goBenchtime: "200x"}
+		httpFor: 2 * time.Second, slowFor: 12 * time.Second, slowLife: 15 * time.Second, slowDelay: 2 * time.Second, goBenchtime: "200x"}
 }
 
 // Not parallel: it runs alone, before the parallel tests, so that they do not skew it.
@@ -67,17 +71,23 @@ func TestBench(t *testing.T) {
 	add("3", "Warm `token` read in process (`HandleRequest`) vs a no-op path",
 		fmt.Sprintf("token %.0f ns/op, %d allocs; no-op %.0f ns/op, %d allocs; ratio **%.2f×**", gb.tokenNs, gb.tokenAllocs, gb.noopNs, gb.noopAllocs, gb.tokenNs/gb.noopNs), "≤ 1.5×")
 
-	// 4. Through Vault's HTTP API: token vs KV v2 vs a no-op leased external plugin.
+	// 4. Through Vault's HTTP API: token vs KV v2 vs a no-op leased external plugin; the
+	// lease-free static-token vs a no-op unleased external plugin, in the same run.
 	h := benchHTTP(t, sz)
-	add("4", fmt.Sprintf("Through Vault HTTP, %d clients × %s each", sz.clients, sz.httpFor),
-		fmt.Sprintf("token %.0f req/s (p50 %s, p99 %s); KV v2 %.0f req/s (p50 %s, p99 %s); no-op leased plugin %.0f req/s (p50 %s, p99 %s); token/no-op **%.2f×**, token/KV %.2f×, no-op/KV %.2f×; leases after: %s",
+	add("4", fmt.Sprintf("Leased `token` through Vault HTTP, %d clients × %s each", sz.clients, sz.httpFor),
+		fmt.Sprintf("token %.0f req/s (p50 %s, p99 %s); KV v2 %.0f req/s (p50 %s, p99 %s); no-op leased plugin %.0f req/s (p50 %s, p99 %s); token/no-op **%.2f×**, token/KV %.2f×, no-op/KV %.2f×; leases left behind: **%d** (%d reads), each ending with its token (≤ 15 min)",
 			h.token.rps, ms(h.token.p50), ms(h.token.p99), h.kv.rps, ms(h.kv.p50), ms(h.kv.p99), h.noop.rps, ms(h.noop.p50), ms(h.noop.p99),
-			h.token.rps/h.noop.rps, h.token.rps/h.kv.rps, h.noop.rps/h.kv.rps, h.leases), "token ≥ 0.9× no-op")
+			h.token.rps/h.noop.rps, h.token.rps/h.kv.rps, h.noop.rps/h.kv.rps, h.leasesAfterToken, h.token.reads), "token ≥ 0.9× no-op")
+	add("4b", fmt.Sprintf("Lease-free `static-token` through Vault HTTP, same run, %d clients × %s each", sz.clients, sz.httpFor),
+		fmt.Sprintf("static-token %.0f req/s (p50 %s, p99 %s); no-op unleased plugin %.0f req/s (p50 %s, p99 %s); static-token/no-op unleased **%.2f×**, static-token/KV %.2f×, static-token/token %.2f×, no-op unleased/KV %.2f×; leases under the mount before %d, after %d static-token reads **%d**",
+			h.static.rps, ms(h.static.p50), ms(h.static.p99), h.noopStatic.rps, ms(h.noopStatic.p50), ms(h.noopStatic.p99),
+			h.static.rps/h.noopStatic.rps, h.static.rps/h.kv.rps, h.static.rps/h.token.rps, h.noopStatic.rps/h.kv.rps, h.leasesBefore, h.static.reads, h.leasesAfterStatic),
+		"≥ 0.95× no-op unleased; leases unchanged")
 
 	// 5. Slow upstream: every auth call takes 5 s longer.
 	sl := benchSlow(t, sz)
-	add("5", fmt.Sprintf("Slow upstream (+5 s on every auth call), %s of warm reads, %s tokens", sz.slowFor, sz.slowLife),
-		fmt.Sprintf("p99 %s slowed vs %s unslowed: **%.2f×**; reads that waited on upstream **%d** of %d", ms(sl.slowP99), ms(sl.fastP99), float64(sl.slowP99)/float64(sl.fastP99), sl.waited, sl.reads),
+	add("5", fmt.Sprintf("Slow upstream (+%s on every auth call), %s of warm reads, %s tokens", sz.slowDelay, sz.slowFor, sz.slowLife),
+		fmt.Sprintf("p99 %s slowed vs %s unslowed: **%.2f×**; reads that waited on upstream **%d** of %d; new upstream sessions (refresh or login) during the slowed reads %d", ms(sl.slowP99), ms(sl.fastP99), float64(sl.slowP99)/float64(sl.fastP99), sl.waited, sl.reads, sl.refreshes),
 		"< 2×")
 
 	var b strings.Builder
@@ -100,6 +110,15 @@ func TestBench(t *testing.T) {
 	}
 	if su.failed != 0 || su.rateLimited != 0 || su.maxIn60 > 10 {
 		t.Errorf("sustained: %d failed reads, %d upstream 429s, %d auth calls in a minute", su.failed, su.rateLimited, su.maxIn60)
+	}
+	if h.leasesBefore != 0 || h.leasesAfterStatic != h.leasesBefore || h.static.reads == 0 {
+		t.Errorf("lease-free reads: %d reads; leases under the mount %d before, %d after (want unchanged at 0)", h.static.reads, h.leasesBefore, h.leasesAfterStatic)
+	}
+	if h.leasesAfterToken == 0 {
+		t.Errorf("%d token reads left no lease: the lease count is not being measured", h.token.reads)
+	}
+	if sl.refreshes < 1 || sl.failed != 0 {
+		t.Errorf("slow upstream: %d refreshes during the slowed reads (refreshes or logins; want at least 1), %d failed reads", sl.refreshes, sl.failed)
 	}
 }
 
@@ -272,15 +291,18 @@ func goBench(t *testing.T, benchtime string) goBenchResult {
 type throughput struct {
 	rps      float64
 	p50, p99 time.Duration
+	reads    int
 }
 
 type httpResult struct {
-	token, kv, noop throughput
-	leases          string
+	token, static, kv, noop, noopStatic throughput
+	// leases under the bench mount: before any read, after the static-token reads, and
+	// after the token reads (static-token first, so its count is not hidden by token's).
+	leasesBefore, leasesAfterStatic, leasesAfterToken int
 }
 
-// hammer: clients read path back to back for d.
-func hammer(t *testing.T, path string, clients int, d time.Duration) throughput {
+// hammer: clients read path back to back for d; it returns the latencies of the reads.
+func hammer(t *testing.T, path string, clients int, d time.Duration) []time.Duration {
 	c := apiClient(t, clients)
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -305,7 +327,11 @@ func hammer(t *testing.T, path string, clients int, d time.Duration) throughput 
 		}()
 	}
 	wg.Wait()
-	return throughput{rps: float64(len(lat)) / d.Seconds(), p50: percentile(lat, 0.5), p99: percentile(lat, 0.99)}
+	return lat
+}
+
+func summarize(lat []time.Duration, d time.Duration) throughput {
+	return throughput{rps: float64(len(lat)) / d.Seconds(), p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), reads: len(lat)}
 }
 
 func benchHTTP(t *testing.T, sz benchSizes) httpResult {
@@ -314,16 +340,21 @@ func benchHTTP(t *testing.T, sz benchSizes) httpResult {
 	mustCLI(t, "kv", "put", "secret/bench", "token=static-benchmark-value")
 	registerNoop(t)
 	var r httpResult
-	r.token = hammer(t, "httpbench/token", sz.clients, sz.httpFor)
-	r.kv = hammer(t, "secret/data/bench", sz.clients, sz.httpFor)
-	r.noop = hammer(t, "noop/token", sz.clients, sz.httpFor)
-	if out, _, err := vault.cli("list", "-format=json", "sys/leases/lookup/httpbench/token/"); err == nil {
-		var ids []string
-		_ = json.Unmarshal([]byte(out), &ids)
-		r.leases = fmt.Sprintf("%d token leases in Vault, each ending with its token (≤ 15 min)", len(ids))
-	} else {
-		r.leases = "(lease list not available)"
+	r.leasesBefore = countLeases(t, "httpbench/")
+	r.kv = summarize(hammer(t, "secret/data/bench", sz.clients, sz.httpFor), sz.httpFor)
+	// The lease-free read and its ceiling (an unleased read from an external plugin) in
+	// alternating halves, so that drift in the machine's speed does not favour either.
+	var static, noopStatic []time.Duration
+	for range 2 {
+		noopStatic = append(noopStatic, hammer(t, "noop/static", sz.clients, sz.httpFor/2)...)
+		static = append(static, hammer(t, "httpbench/static-token", sz.clients, sz.httpFor/2)...)
 	}
+	r.noopStatic, r.static = summarize(noopStatic, sz.httpFor), summarize(static, sz.httpFor)
+	r.leasesAfterStatic = countLeases(t, "httpbench/")
+	// Leased reads last: every one leaves a lease behind, which Vault keeps until it ends.
+	r.noop = summarize(hammer(t, "noop/token", sz.clients, sz.httpFor), sz.httpFor)
+	r.token = summarize(hammer(t, "httpbench/token", sz.clients, sz.httpFor), sz.httpFor)
+	r.leasesAfterToken = countLeases(t, "httpbench/token/")
 	return r
 }
 
@@ -346,8 +377,9 @@ func registerNoop(t *testing.T) {
 }
 
 type slowResult struct {
-	fastP99, slowP99 time.Duration
-	waited, reads    int
+	fastP99, slowP99  time.Duration
+	waited, reads     int
+	refreshes, failed int
 }
 
 func benchSlow(t *testing.T, sz benchSizes) slowResult {
@@ -356,17 +388,20 @@ func benchSlow(t *testing.T, sz benchSizes) slowResult {
 	slow := startSim(t, sz.slowLife)
 	enable(t, "slow", plextracConfig(slow)...)
 	for _, op := range []string{"login", "mfa", "refresh"} {
-		slow.admin(t, http.MethodPost, "/_sim/faults", map[string]any{"provider": "plextrac", "op": op, "delay": int64(5 * time.Second)}, nil)
+		slow.admin(t, http.MethodPost, "/_sim/faults", map[string]any{"provider": "plextrac", "op": op, "delay": int64(sz.slowDelay)}, nil)
 	}
 	c := apiClient(t, 64)
 	rate := max(sz.sustainedRate/2, 20)
-	fastLat, _ := pacedReads(t, c, "fast/token", rate, sz.slowFor)
-	slowLat, _ := pacedReads(t, c, "slow/token", rate, sz.slowFor)
+	fastLat, fastFailed := pacedReads(t, c, "fast/token", rate, sz.slowFor)
+	before := slow.stats(t, "plextrac")
+	slowLat, slowFailed := pacedReads(t, c, "slow/token", rate, sz.slowFor)
+	after := slow.stats(t, "plextrac")
 	var status struct {
 		Data struct {
 			Waited int `json:"reads_waited_on_upstream"`
 		}
 	}
 	_ = json.Unmarshal([]byte(mustCLI(t, "read", "-format=json", "slow/status")), &status)
-	return slowResult{fastP99: percentile(fastLat, 0.99), slowP99: percentile(slowLat, 0.99), waited: status.Data.Waited, reads: len(slowLat)}
+	return slowResult{fastP99: percentile(fastLat, 0.99), slowP99: percentile(slowLat, 0.99), waited: status.Data.Waited, reads: len(slowLat),
+		refreshes: int(after["refreshes"] + after["mfa"] + after["logins"] - before["refreshes"] - before["mfa"] - before["logins"]), failed: fastFailed + slowFailed}
 }

@@ -235,21 +235,32 @@ disable_mlock = true
 	}
 	t.Logf("failover: extra upstream logins %v, refreshes %v", st["mfa"]-1, st["refreshes"])
 
-	// Periodic refresh runs only where storage is writable: with 90 s tokens and min_ttl 10s
-	// every periodic run (about one a minute per mount) is due and is one refresh call, so one
-	// refresher makes about one auth call a minute; a standby refreshing too would double it.
+	// A failover figure, not a pin of the rule that periodic refresh runs only where storage is
+	// writable: open-source standbys never run mounts, so no count here could tell a plugin
+	// without that rule apart (unit tests pin it with a system view that is not write-safe).
+	// What it does show: the new active node keeps refreshing the session in the background,
+	// by refresh calls, not logins. With 90 s tokens and min_ttl 10s every periodic run (about
+	// one a minute) is due; poll for two of them.
 	sim.admin(t, "POST", "/_sim/lifetime", map[string]any{"seconds": 90}, nil)
 	on(t, leader, "write", "plextrac/config", "min_ttl=10s") // a new 90 s session
 	base := sim.stats(t, "plextrac")
-	const watch = 130 * time.Second
-	time.Sleep(watch)
-	end := sim.stats(t, "plextrac")
-	calls := end["auth_calls"] - base["auth_calls"]
-	if calls < 1 || calls > 3 || end["refreshes"]-base["refreshes"] != calls {
-		t.Errorf("in %s with 90 s tokens the cluster made %v auth calls (%v refreshes); want 1-3 refreshes (one refresher)",
-			watch, calls, end["refreshes"]-base["refreshes"])
+	start := time.Now()
+	var at []time.Duration
+	var st2 map[string]float64
+	waitFor(200*time.Second, func() bool {
+		time.Sleep(900 * time.Millisecond) // poll about once a second
+		st2 = sim.stats(t, "plextrac")
+		for n := int(st2["refreshes"] - base["refreshes"]); len(at) < n; {
+			at = append(at, time.Since(start).Round(time.Second))
+		}
+		return len(at) >= 2
+	})
+	calls, refreshes := st2["auth_calls"]-base["auth_calls"], st2["refreshes"]-base["refreshes"]
+	if refreshes < 1 || calls != refreshes {
+		t.Errorf("after failover, in %s with 90 s tokens: %v auth calls, %v of them refreshes; want periodic refreshes only (at least one)",
+			time.Since(start).Round(time.Second), calls, refreshes)
 	}
-	t.Logf("periodic refresh over %s on a 3-node cluster: %v upstream auth calls", watch, calls)
+	t.Logf("after failover the new active node refreshed the session periodically: refreshes at %v after the new session; %v upstream auth calls, all refreshes", at, calls)
 }
 
 func isActive(v *vaultServer) bool {

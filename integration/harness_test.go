@@ -27,6 +27,7 @@ var (
 	pluginVersion = envOr("PLUGIN_VERSION", "v0.1.0")
 	vault         *vaultServer // shared by the tests: one dev server
 	binDir        string       // holds a `vault` link to VAULT_BIN
+	auditLogPath  string       // the file audit device's log; empty when none is enabled (make bench)
 )
 
 func envOr(k, def string) string {
@@ -74,6 +75,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "audit enable:", err, errOut)
 		vault.stop()
 		os.Exit(1)
+	} else {
+		auditLogPath = auditLog
 	}
 	code := m.Run()
 	vault.stop()

@@ -1,7 +1,9 @@
-// Command noopplugin is a minimal external secrets plugin built only for the benchmarks: its
-// `token` path returns a static leased secret and does nothing else. Reading it measures the
+// Command noopplugin is a minimal external secrets plugin built only for the benchmarks. Its
+// `token` path returns a static leased secret and does nothing else: reading it measures the
 // ceiling for any leased read from an external plugin (gRPC plus lease creation), against
-// which `make bench` compares sessiontoken's token read.
+// which `make bench` compares sessiontoken's token read. Its `static` path returns static data
+// with no lease: the ceiling for any unleased read from an external plugin (the gRPC hop),
+// against which `make bench` compares sessiontoken's lease-free static-token read.
 package main
 
 import (
@@ -48,6 +50,13 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 					resp := secret.Response(map[string]any{"token": "static-benchmark-value"}, nil)
 					resp.Secret.TTL = 15 * time.Minute
 					return resp, nil
+				}},
+			},
+		}, {
+			Pattern: "static",
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{Callback: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+					return &logical.Response{Data: map[string]any{"token": "static-benchmark-value"}}, nil
 				}},
 			},
 		}},
