@@ -33,14 +33,16 @@ fuzz:
 	go test -run='^$$' -fuzz='^FuzzTokenTimes$$' -fuzztime=$(FUZZTIME) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzProviderAnswers$$' -fuzztime=$(FUZZTIME) ./upstream/
 
-# Includes TestBench's short variants, which assert counts (logins, 429s, failures), not times.
+# Includes TestBench's short variants, which assert counts (logins, 429s, failures, leases), not
+# times. -parallel 16: the long tests (Agent, VSO clients, cluster) mostly wait on the clock, so
+# they overlap instead of running two at a time (go test's default is GOMAXPROCS).
 integration:
 	go build -race -ldflags "$(LDFLAGS)" -o bin/race/vault-plugin-secrets-sessiontoken ./cmd/vault-plugin-secrets-sessiontoken
 	go build -o $(SIM) ./cmd/upstream-sim
 	go build -o bin/noopplugin ./bench/noopplugin
 	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_BIN="$(CURDIR)/bin/race/vault-plugin-secrets-sessiontoken" \
 	SIM_BIN="$(CURDIR)/$(SIM)" NOOP_PLUGIN_BIN="$(CURDIR)/bin/noopplugin" PLUGIN_VERSION=$(VERSION) \
-	go test -race -count=1 -tags integration -timeout 20m -v ./integration/
+	go test -race -count=1 -tags integration -timeout 20m -parallel 16 -v ./integration/
 
 # The published figures (about 12 minutes): bench/RESULTS.md and the README's table.
 bench: build
