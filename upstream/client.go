@@ -39,6 +39,7 @@ var errRateLimited = errors.New("rate limited")
 type Client struct {
 	provider string
 	base     *url.URL
+	hostKey  string // HostKey(base): the limiter's and TOTP record's key
 	http     *http.Client
 	headers  map[string]string
 	timeout  time.Duration
@@ -51,9 +52,10 @@ type Client struct {
 func newClient(cfg Config, deps Deps) (*Client, error) {
 	base, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
 	if err != nil || base.Host == "" {
-		return nil, fmt.Errorf("url: %q is not an absolute URL", cfg.URL)
+		return nil, errors.New("url: not an absolute URL") // never echoed: it may hold userinfo
 	}
 	tr := cleanhttp.DefaultPooledTransport()
+	tr.DialContext = guardedDialer().DialContext
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CACert != "" {
 		pool, err := x509.SystemCertPool()
@@ -70,12 +72,12 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		timeout = 10 * time.Second
 	}
 	c := &Client{
-		provider: cfg.Provider, base: base, headers: cfg.Headers, timeout: timeout, clock: deps.Clock,
+		provider: cfg.Provider, base: base, hostKey: HostKey(base), headers: cfg.Headers, timeout: timeout, clock: deps.Clock,
 		// Redirects are never followed: a login must not carry credentials to another host.
 		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
-		limiter: deps.Limiters.For(base.Host, cfg.MaxAuthPerMinute, deps.Clock.Now()),
+		limiter: deps.Limiters.Host(HostKey(base), deps.Clock.Now()),
 		secrets: []string{cfg.Password, cfg.APIKey, cfg.TOTPSecret},
 	}
 	for _, v := range cfg.Headers {
@@ -87,8 +89,8 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 // HTTP returns c itself, so that every provider satisfies Provider.HTTP by embedding.
 func (c *Client) HTTP() *Client { return c }
 
-// Host is the upstream's host[:port], the key of its limiter.
-func (c *Client) Host() string { return c.base.Host }
+// Host is the upstream's HostKey, the key of its limiter.
+func (c *Client) Host() string { return c.hostKey }
 
 // Stats counts this account's upstream calls.
 func (c *Client) Stats() *Stats { return &c.stats }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -19,7 +20,7 @@ const plextracCredHint = "check username and password in config (SSO users canno
 func newPlexTrac(c *Client, cfg Config, l *Limiters) *plextrac {
 	p := &plextrac{Client: c, username: cfg.Username, password: cfg.Password}
 	if cfg.TOTPSecret != "" {
-		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock, used: l.usedStep(c.Host() + "|" + cfg.Username)}
+		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock, used: l.usedStep(c.Host() + "|" + strings.ToLower(cfg.Username))}
 	}
 	return p
 }
