@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,6 +294,20 @@ func holdPath(path string, release <-chan struct{}) func(http.Handler) http.Hand
 				<-release
 			}
 			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// countPath answers calls to path with 204 and counts them; other calls go upstream.
+func countPath(path string, n *atomic.Int64) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != path {
+				next.ServeHTTP(w, r)
+				return
+			}
+			n.Add(1)
+			w.WriteHeader(http.StatusNoContent)
 		})
 	}
 }
