@@ -151,7 +151,7 @@ func TestRenewAfterTheAccountChangedIsRefused(t *testing.T) {
 	lease.Secret.IssueTime = e.clock.Now()
 	e.write("config", map[string]any{"min_ttl": "4m"}) // same account: its leases still renew
 	renew(t, e, lease.Secret)
-	e.write("config", e.plextracConfig(true)) // another user: another account
+	e.write("config", e.plextracConfig(true))                           // another user: another account
 	for _, at := range []time.Duration{time.Minute, 10 * time.Minute} { // outside and inside the window
 		e.clock.Advance(at)
 		resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret})
