@@ -13,6 +13,8 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
+// validateURL checks where credentials will be sent: an absolute http(s) URL without
+// credentials, query or fragment, https unless allowed, never a link-local or unspecified IP.
 func validateURL(raw string, allowHTTP bool) error {
 	if raw == "" {
 		return fmt.Errorf("url: required (the upstream's base URL, e.g. https://acme.plextrac.com)")
