@@ -63,7 +63,7 @@ func TestLeaseTTLIsTokenRemainingLifeLessSkew(t *testing.T) {
 	e.clock.Advance(2 * time.Minute)
 	resp := e.read("token", nil)
 	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
-	want := exp.Sub(e.clock.Now()) - clockSkew
+	want := exp.Sub(e.clock.Now()) - 5*time.Second
 	if resp.Secret.TTL != want || resp.Secret.MaxTTL != want {
 		t.Fatalf("lease TTL %s / MaxTTL %s, want %s (token has %s left)", resp.Secret.TTL, resp.Secret.MaxTTL, want, exp.Sub(e.clock.Now()))
 	}
@@ -119,7 +119,7 @@ func TestRenewOutsideWindowKeepsTokenAndExpiry(t *testing.T) {
 		t.Fatal("renewal outside the window changed the token")
 	}
 	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
-	if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-clockSkew)) {
+	if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-5 * time.Second)) {
 		t.Fatalf("lease extended to %s, past the token's expiry %s less skew", end, exp)
 	}
 	if !r.Secret.Renewable {
@@ -149,10 +149,10 @@ func TestRenewInsideWindowHandsOutRefreshedToken(t *testing.T) {
 		t.Fatal("a renewal that hands out a new token must make the lease non-renewable (so Agent re-reads)")
 	}
 	exp, _ := time.Parse(time.RFC3339, r.Data["expires_at"].(string))
-	if want := exp.Add(-clockSkew).Sub(e.clock.Now()); r.Secret.TTL != want {
+	if want := exp.Add(-5 * time.Second).Sub(e.clock.Now()); r.Secret.TTL != want {
 		t.Errorf("TTL %s, want %s", r.Secret.TTL, want)
 	}
-	if want := exp.Add(-clockSkew).Sub(issue.Truncate(time.Second)); r.Secret.MaxTTL != want {
+	if want := exp.Add(-5 * time.Second).Sub(issue.Truncate(time.Second)); r.Secret.MaxTTL != want {
 		t.Errorf("MaxTTL %s, want %s (from the issue time truncated to the second)", r.Secret.MaxTTL, want)
 	}
 	// Other readers now get the same refreshed token without another upstream call.
