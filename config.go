@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
@@ -153,7 +154,7 @@ func (c *config) validate(given map[string]any) error {
 	}
 	for name, value := range c.Headers {
 		switch canon := http.CanonicalHeaderKey(name); {
-		case !validHeaderName(name):
+		case !httpguts.ValidHeaderFieldName(name):
 			return fmt.Errorf("headers: %q is not a valid header name", name)
 		case canon == "Authorization" || canon == "Content-Type" || canon == "Host" || canon == "Content-Length":
 			return fmt.Errorf("headers: %s is set by the plugin and cannot be configured", canon)
@@ -195,7 +196,7 @@ func fieldOwners(k string) []string {
 }
 
 func validateCACert(pemText string) error {
-	rest, found := []byte(pemText), 0
+	rest, found := []byte(pemText), false
 	for {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -208,22 +209,10 @@ func validateCACert(pemText string) error {
 		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
 			return fmt.Errorf("ca_cert: a CERTIFICATE block does not parse: %v", err)
 		}
-		found++
+		found = true
 	}
-	if found == 0 {
+	if !found {
 		return fmt.Errorf("ca_cert: no PEM CERTIFICATE block found")
 	}
 	return nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r > 127 || !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return false
-		}
-	}
-	return true
 }

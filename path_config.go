@@ -105,10 +105,8 @@ func (b *backend) configRead(ctx context.Context, req *logical.Request, _ *frame
 			data[k+"_set"] = c.secretSet(k)
 		case "org_id":
 			data[k] = c.OrgID
-		default:
-			if v := c.field(k); v != "" || k == "username" || k == "email" {
-				data[k] = v
-			}
+		default: // the generic settings are filled in below
+			data[k] = c.field(k)
 		}
 	}
 	if c.Provider == upstream.Generic {

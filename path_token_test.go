@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -253,5 +254,25 @@ func TestRenewWithIncrementHandsOutNewTokenOnAShorterLease(t *testing.T) {
 				t.Fatalf("renewed lease outlives its token")
 			}
 		}
+	}
+}
+
+// A read keeps the token while it has min_ttl or more left, refreshes when it has less; and
+// min_ttl=0 asks for no margin at all.
+func TestMinTTLBoundary(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false)) // 15-minute tokens, min_ttl 5m
+	first := e.read("token", nil).Data["token"]
+	e.clock.Advance(10 * time.Minute) // exactly 5m left
+	if got := e.read("token", nil).Data["token"]; got != first {
+		t.Fatal("refreshed with exactly min_ttl left")
+	}
+	e.clock.Advance(4 * time.Minute)
+	if got := e.read("token", map[string]any{"min_ttl": 0}).Data["token"]; got != first {
+		t.Fatal("min_ttl=0 with 1m left refreshed")
+	}
+	resp, err := e.do(logical.ReadOperation, "token", map[string]any{"min_ttl": -1})
+	if code, msg := failure(t, resp, err); code != 400 || !strings.Contains(msg, "min_ttl") {
+		t.Fatalf("min_ttl=-1: %d %q, want 400 naming min_ttl", code, msg)
 	}
 }
