@@ -121,17 +121,22 @@ func (p *generic) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	if p.g.RefreshPath == "" {
 		return nil, ErrNoRefresh
 	}
-	return p.exchange(ctx, OpRefresh, p.g.RefreshMethod, p.g.RefreshPath, nil, p.Authorization(cur.Value))
+	return p.exchange(ctx, OpRefresh, p.g.RefreshMethod, p.g.RefreshPath, nil, cur.Value)
 }
 
-func (p *generic) exchange(ctx context.Context, op, method, path string, body any, authz string) (*Token, error) {
+// exchange sends a login (body) or a refresh (cur, the current token) and reads the token.
+func (p *generic) exchange(ctx context.Context, op, method, path string, body any, cur string) (*Token, error) {
+	authz := ""
+	if cur != "" {
+		authz = p.Authorization(cur)
+	}
 	var r map[string]any
 	var tok string
 	hint := "check the credentials in config"
 	if op == OpRefresh {
 		hint = "the session is no longer valid: log in again"
 	}
-	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz,
+	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz, token: cur,
 		rejected: map[int]string{401: hint, 403: hint}}, &r, func() error {
 		tok, _ = lookup(r, p.g.TokenField).(string)
 		if tok == "" {
@@ -156,7 +161,7 @@ func (p *generic) Logout(ctx context.Context, token string) error {
 		return nil
 	}
 	err := p.call(ctx, request{op: OpLogout, method: strings.ToUpper(p.g.LogoutMethod), path: p.g.LogoutPath,
-		authz: p.Authorization(token), noLimit: true}, nil, nil)
+		authz: p.Authorization(token), token: token, noLimit: true}, nil, nil)
 	if e, ok := AsError(err); ok && (e.Status == 401 || e.Status == 403 || e.Status == 404) {
 		return nil
 	}
