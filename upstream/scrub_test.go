@@ -24,11 +24,27 @@ func TestScrubNormalizesBeforeMatching(t *testing.T) {
 		"bad password HUNTER2PASS",             // upper-cased
 		"bad password hu\u0301nter2pass",       // a combining accent stacked on a letter
 		"bad password hunter2\xffpass",         // a byte that is not UTF-8
+		"bad password hunter2pass\u0301",       // a combining mark after the last letter goes with it
+		"bad password aHVudGVyMnBhc3M=",        // base64 of the password as it shows, without the ZWSP
 	} {
 		got := scrub(text, []string{pw})
 		if got != "bad password [redacted]" {
 			t.Errorf("scrub(%q) = %q", text, got)
 		}
+	}
+}
+
+func TestScrubDropsInvisibleCharacters(t *testing.T) {
+	in := "a\x00b\u200bc\u00add\ufeffe\u2060f\ufe0fg\U000e0041h\u202ei\tj\nk\u00a0l\xffm"
+	if got := scrub(in, nil); got != "abcdefghijklm" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// Occurrences that overlap are all found: "abab" twice in "ababab" leaves nothing of it.
+func TestScrubOverlappingOccurrences(t *testing.T) {
+	if got := scrub("xx ababab yy", []string{"abab"}); got != "xx [redacted] yy" {
+		t.Fatalf("got %q", got)
 	}
 }
 
