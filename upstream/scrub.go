@@ -95,7 +95,9 @@ func fold(s string) string {
 	return v
 }
 
-// secretForms returns the folded forms to look for, longest first, without duplicates.
+// secretForms returns the folded forms to look for, without duplicates. Their order does not
+// matter: redact marks every occurrence of every form before replacing anything, which is what
+// "replace the longer secret first" is for, and also covers secrets that only overlap.
 func secretForms(secrets []string) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -127,7 +129,6 @@ func secretForms(secrets []string) []string {
 			}
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }
 

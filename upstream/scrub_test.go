@@ -34,9 +34,16 @@ func TestScrubNormalizesBeforeMatching(t *testing.T) {
 	}
 }
 
+// A combining mark stacked on the secret's last letter goes with it.
+func TestScrubTakesTrailingCombiningMarks(t *testing.T) {
+	if got := scrub("pw hunter2pass\u0301 now", []string{"hunter2pass"}); got != "pw [redacted] now" {
+		t.Errorf("got %q", got)
+	}
+}
+
 func TestScrubDropsInvisibleCharacters(t *testing.T) {
-	in := "a\x00b\u200bc\u00add\ufeffe\u2060f\ufe0fg\U000e0041h\u202ei\tj\nk\u00a0l\xffm"
-	if got := scrub(in, nil); got != "abcdefghijklm" {
+	in := "a\x00b\u200bc\u00add\ufeffe\u2060f\ufe0fg\U000e0041h\u202ei\tj\nk\u00a0l\xffm\u3164n"
+	if got := scrub(in, nil); got != "abcdefghijklmn" {
 		t.Fatalf("got %q", got)
 	}
 }
