@@ -48,6 +48,13 @@ func TestScrubDropsInvisibleCharacters(t *testing.T) {
 	}
 }
 
+// Secrets side by side become one "[redacted]": the text does not tell how many there were.
+func TestScrubAdjacentSecretsAreOneRun(t *testing.T) {
+	if got := scrub("<abcdwxyz>", []string{"abcd", "wxyz"}); got != "<[redacted]>" {
+		t.Fatalf("got %q", got)
+	}
+}
+
 // Occurrences that overlap are all found: "abab" twice in "ababab" leaves nothing of it.
 func TestScrubOverlappingOccurrences(t *testing.T) {
 	if got := scrub("xx ababab yy", []string{"abab"}); got != "xx [redacted] yy" {
@@ -88,11 +95,13 @@ func TestScrubEncodedForms(t *testing.T) {
 		}
 	}
 	// Inside a longer base64 value, at each byte offset: no decoding of what is left holds it.
-	for _, prefix := range []string{"u:", "us:", "use:"} {
-		basic := base64.StdEncoding.EncodeToString([]byte(prefix + pw + "!"))
-		got := scrub("Authorization: Basic "+basic, []string{pw})
-		if !strings.Contains(got, redacted) || base64Holds(got, pw) {
-			t.Errorf("prefix %q: %q -> %q", prefix, basic, got)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		for _, prefix := range []string{"u:", "us:", "use:"} {
+			basic := enc.EncodeToString([]byte(prefix + pw + "!"))
+			got := scrub("Authorization: Basic "+basic, []string{pw})
+			if !strings.Contains(got, redacted) || base64Holds(got, pw) {
+				t.Errorf("prefix %q: %q -> %q", prefix, basic, got)
+			}
 		}
 	}
 }
