@@ -10,18 +10,31 @@ import (
 	"time"
 )
 
-// FuzzTokenTimes: any token and expiry field yields an expiry after now, or an error; never a
-// panic.
+// FuzzTokenTimes: any token and expiry field yields times the plugin can store and serve, or
+// an error that says it is the upstream's answer; never a panic.
 func FuzzTokenTimes(f *testing.F) {
 	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU0MzU0MDJ9.x", "2026-11-23T12:00:00Z", 0.0)
 	f.Add("opaque", "", 1795435402.0)
 	f.Add("a.b.c", "1795435402000", -1.0)
+	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjI1MzQwMjMwMDgwMH0.x", "1e15", 1e15)     // exp in year 10000; year 33658
+	f.Add("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU0MzUyMDV9.x", "NaN", 1795435205.0) // 5 s left
 	f.Fuzz(func(t *testing.T, token, field string, num float64) {
 		now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 		for _, v := range []any{field, num, nil} {
 			issued, exp, err := TokenTimes(token, v, now)
-			if err == nil && (!exp.After(now) || issued.After(now)) {
-				t.Fatalf("issued %s exp %s for now %s", issued, exp, now)
+			if err != nil {
+				if !strings.HasPrefix(err.Error(), "upstream issued a token") {
+					t.Fatalf("error does not say it is the upstream's answer: %v", err)
+				}
+				continue
+			}
+			// Servable for at least 10 s, at most 365 days ahead, issued at most 365 days
+			// ago and not in the future, and both times storable as JSON.
+			_, eerr := exp.MarshalJSON()
+			_, ierr := issued.MarshalJSON()
+			if eerr != nil || ierr != nil || exp.Before(now.Add(10*time.Second)) || exp.After(now.Add(365*24*time.Hour)) ||
+				issued.After(now) || issued.Before(now.Add(-365*24*time.Hour)) {
+				t.Fatalf("issued %s exp %s for now %s (%v, %v)", issued, exp, now, ierr, eerr)
 			}
 		}
 	})
