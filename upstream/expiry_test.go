@@ -84,6 +84,13 @@ func TestTokenTimesRefusesWhatCannotBeStored(t *testing.T) {
 	if _, _, err := TokenTimes("opaque", nil, now); err != nil { // 15 minutes: still 9999
 		t.Fatalf("a storable expiry was refused: %v", err)
 	}
+	// Likewise an issue time in year -1, 20 days before a clock in January of year 0.
+	now = time.Date(0, 1, 10, 0, 0, 0, 0, time.UTC)
+	iat := now.Add(-20 * 24 * time.Hour)
+	_, _, err = TokenTimes(signed(t, jwt.MapClaims{"exp": now.Add(time.Hour).Unix(), "iat": iat.Unix()}), nil, now)
+	if err == nil || !strings.Contains(err.Error(), "says it was issued at year -1, which is not a plausible session start") {
+		t.Fatalf("got %v", err)
+	}
 }
 
 // The epoch reading of expiry fields, at its boundaries (literal numbers, not the constants).
