@@ -197,6 +197,9 @@ func TestPlaspyLogin(t *testing.T) {
 	if e, _ := AsError(err); e.Status != 200 {
 		t.Fatalf("status %d", e.Status)
 	}
+	rec.set("POST /api/Auth/Token", answer{200, `{"success":false,"token":"opaque-but-refused"}`}) // success decides
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindRejected, "upstream refused the credentials")
 	rec.set("POST /api/Auth/Token", answer{200, `{"success":false}`})
 	_, err = p.Login(context.Background())
 	wantErr(t, err, KindRejected, "failed: upstream refused the credentials; check username and api_key")
