@@ -115,8 +115,9 @@ func (g GenericConfig) Validate() error {
 //     burning CPU. So the template language is cut down to what a JSON body needs and cannot
 //     loop: text, actions, {{if}}, {{with}}, variables, and the functions in loginBodyFuncs.
 //     printf is left out too: its width and precision ({{printf "%0999999999d" 0}}) allocate
-//     the whole string before anything is written. Without loops the work is linear in the
-//     template's size, which is capped at maxLoginBody as well.
+//     the whole string before anything is written. Without loops each action runs once, and
+//     none makes more than a few times its arguments (html and js escapes), so the work is
+//     bounded by the template's size, capped at maxLoginBody as well, times the values' size.
 const maxLoginBody = 64 << 10
 
 // loginBodyFuncs are the functions a login body may call: none loops, none can build a string
