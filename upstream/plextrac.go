@@ -75,7 +75,7 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 
 func (p *plextrac) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r plextracReply
-	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value,
+	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value, token: cur.Value,
 		rejected: map[int]string{401: "the session is no longer valid: log in again", 403: "the session is no longer valid: log in again"}},
 		&r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {
