@@ -111,6 +111,7 @@ func (a *account) load(ctx context.Context, s logical.Storage) error {
 		a.logger.Warn("stored session belongs to another upstream account than the config; the next read logs in again")
 		return nil
 	}
+	a.prov.HTTP().RememberToken(ss.Token.Value) // scrubbed from what upstream says back
 	a.mu.Lock()
 	a.tok = ss.Token
 	a.mu.Unlock()

@@ -14,7 +14,7 @@ import (
 
 func plextracAt(t *testing.T, url string) Provider {
 	t.Helper()
-	p, err := New(Config{Provider: PlexTrac, URL: url, Username: "svc@acme.com", Password: "s3cret-pass", MaxAuthPerMinute: 600,
+	p, err := newWithBudget(Config{Provider: PlexTrac, URL: url, Username: "svc@acme.com", Password: "s3cret-pass", MaxAuthPerMinute: 600,
 		RequestTimeout: 2 * time.Second}, Deps{Clock: RealClock{}, Limiters: NewLimiters()})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func TestUpstream429BlocksTheHostUntilRetryAfter(t *testing.T) {
 	clock := newTestClock()
 	limiters := NewLimiters()
 	mount := func() Provider {
-		p, err := New(Config{Provider: PlexTrac, URL: srv.URL, Username: "svc", Password: "pw-secret", MaxAuthPerMinute: 600,
+		p, err := newWithBudget(Config{Provider: PlexTrac, URL: srv.URL, Username: "svc", Password: "pw-secret", MaxAuthPerMinute: 600,
 			RequestTimeout: 2 * time.Second}, Deps{Clock: clock, Limiters: limiters})
 		if err != nil {
 			t.Fatal(err)
@@ -254,7 +254,7 @@ func TestZeroRequestTimeoutMeansDefault(t *testing.T) {
 		w.Write([]byte(`{"status":"success","token":"opaque"}`))
 	}))
 	defer srv.Close()
-	p, err := New(Config{Provider: PlexTrac, URL: srv.URL, Username: "u", Password: "pw-secret", MaxAuthPerMinute: 600},
+	p, err := newWithBudget(Config{Provider: PlexTrac, URL: srv.URL, Username: "u", Password: "pw-secret", MaxAuthPerMinute: 600},
 		Deps{Clock: RealClock{}, Limiters: NewLimiters()})
 	if err != nil {
 		t.Fatal(err)

@@ -73,7 +73,7 @@ func FuzzProviderAnswers(f *testing.F) {
 		status, body = st, b
 		mu.Unlock()
 		for _, name := range Providers {
-			p, err := New(Config{Provider: name, URL: srv.URL, Username: "u", Email: "e", Password: "fuzz-secret-pw",
+			p, err := newWithBudget(Config{Provider: name, URL: srv.URL, Username: "u", Email: "e", Password: "fuzz-secret-pw",
 				APIKey: "fuzz-secret-key", TOTPSecret: "JBSWY3DPEHPK3PXP", OrgID: 1, MaxAuthPerMinute: 600,
 				Headers:        map[string]string{"X-Tenant": "fuzz-secret-header"},
 				RequestTimeout: 2 * time.Second, Generic: GenericConfig{LoginPath: "/login", RefreshPath: "/refresh", ExpiryField: "expiresAt"}},

@@ -14,7 +14,7 @@ import (
 
 func genericAt(t *testing.T, url, password string, g GenericConfig) (Provider, error) {
 	t.Helper()
-	return New(Config{Provider: Generic, URL: url, Username: "svc", Password: password, MaxAuthPerMinute: 600,
+	return newWithBudget(Config{Provider: Generic, URL: url, Username: "svc", Password: password, MaxAuthPerMinute: 600,
 		RequestTimeout: 2 * time.Second, Generic: g}, Deps{Clock: RealClock{}, Limiters: NewLimiters()})
 }
 

@@ -141,3 +141,13 @@ func TestHostBudgetIsTheSmallestRegistered(t *testing.T) {
 		t.Fatalf("no mount left: budget %d, want the default 10", budget())
 	}
 }
+
+// newWithBudget is New plus what the backend does once a config is stored: register the
+// config's max_auth_per_minute as a mount's budget on the upstream host.
+func newWithBudget(cfg Config, deps Deps) (Provider, error) {
+	p, err := New(cfg, deps)
+	if err == nil && cfg.MaxAuthPerMinute > 0 {
+		deps.Limiters.Register("test-mount", p.HTTP().Host(), cfg.MaxAuthPerMinute, deps.Clock.Now())
+	}
+	return p, err
+}

@@ -66,7 +66,7 @@ func (r *recorder) sent() []sent {
 func providerAt(t *testing.T, cfg Config, clock Clock) Provider {
 	t.Helper()
 	cfg.MaxAuthPerMinute, cfg.RequestTimeout = 600, 2*time.Second
-	p, err := New(cfg, Deps{Clock: clock, Limiters: NewLimiters()})
+	p, err := newWithBudget(cfg, Deps{Clock: clock, Limiters: NewLimiters()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +362,7 @@ func TestWaitsEndWhenTheCallerGivesUp(t *testing.T) {
 	}
 
 	// Two auth calls a minute: the second waits 60 s for budget (within request_timeout).
-	lim, err := New(Config{Provider: Plaspy, URL: rec.URL, Username: "svc", APIKey: "k", MaxAuthPerMinute: 2, RequestTimeout: 10 * time.Minute},
+	lim, err := newWithBudget(Config{Provider: Plaspy, URL: rec.URL, Username: "svc", APIKey: "k", MaxAuthPerMinute: 2, RequestTimeout: 10 * time.Minute},
 		Deps{Clock: clock, Limiters: NewLimiters()})
 	if err != nil {
 		t.Fatal(err)

@@ -190,7 +190,7 @@ func FuzzScrubPlantedSecrets(f *testing.F) {
 						body = []byte("<html>" + msg)
 					}
 					srv.set(status, ctype, body)
-					p, err := New(Config{Provider: name, URL: srv.URL, Username: "u", Email: "e", Password: password,
+					p, err := newWithBudget(Config{Provider: name, URL: srv.URL, Username: "u", Email: "e", Password: password,
 						APIKey: secrets["api_key"], TOTPSecret: secrets["totp seed"], OrgID: 1, MaxAuthPerMinute: 600,
 						RequestTimeout: 2 * time.Second,
 						Headers:        map[string]string{"X-Tenant": secrets["header with the password"], "X-Other": secrets["header with invisibles"]},

@@ -229,7 +229,7 @@ func TestTokenMemoryKeepsTheLastTwo(t *testing.T) {
 }
 
 func TestClientScrubUsesEverySecret(t *testing.T) {
-	p, err := New(Config{Provider: Generic, URL: "http://127.0.0.1:1", Username: "u", Password: "pw-secret", APIKey: "key-secret",
+	p, err := newWithBudget(Config{Provider: Generic, URL: "http://127.0.0.1:1", Username: "u", Password: "pw-secret", APIKey: "key-secret",
 		Headers: map[string]string{"X-Tenant": "hdr-secret"}, Generic: GenericConfig{LoginPath: "/login"}},
 		Deps{Clock: RealClock{}, Limiters: NewLimiters()})
 	if err != nil {
