@@ -32,6 +32,7 @@ fuzz:
 	go test -run='^$$' -fuzz='^FuzzConfigWrite$$' -fuzztime=$(FUZZTIME) .
 	go test -run='^$$' -fuzz='^FuzzTokenTimes$$' -fuzztime=$(FUZZTIME) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzProviderAnswers$$' -fuzztime=$(FUZZTIME) ./upstream/
+	go test -run='^$$' -fuzz='^FuzzScrubPlantedSecrets$$' -fuzztime=$(FUZZTIME) ./upstream/
 
 # Includes TestBench's short variants, which assert counts (logins, 429s, failures), not times.
 integration:
