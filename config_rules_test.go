@@ -67,6 +67,8 @@ func TestValidCACertDoesNotSkipTheOtherChecks(t *testing.T) {
 func TestEverydayOperationsLogNoWarnings(t *testing.T) {
 	var logouts atomic.Int64
 	e := newEnvWrapped(t, countPath("/logout", &logouts))
+	e.write("config", with(e.plextracConfig(true), "verify", false))
+	e.read("token", nil) // logs in (with MFA) from the read path
 	e.write("config", e.plextracConfig(true))
 	e.read("token", nil)
 	e.write("config", map[string]any{"min_ttl": "4m"})

@@ -271,6 +271,12 @@ func TestMinTTLBoundary(t *testing.T) {
 	if got := e.read("token", map[string]any{"min_ttl": 0}).Data["token"]; got != first {
 		t.Fatal("min_ttl=0 with 1m left refreshed")
 	}
+	// Whatever min_ttl asks, a token with less than 6 s left is refreshed: its lease would
+	// be under a second.
+	e.clock.Advance(55*time.Second + 500*time.Millisecond) // 5.5 s left
+	if r := e.read("token", map[string]any{"min_ttl": 0}); r.Data["token"] == first || r.Secret.TTL < time.Second {
+		t.Fatalf("min_ttl=0 with 5.5 s left served a lease of %s on the old token", r.Secret.TTL)
+	}
 	resp, err := e.do(logical.ReadOperation, "token", map[string]any{"min_ttl": -1})
 	if code, msg := failure(t, resp, err); code != 400 || !strings.Contains(msg, "min_ttl") {
 		t.Fatalf("min_ttl=-1: %d %q, want 400 naming min_ttl", code, msg)
