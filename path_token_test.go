@@ -58,21 +58,6 @@ func TestEachProviderServesAWorkingToken(t *testing.T) {
 	}
 }
 
-func TestLeaseTTLIsTokenRemainingLifeLessSkew(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", e.plextracConfig(false))
-	e.clock.Advance(2 * time.Minute)
-	resp := e.read("token", nil)
-	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
-	want := exp.Sub(e.clock.Now()) - 5*time.Second
-	if resp.Secret.TTL != want || resp.Secret.MaxTTL != want {
-		t.Fatalf("lease TTL %s / MaxTTL %s, want %s (token has %s left)", resp.Secret.TTL, resp.Secret.MaxTTL, want, exp.Sub(e.clock.Now()))
-	}
-	if resp.Data["ttl"] != int(want.Seconds()) {
-		t.Errorf("ttl field = %v, want %d", resp.Data["ttl"], int(want.Seconds()))
-	}
-}
-
 func TestReadRefreshesWhenLessThanMinTTLLeft(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false)) // 15-minute tokens, min_ttl 5m
