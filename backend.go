@@ -4,6 +4,8 @@ package sessiontoken
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"strings"
 	"sync"
 
@@ -30,6 +32,14 @@ type backend struct {
 	*framework.Backend
 	clock    upstream.Clock
 	limiters *upstream.Limiters
+	id       string // registers this mount's auth budget with the process's host limiters
+
+	// configMu runs config writes and deletes one at a time. sessionGate orders session
+	// writes against them: an account stores its session under the read lock and only while
+	// it is not closed, and a config change swaps accounts under the write lock, so a slow
+	// session write of the replaced account can never land after the change.
+	configMu    sync.Mutex
+	sessionGate sync.RWMutex
 
 	mu   sync.RWMutex
 	acct *account // nil until first use after (re)configuration
@@ -45,7 +55,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
-	b := &backend{clock: clock, limiters: limiters}
+	b := &backend{clock: clock, limiters: limiters, id: randomID()}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -60,6 +70,12 @@ func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
 		RunningVersion: Version,
 	}
 	return b
+}
+
+func randomID() string {
+	var r [12]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
 }
 
 // account returns the mount's account, loading config and stored session on first use.
@@ -88,46 +104,31 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 	if err := a.load(ctx, s); err != nil {
 		return nil, err
 	}
+	b.limiters.Register(b.id, p.HTTP().Host(), cfg.MaxAuthPerMinute, b.clock.Now())
 	b.acct = a
 	return a, nil
 }
 
-// install makes a freshly configured account current, with the session its config check got.
-func (b *backend) install(ctx context.Context, s logical.Storage, a *account, tok *upstream.Token) {
-	b.reset()
+// swap makes next the mount's account (nil: none) and returns the one it replaces, closed so
+// that it never writes its session again. The caller holds sessionGate's write lock.
+func (b *backend) swap(next *account) *account {
 	b.mu.Lock()
-	b.acct = a
-	b.mu.Unlock()
-	if tok != nil {
-		a.store(ctx, s, tok)
+	defer b.mu.Unlock()
+	prev := b.acct
+	if prev != nil {
+		prev.closed.Store(true)
 	}
+	b.acct = next
+	return prev
 }
 
 // reset drops the in-memory account so the next use reloads it from storage.
 func (b *backend) reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.acct != nil {
-		b.acct.closed.Store(true)
-		b.acct.prov.HTTP().Close()
+	b.sessionGate.Lock()
+	defer b.sessionGate.Unlock()
+	if prev := b.swap(nil); prev != nil {
+		prev.prov.HTTP().Close()
 	}
-	b.acct = nil
-}
-
-// dropSession ends the mount's upstream session because its config is being replaced or
-// deleted: a provider with a logout (generic logout_path) is logged out, errors only logged.
-func (b *backend) dropSession(ctx context.Context, s logical.Storage) {
-	if a, err := b.account(ctx, s); err == nil && a != nil {
-		a.closed.Store(true)
-		if t := a.current(); a.usable(t) {
-			ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
-			if err := a.prov.Logout(ctx, t.Value); err != nil {
-				a.logger.Warn("upstream logout failed; the token will expire on its own", "error", err)
-			}
-			cancel()
-		}
-	}
-	b.reset()
 }
 
 // invalidate runs on other nodes when a key changes, so they reload what the writer wrote.
@@ -137,7 +138,11 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 }
 
-func (b *backend) clean(context.Context) { b.reset() }
+// clean runs when the mount is disabled or the plugin stops: its budget no longer counts.
+func (b *backend) clean(context.Context) {
+	b.reset()
+	b.limiters.Unregister(b.id, b.clock.Now())
+}
 
 // periodic refreshes the shared session ahead of expiry so readers rarely wait upstream.
 // Vault calls it about once a minute; only a node that can write storage refreshes.

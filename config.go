@@ -6,13 +6,13 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
@@ -23,7 +23,7 @@ const (
 	totpStepKey = "totp_step" // the last TOTP step any node sent upstream
 
 	defaultRequestTimeout = 10 * time.Second
-	defaultMaxAuth        = 10 // PlexTrac's published limit; the others publish none
+	defaultMaxAuth        = upstream.DefaultAuthPerMinute // PlexTrac's published limit; the others publish none
 	defaultMinTTL         = 5 * time.Minute
 	plaspyDefaultURL      = "https://api.plaspy.com"
 )
@@ -65,13 +65,14 @@ func readConfig(ctx context.Context, s logical.Storage) (*config, error) {
 // mergeConfig applies the fields of a write to the stored config (a new provider starts over).
 func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 	provider, hasProvider := d.GetOk("provider")
+	name := strings.ToLower(strings.TrimSpace(fmt.Sprint(provider)))
 	c := &config{Config: upstream.Config{RequestTimeout: defaultRequestTimeout, MaxAuthPerMinute: defaultMaxAuth}, MinTTL: defaultMinTTL}
-	if prev != nil && (!hasProvider || provider.(string) == prev.Provider) {
+	if prev != nil && (!hasProvider || name == prev.Provider) {
 		cp := *prev
 		c = &cp
 	}
 	if hasProvider {
-		c.Provider = strings.ToLower(strings.TrimSpace(provider.(string)))
+		c.Provider = name
 	}
 	if c.Provider == "" {
 		return nil, fmt.Errorf("provider: required, one of %s", strings.Join(upstream.Providers, ", "))
@@ -151,12 +152,14 @@ func (c *config) validate(given map[string]any) error {
 			return err
 		}
 	}
-	for name := range c.Headers {
+	for name, value := range c.Headers {
 		switch canon := http.CanonicalHeaderKey(name); {
-		case !validHeaderName(name):
+		case !httpguts.ValidHeaderFieldName(name):
 			return fmt.Errorf("headers: %q is not a valid header name", name)
 		case canon == "Authorization" || canon == "Content-Type" || canon == "Host" || canon == "Content-Length":
 			return fmt.Errorf("headers: %s is set by the plugin and cannot be configured", canon)
+		case strings.ContainsAny(value, "\r\n\x00"):
+			return fmt.Errorf("headers: the value of %s contains a line break or NUL, which would inject into the request; remove it", name)
 		}
 	}
 	if c.Provider == upstream.Generic {
@@ -192,28 +195,8 @@ func fieldOwners(k string) []string {
 	return out
 }
 
-func validateURL(raw string, allowHTTP bool) error {
-	if raw == "" {
-		return fmt.Errorf("url: required (the upstream's base URL, e.g. https://acme.plextrac.com)")
-	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || u.Host == "" || u.Opaque != "":
-		return fmt.Errorf("url: %q is not an absolute http(s) URL", raw)
-	case u.User != nil:
-		return fmt.Errorf("url: must not contain credentials; set them in their own fields, which are stored write-only")
-	case u.Scheme != "https" && u.Scheme != "http":
-		return fmt.Errorf("url: scheme %q is not supported; use https://", u.Scheme)
-	case u.Scheme == "http" && !allowHTTP:
-		return fmt.Errorf("url: http:// would send credentials in clear text; use https://, or set allow_insecure_http=true for a local simulator")
-	case u.RawQuery != "" || u.Fragment != "":
-		return fmt.Errorf("url: must not have a query or fragment")
-	}
-	return nil
-}
-
 func validateCACert(pemText string) error {
-	rest, found := []byte(pemText), 0
+	rest, found := []byte(pemText), false
 	for {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -226,22 +209,10 @@ func validateCACert(pemText string) error {
 		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
 			return fmt.Errorf("ca_cert: a CERTIFICATE block does not parse: %v", err)
 		}
-		found++
+		found = true
 	}
-	if found == 0 {
+	if !found {
 		return fmt.Errorf("ca_cert: no PEM CERTIFICATE block found")
 	}
 	return nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r > 127 || !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return false
-		}
-	}
-	return true
 }

@@ -1,6 +1,7 @@
 package sessiontoken
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -8,9 +9,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
@@ -46,30 +50,100 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 
 // env is one mount of the real framework backend, in-memory storage, and a simulator.
 type env struct {
-	t     *testing.T
-	clock *fakeClock
-	sim   *sim.Server
-	url   string
-	srv   *httptest.Server
-	b     *backend
-	s     logical.Storage
+	t        *testing.T
+	clock    *fakeClock
+	sim      *sim.Server
+	url      string
+	srv      *httptest.Server
+	b        *backend
+	s        logical.Storage
+	limiters *upstream.Limiters
+	logs     *syncBuffer // everything the backend logged
+	served   []string    // token values reads handed out, for leak checks
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWrapped(t, nil) }
+
+// newEnvWrapped is newEnv with the simulator's handler wrapped, for tests that watch or hold
+// upstream calls. At cleanup the backend's log is checked for every demo secret and every
+// token served.
+func newEnvWrapped(t *testing.T, wrap func(http.Handler) http.Handler) *env {
 	t.Helper()
 	clock := newFakeClock()
 	s := sim.New(sim.Options{Now: clock.Now})
 	s.AddDemoUsers()
-	srv := httptest.NewServer(s.Handler())
-	b := newBackend(clock, upstream.NewLimiters())
-	conf := logical.TestBackendConfig()
-	conf.StorageView = &logical.InmemStorage{}
-	if err := b.Setup(context.Background(), conf); err != nil {
-		t.Fatal(err)
+	h := s.Handler()
+	if wrap != nil {
+		h = wrap(h)
 	}
-	e := &env{t: t, clock: clock, sim: s, url: srv.URL, srv: srv, b: b, s: conf.StorageView}
-	t.Cleanup(func() { e.srv.Close() })
+	srv := httptest.NewServer(h)
+	e := &env{t: t, clock: clock, sim: s, url: srv.URL, srv: srv, limiters: upstream.NewLimiters()}
+	e.b, e.s, e.logs = e.newMount(nil, nil)
+	t.Cleanup(func() {
+		e.srv.Close()
+		assertNoSecrets(t, "the backend's log", e.logs.String(), e.served...)
+	})
 	return e
+}
+
+// newMount sets up another backend in the same plugin process (same clock and limiters),
+// with its own in-memory storage, or on storage s when given, and system view sys if given.
+func (e *env) newMount(s logical.Storage, sys logical.SystemView) (*backend, logical.Storage, *syncBuffer) {
+	e.t.Helper()
+	b := newBackend(e.clock, e.limiters)
+	conf := logical.TestBackendConfig()
+	if s == nil {
+		s = &logical.InmemStorage{}
+	}
+	if sys != nil {
+		conf.System = sys
+	}
+	conf.StorageView = s
+	logs := &syncBuffer{}
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace})
+	if err := b.Setup(context.Background(), conf); err != nil {
+		e.t.Fatal(err)
+	}
+	return b, s, logs
+}
+
+// otherMount is a second mount of the same plugin process against the same simulator.
+func (e *env) otherMount() *env {
+	o := *e
+	o.b, o.s, o.logs = e.newMount(nil, nil)
+	return &o
+}
+
+// standby is this mount as a performance standby node sees it: the same storage, read only,
+// and a replication state that is not write-safe.
+func (e *env) standby() *env {
+	o := *e
+	sv := logical.TestSystemView()
+	sv.ReplicationStateVal = consts.ReplicationPerformanceStandby
+	o.b, o.s, o.logs = e.newMount(readOnlyStorage{e.s}, sv)
+	return &o
+}
+
+type readOnlyStorage struct{ logical.Storage }
+
+func (readOnlyStorage) Put(context.Context, *logical.StorageEntry) error { return logical.ErrReadOnly }
+func (readOnlyStorage) Delete(context.Context, string) error             { return logical.ErrReadOnly }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // upstreamDown closes the simulator's port: connections are refused until upstreamUp.
@@ -88,8 +162,12 @@ func (e *env) upstreamUp() {
 
 func (e *env) do(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
 	e.t.Helper()
+	return e.doCtx(context.Background(), op, path, data)
+}
+
+func (e *env) doCtx(ctx context.Context, op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
 	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: e.s, MountPoint: "plextrac/"}
-	return e.b.HandleRequest(context.Background(), req)
+	return e.b.HandleRequest(ctx, req)
 }
 
 // write, read: errors (Go errors and error responses) fail the test.
@@ -107,6 +185,9 @@ func (e *env) read(path string, data map[string]any) *logical.Response {
 	resp, err := e.do(logical.ReadOperation, path, data)
 	if err != nil || resp == nil || resp.IsError() {
 		e.t.Fatalf("read %s: err=%v resp=%v", path, err, errText(resp))
+	}
+	if tok, ok := resp.Data["token"].(string); ok {
+		e.served = append(e.served, tok)
 	}
 	return resp
 }
@@ -203,4 +284,30 @@ func (e *env) readFailure(path string) (int, string) {
 	e.t.Helper()
 	resp, err := e.do(logical.ReadOperation, path, nil)
 	return failure(e.t, resp, err)
+}
+
+// holdPath holds upstream calls to path until release is closed.
+func holdPath(path string, release <-chan struct{}) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == path {
+				<-release
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// countPath answers calls to path with 204 and counts them; other calls go upstream.
+func countPath(path string, n *atomic.Int64) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != path {
+				next.ServeHTTP(w, r)
+				return
+			}
+			n.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
 }

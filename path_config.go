@@ -19,8 +19,10 @@ One mount holds one upstream account. provider is plextrac, plaspy, resolver or 
 Credentials (password, api_key, totp_secret, headers) are write-only: a read shows whether
 each is set, never its value. A write logs in upstream once to check the credentials
 (verify=true, the default); if that fails nothing is stored and the error says why. A write
-merges into the stored config unless it names another provider, which starts over. Any
-write drops the cached upstream session. Unknown fields, and fields the provider does not
+merges into the stored config unless it names another provider, which starts over. A write
+that changes the upstream account drops its session (and logs it out where the provider has
+a logout); one that changes url, ca_cert, allow_insecure_http or the generic login settings
+must supply the stored secrets again. Unknown fields, and fields the provider does not
 take, are errors.
 `
 
@@ -60,7 +62,7 @@ func (b *backend) pathConfig() *framework.Path {
 			"refresh_method":      str("generic: refresh HTTP method (default POST).", false, "Generic"),
 			"refresh_path":        str("generic: refresh path called with the current token; empty means log in again.", false, "Generic"),
 			"logout_method":       str("generic: logout HTTP method (default POST).", false, "Generic"),
-			"logout_path":         str("generic: logout path called on lease revocation; empty means none.", false, "Generic"),
+			"logout_path":         str("generic: logout path, called with the session token when the mount's upstream account changes or its config is deleted (never on lease revocation: every reader shares the token); empty means none.", false, "Generic"),
 			"auth_scheme":         str(`generic: Authorization prefix (default Bearer; "none" sends the bare token).`, false, "Generic"),
 		},
 		ExistenceCheck: b.configExists,
@@ -103,10 +105,8 @@ func (b *backend) configRead(ctx context.Context, req *logical.Request, _ *frame
 			data[k+"_set"] = c.secretSet(k)
 		case "org_id":
 			data[k] = c.OrgID
-		default:
-			if v := c.field(k); v != "" || k == "username" || k == "email" {
-				data[k] = v
-			}
+		default: // the generic settings are filled in below
+			data[k] = c.field(k)
 		}
 	}
 	if c.Provider == upstream.Generic {
@@ -141,6 +141,11 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		sort.Strings(unknown)
 		return logical.ErrorResponse("unknown field(s) %s: see `vault path-help %sconfig` for the fields", strings.Join(unknown, ", "), req.MountPoint), nil
 	}
+	if !b.WriteSafeReplicationState() {
+		return nil, logical.ErrReadOnly // forwarded: a verify login here would be a second one
+	}
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
 	prev, err := readConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -149,6 +154,9 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err == nil {
 		err = c.validate(req.Data)
 	}
+	if err == nil {
+		err = checkNewDestination(prev, c, req.Data)
+	}
 	var prov upstream.Provider
 	var tok *upstream.Token
 	if err == nil {
@@ -156,7 +164,9 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	}
 	if err == nil && d.Get("verify").(bool) {
 		tok, err = prov.Login(ctx)
-		saveTOTPStep(ctx, req.Storage, prov, b.Logger())
+		if serr := saveTOTPStep(ctx, req.Storage, prov); serr != nil {
+			b.Logger().Warn("could not store the last TOTP step", "error", serr)
+		}
 		if err != nil {
 			prov.HTTP().Close()
 			err = fmt.Errorf("the login check failed (set verify=false to store without checking): %w", err)
@@ -169,26 +179,81 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err != nil {
 		return nil, err
 	}
-	b.dropSession(ctx, req.Storage)
-	if err := req.Storage.Delete(ctx, sessionKey); err != nil {
+	next := b.newAccount(c, prov)
+	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func() error {
+		if err := req.Storage.Put(ctx, entry); err != nil {
+			return err
+		}
+		if tok != nil { // the check's login is a good session: the first read costs no login
+			return next.keep(ctx, req.Storage, tok)
+		}
+		return next.load(ctx, req.Storage) // same account: its stored session still serves
+	})
+	if err != nil {
 		return nil, err
 	}
-	if err := req.Storage.Put(ctx, entry); err != nil {
-		return nil, err
-	}
-	// The check's login is a good session: the first read costs no login.
-	b.install(ctx, req.Storage, b.newAccount(c, prov), tok)
+	b.limiters.Register(b.id, prov.HTTP().Host(), c.MaxAuthPerMinute, b.clock.Now())
+	b.endSession(ctx, prevAcct, next.id)
 	b.Logger().Info("config written", "provider", c.Provider, "url", c.URL, "verified", tok != nil)
 	return nil, nil
 }
 
 func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	b.dropSession(ctx, req.Storage)
-	for _, k := range []string{configKey, sessionKey} {
-		if err := req.Storage.Delete(ctx, k); err != nil {
+	if !b.WriteSafeReplicationState() {
+		return nil, logical.ErrReadOnly
+	}
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func() error { return req.Storage.Delete(ctx, configKey) })
+	if err != nil {
+		return nil, err
+	}
+	b.limiters.Unregister(b.id, b.clock.Now())
+	b.endSession(ctx, prev, "")
+	return nil, nil
+}
+
+// replaceAccount makes next the mount's account (nil: none) with no session write of the
+// account it replaces landing in between: under the session gate it closes the current
+// account, drops the stored session unless next is the same upstream account, and runs
+// write. It returns the replaced account, if one was loaded.
+func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func() error) (*account, error) {
+	prev, err := b.account(ctx, s)
+	if err != nil {
+		b.Logger().Warn("the current config could not be loaded; replacing it", "error", err)
+	}
+	b.sessionGate.Lock()
+	defer b.sessionGate.Unlock()
+	b.swap(nil)
+	if next == nil || prev == nil || prev.id != next.id {
+		if err := s.Delete(ctx, sessionKey); err != nil {
 			return nil, err
 		}
 	}
-	b.reset()
-	return nil, nil
+	if err := write(); err != nil {
+		return nil, err
+	}
+	b.swap(next)
+	return prev, nil
+}
+
+// endSession lets go of a replaced account. Only when the upstream account itself changed
+// (or the config was deleted) is its session logged out, where the provider has a logout:
+// a write that keeps the account (min_ttl, a new password) must not kill the token that
+// outstanding leases still hold.
+func (b *backend) endSession(ctx context.Context, prev *account, nextID string) {
+	if prev == nil {
+		return
+	}
+	defer prev.prov.HTTP().Close()
+	if prev.id == nextID {
+		return
+	}
+	if t := prev.current(); prev.usable(t) {
+		ctx, cancel := context.WithTimeout(ctx, prev.cfg.RequestTimeout)
+		defer cancel()
+		if err := prev.prov.Logout(ctx, t.Value); err != nil {
+			prev.logger.Warn("upstream logout failed; the token will expire on its own", "error", err)
+		}
+	}
 }

@@ -55,7 +55,11 @@ func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *
 	// A read refreshes once the token has less than min_ttl left, so that is when readers are
 	// switched. Rounded up, so a reader that comes back after ttl seconds never comes early.
 	switchAt := t.ExpiresAt.Add(-r.minTTL)
-	data := maps.Clone(r.a.served(t).data)
+	sv, err := r.a.served(t)
+	if err != nil {
+		return nil, err
+	}
+	data := maps.Clone(sv.data)
 	data["ttl"] = max(wholeSecondsUp(switchAt.Sub(b.clock.Now())), 1)
 	data["rotation_period"] = max(int(switchAt.Sub(t.IssuedAt)/time.Second), 1)
 	data["last_vault_rotation"] = t.ObtainedTime().UTC().Format(time.RFC3339Nano)

@@ -14,8 +14,10 @@ const pathStatusHelpSyn = `Show the upstream session's state, without secrets.`
 const pathStatusHelpDesc = `
 provider and url; the shared session (state, issued_at, expires_at, how and when it was last
 obtained); the last upstream error and when to retry; counts of upstream calls by kind
-(login, mfa, refresh) and outcome since the plugin started; the host's auth limiter budget;
-and how many reads had to wait on the upstream. Never a token or credential.
+(login, mfa, refresh) and outcome since the plugin started;
+the host's auth budget (the smallest max_auth_per_minute of the mounts on that
+host in this plugin process) and the rule that set it; and how many reads had to wait on
+the upstream. Never a token or credential.
 `
 
 func (b *backend) pathStatus() *framework.Path {
@@ -68,7 +70,8 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 		}
 	}
 	ls := a.prov.HTTP().Limiter().State(now)
-	data["limiter"] = map[string]any{"host": a.prov.HTTP().Host(), "max_auth_per_minute": ls.PerMinute,
+	data["limiter"] = map[string]any{"host": a.prov.HTTP().Host(), "max_auth_per_minute": ls.PerMinute, "rule": ls.Rule(),
+		"mounts_on_host": ls.Mounts, "this_mount_asked": a.cfg.MaxAuthPerMinute,
 		"tokens_left": int(ls.TokensLeft), "blocked_until": rfc3339(ls.BlockedUntil)}
 	return &logical.Response{Data: data}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"strings"
@@ -59,14 +60,17 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 	if r == nil {
 		return resp, err
 	}
-	sv := r.a.served(r.tok)
+	sv, err := r.a.served(r.tok)
+	if err != nil {
+		return nil, err
+	}
 	ttl := leaseEnd(r.tok).Sub(b.clock.Now())
 	data := maps.Clone(sv.data)
 	data["ttl"] = int(ttl.Seconds())
 	// What framework.Secret.Response builds, without its copy of InternalData: reads are hot.
 	resp = &logical.Response{Data: data, Secret: &logical.Secret{
 		LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: true},
-		InternalData: map[string]any{"secret_type": secretTokenType, leaseSessionKey: sv.internal},
+		InternalData: map[string]any{"secret_type": secretTokenType, leaseSessionKey: sv.internal, leaseAccountKey: r.a.id},
 	}}
 	r.warn(resp)
 	return resp, nil
@@ -125,13 +129,17 @@ type served struct {
 	internal string         // the token encoded for the lease's InternalData
 }
 
-func (a *account) served(t *upstream.Token) *served {
+func (a *account) served(t *upstream.Token) (*served, error) {
 	if sv := a.cache.Load(); sv != nil && sv.tok == t {
-		return sv
+		return sv, nil
 	}
-	sv := &served{tok: t, data: a.tokenData(t), internal: encodeToken(t)}
+	internal, err := encodeToken(t)
+	if err != nil {
+		return nil, err
+	}
+	sv := &served{tok: t, data: a.tokenData(t), internal: internal}
 	a.cache.Store(sv)
-	return sv
+	return sv, nil
 }
 
 // tokenData is what a read or renewal returns for t.
@@ -150,13 +158,20 @@ func (a *account) tokenData(t *upstream.Token) map[string]any {
 	return data
 }
 
-// The lease keeps the token it handed out in its InternalData (stored by Vault, encrypted,
-// never shown), so that renewal can tell which token the holder has.
-const leaseSessionKey = "session"
+// The lease keeps the token it handed out and the account it came from in its InternalData
+// (stored by Vault, encrypted, never shown), so that renewal can tell which token the holder
+// has, and refuse a lease of an account the mount no longer has.
+const (
+	leaseSessionKey = "session"
+	leaseAccountKey = "account"
+)
 
-func encodeToken(t *upstream.Token) string {
-	b, _ := json.Marshal(t)
-	return string(b)
+func encodeToken(t *upstream.Token) (string, error) {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return "", fmt.Errorf("cannot encode the upstream token for its lease: %w", err)
+	}
+	return string(b), nil
 }
 
 func leaseToken(internal map[string]any) (*upstream.Token, error) {
@@ -173,18 +188,26 @@ func leaseToken(internal map[string]any) (*upstream.Token, error) {
 // plugin's error into 500 (or 400 for an error response), so the status and Vault's usual
 // {"errors": [...]} body are sent as a raw response.
 func upstreamFailure(err error) (*logical.Response, error) {
-	e, ok := upstream.AsError(err)
+	code, ok := upstreamStatus(err)
 	if !ok {
 		return nil, err
-	}
-	code := http.StatusBadGateway
-	switch {
-	case e.Kind == upstream.KindRateLimited:
-		code = http.StatusTooManyRequests
-	case e.Kind == upstream.KindUnavailable && e.Status == 0:
-		code = http.StatusGatewayTimeout
 	}
 	body, _ := json.Marshal(map[string][]string{"errors": {err.Error()}})
 	return &logical.Response{Data: map[string]any{
 		logical.HTTPContentType: "application/json", logical.HTTPStatusCode: code, logical.HTTPRawBody: string(body)}}, nil
+}
+
+// upstreamStatus is the HTTP status for an upstream failure: 429 when rate limited, 504 when
+// upstream did not answer, else 502. ok is false when err is not an upstream failure.
+func upstreamStatus(err error) (code int, ok bool) {
+	e, ok := upstream.AsError(err)
+	switch {
+	case !ok:
+		return 0, false
+	case e.Kind == upstream.KindRateLimited:
+		return http.StatusTooManyRequests, true
+	case e.Kind == upstream.KindUnavailable && e.Status == 0:
+		return http.StatusGatewayTimeout, true
+	}
+	return http.StatusBadGateway, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,21 +58,6 @@ func TestEachProviderServesAWorkingToken(t *testing.T) {
 	}
 }
 
-func TestLeaseTTLIsTokenRemainingLifeLessSkew(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", e.plextracConfig(false))
-	e.clock.Advance(2 * time.Minute)
-	resp := e.read("token", nil)
-	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
-	want := exp.Sub(e.clock.Now()) - clockSkew
-	if resp.Secret.TTL != want || resp.Secret.MaxTTL != want {
-		t.Fatalf("lease TTL %s / MaxTTL %s, want %s (token has %s left)", resp.Secret.TTL, resp.Secret.MaxTTL, want, exp.Sub(e.clock.Now()))
-	}
-	if resp.Data["ttl"] != int(want.Seconds()) {
-		t.Errorf("ttl field = %v, want %d", resp.Data["ttl"], int(want.Seconds()))
-	}
-}
-
 func TestReadRefreshesWhenLessThanMinTTLLeft(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false)) // 15-minute tokens, min_ttl 5m
@@ -119,7 +105,7 @@ func TestRenewOutsideWindowKeepsTokenAndExpiry(t *testing.T) {
 		t.Fatal("renewal outside the window changed the token")
 	}
 	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
-	if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-clockSkew)) {
+	if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-5 * time.Second)) {
 		t.Fatalf("lease extended to %s, past the token's expiry %s less skew", end, exp)
 	}
 	if !r.Secret.Renewable {
@@ -149,10 +135,10 @@ func TestRenewInsideWindowHandsOutRefreshedToken(t *testing.T) {
 		t.Fatal("a renewal that hands out a new token must make the lease non-renewable (so Agent re-reads)")
 	}
 	exp, _ := time.Parse(time.RFC3339, r.Data["expires_at"].(string))
-	if want := exp.Add(-clockSkew).Sub(e.clock.Now()); r.Secret.TTL != want {
+	if want := exp.Add(-5 * time.Second).Sub(e.clock.Now()); r.Secret.TTL != want {
 		t.Errorf("TTL %s, want %s", r.Secret.TTL, want)
 	}
-	if want := exp.Add(-clockSkew).Sub(issue.Truncate(time.Second)); r.Secret.MaxTTL != want {
+	if want := exp.Add(-5 * time.Second).Sub(issue.Truncate(time.Second)); r.Secret.MaxTTL != want {
 		t.Errorf("MaxTTL %s, want %s (from the issue time truncated to the second)", r.Secret.MaxTTL, want)
 	}
 	// Other readers now get the same refreshed token without another upstream call.
@@ -253,5 +239,31 @@ func TestRenewWithIncrementHandsOutNewTokenOnAShorterLease(t *testing.T) {
 				t.Fatalf("renewed lease outlives its token")
 			}
 		}
+	}
+}
+
+// A read keeps the token while it has min_ttl or more left, refreshes when it has less; and
+// min_ttl=0 asks for no margin at all.
+func TestMinTTLBoundary(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false)) // 15-minute tokens, min_ttl 5m
+	first := e.read("token", nil).Data["token"]
+	e.clock.Advance(10 * time.Minute) // exactly 5m left
+	if got := e.read("token", nil).Data["token"]; got != first {
+		t.Fatal("refreshed with exactly min_ttl left")
+	}
+	e.clock.Advance(4 * time.Minute)
+	if got := e.read("token", map[string]any{"min_ttl": 0}).Data["token"]; got != first {
+		t.Fatal("min_ttl=0 with 1m left refreshed")
+	}
+	// Whatever min_ttl asks, a token with less than 6 s left is refreshed: its lease would
+	// be under a second.
+	e.clock.Advance(55*time.Second + 500*time.Millisecond) // 5.5 s left
+	if r := e.read("token", map[string]any{"min_ttl": 0}); r.Data["token"] == first || r.Secret.TTL < time.Second {
+		t.Fatalf("min_ttl=0 with 5.5 s left served a lease of %s on the old token", r.Secret.TTL)
+	}
+	resp, err := e.do(logical.ReadOperation, "token", map[string]any{"min_ttl": -1})
+	if code, msg := failure(t, resp, err); code != 400 || !strings.Contains(msg, "min_ttl") {
+		t.Fatalf("min_ttl=-1: %d %q, want 400 naming min_ttl", code, msg)
 	}
 }

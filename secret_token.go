@@ -2,6 +2,8 @@ package sessiontoken
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -38,13 +40,16 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 	if a == nil {
 		return logical.ErrorResponse("cannot renew: this mount is no longer configured"), nil
 	}
+	if id, _ := req.Secret.InternalData[leaseAccountKey].(string); id != a.id {
+		return logical.ErrorResponse("cannot renew: the mount's account changed since this lease was issued; read the token path again"), nil
+	}
 	now := b.clock.Now()
 	if now.Before(held.ExpiresAt.Add(-held.Lifetime() / 3)) {
 		return b.renewSame(req, a, held)
 	}
 	newer, err := a.get(ctx, req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(held.ExpiresAt) })
 	if newer == nil {
-		return logical.ErrorResponse("cannot renew: %s", err), nil
+		return nil, renewFailure(err)
 	}
 	if !newer.ExpiresAt.After(held.ExpiresAt) { // refresh failed; the held token is still valid
 		resp, rerr := b.renewSame(req, a, held)
@@ -53,7 +58,11 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 		}
 		return resp, rerr
 	}
-	req.Secret.InternalData[leaseSessionKey] = encodeToken(newer)
+	internal, err := encodeToken(newer)
+	if err != nil {
+		return nil, err
+	}
+	req.Secret.InternalData[leaseSessionKey] = internal
 	end := newLeaseEnd(leaseEnd(newer), now, req.Secret.Increment)
 	req.Secret.TTL = end.Sub(now)
 	req.Secret.MaxTTL = end.Sub(req.Secret.IssueTime.Truncate(time.Second))
@@ -96,4 +105,18 @@ func (b *backend) renewSame(req *logical.Request, a *account, held *upstream.Tok
 // (config rewritten or deleted).
 func (b *backend) tokenRevoke(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
 	return nil, nil
+}
+
+// renewFailure is a renewal's error for a failed refresh: read-only passes through (Vault
+// forwards it), an upstream failure carries the status a read would get (429, 502, 504) and
+// the same message. Vault 1.21's lease endpoint still answers 400 for any error a plugin
+// returns from a renewal; the message is what tells the caller what happened.
+func renewFailure(err error) error {
+	if errors.Is(err, logical.ErrReadOnly) {
+		return err
+	}
+	if code, ok := upstreamStatus(err); ok {
+		return logical.CodedError(code, "cannot renew: "+err.Error())
+	}
+	return fmt.Errorf("cannot renew: %w", err)
 }

@@ -3,6 +3,7 @@ package sessiontoken
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,14 +30,17 @@ const (
 
 // account is a mount's upstream account and its one shared session.
 type account struct {
-	cfg    *config
-	prov   upstream.Provider
-	clock  upstream.Clock
-	logger hclog.Logger
-	sf     singleflight.Group
-	closed atomic.Bool // replaced by a config change: must not write its session any more
-	waits  atomic.Int64
-	cache  atomic.Pointer[served] // what reads return for the current token
+	cfg      *config
+	prov     upstream.Provider
+	id       string        // fingerprint of the upstream account: see accountID
+	gate     *sync.RWMutex // the backend's sessionGate
+	writable func() bool   // whether this node may write storage (and so log in)
+	clock    upstream.Clock
+	logger   hclog.Logger
+	sf       singleflight.Group
+	closed   atomic.Bool // replaced by a config change: must not write its session any more
+	waits    atomic.Int64
+	cache    atomic.Pointer[served] // what reads return for the current token
 
 	mu          sync.Mutex
 	tok         *upstream.Token
@@ -68,37 +72,48 @@ func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *confi
 
 // saveTOTPStep records the last TOTP step p used, after any login attempt that may have sent
 // a code, so that another node or a restarted plugin never resends it.
-func saveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider, logger hclog.Logger) {
+func saveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider) error {
 	st, ok := p.(upstream.TOTPStepper)
 	if !ok || st.LastTOTPStep() == 0 {
-		return
+		return nil
 	}
 	e, err := logical.StorageEntryJSON(totpStepKey, st.LastTOTPStep())
-	if err == nil {
-		err = s.Put(ctx, e)
-	}
 	if err != nil {
-		logger.Warn("could not store the last TOTP step", "error", err)
+		return err
 	}
+	return s.Put(ctx, e)
 }
 
 func (b *backend) newAccount(cfg *config, p upstream.Provider) *account {
-	return &account{cfg: cfg, prov: p, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider)}
+	return &account{cfg: cfg, prov: p, id: cfg.accountID(), gate: &b.sessionGate, writable: b.WriteSafeReplicationState,
+		clock: b.clock, logger: b.Logger().With("provider", cfg.Provider)}
 }
 
-// load reads the stored session, so a restart or leader change costs no login.
+// storedSession is the session as kept in storage: the token and the account it belongs to.
+type storedSession struct {
+	Account string          `json:"account"`
+	Token   *upstream.Token `json:"token"`
+}
+
+// load reads the stored session, so a restart or leader change costs no login. A session
+// that belongs to another account than the config's is never served.
 func (a *account) load(ctx context.Context, s logical.Storage) error {
 	e, err := s.Get(ctx, sessionKey)
 	if err != nil || e == nil {
 		return err
 	}
-	var t upstream.Token
-	if err := e.DecodeJSON(&t); err != nil {
+	var ss storedSession
+	if err := e.DecodeJSON(&ss); err != nil || ss.Token == nil {
 		a.logger.Warn("stored session is unreadable; the next read logs in again")
 		return nil
 	}
+	if ss.Account != a.id {
+		a.logger.Warn("stored session belongs to another upstream account than the config; the next read logs in again")
+		return nil
+	}
+	a.prov.HTTP().RememberToken(ss.Token.Value) // scrubbed from what upstream says back
 	a.mu.Lock()
-	a.tok = &t
+	a.tok = ss.Token
 	a.mu.Unlock()
 	return nil
 }
@@ -127,10 +142,16 @@ func (a *account) get(ctx context.Context, s logical.Storage, good func(*upstrea
 	if seen != nil && good(seen) {
 		return seen, nil
 	}
+	if !a.writable() {
+		// A performance standby or secondary must not log in by itself: that would spend the
+		// host's budget per node and may resend a TOTP code. Vault forwards the request to
+		// the node that can write.
+		return nil, logical.ErrReadOnly
+	}
 	a.waits.Add(1)
 	t, err := a.refresh(ctx, s, seen)
 	if err != nil {
-		if cur := a.current(); a.usable(cur) {
+		if cur := a.current(); a.usable(cur) && !errors.Is(err, logical.ErrReadOnly) {
 			return cur, err
 		}
 		return nil, err
@@ -139,19 +160,25 @@ func (a *account) get(ctx context.Context, s logical.Storage, good func(*upstrea
 }
 
 // refresh replaces seen with a new token; concurrent callers share one upstream call, and a
-// caller that saw a token already replaced gets the replacement without another call.
+// caller that saw a token already replaced gets the replacement without another call. A
+// caller whose request ends stops waiting at once; the refresh goes on for the others.
 func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream.Token) (*upstream.Token, error) {
-	v, err, _ := a.sf.Do("refresh", func() (any, error) {
+	ch := a.sf.DoChan("refresh", func() (any, error) {
 		if cur := a.current(); cur != seen && a.usable(cur) {
 			return cur, nil
 		}
-		// One reader giving up must not fail the others waiting on this call.
 		return a.renewUpstream(context.WithoutCancel(ctx), s)
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*upstream.Token), nil
+	case <-ctx.Done():
+		return nil, &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.HTTP().Host(), Op: "refresh", Kind: upstream.KindUnavailable,
+			Msg: "this request ended while waiting for the upstream (" + ctx.Err().Error() + "); the refresh goes on", Hint: "read again shortly"}
 	}
-	return v.(*upstream.Token), nil
 }
 
 // renewUpstream: the provider's refresh while the token is valid, a full login (with MFA)
@@ -182,13 +209,19 @@ func (a *account) renewUpstream(ctx context.Context, s logical.Storage) (*upstre
 	if err != nil {
 		return nil, a.noteFailure(err)
 	}
-	a.store(ctx, s, t)
+	if err := a.store(ctx, s, t); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
 func (a *account) login(ctx context.Context, s logical.Storage) (*upstream.Token, error) {
 	t, err := a.prov.Login(ctx)
-	saveTOTPStep(ctx, s, a.prov, a.logger)
+	if serr := saveTOTPStep(ctx, s, a.prov); errors.Is(serr, logical.ErrReadOnly) {
+		return nil, serr
+	} else if serr != nil {
+		a.logger.Warn("could not store the last TOTP step", "error", serr)
+	}
 	return t, err
 }
 
@@ -213,26 +246,38 @@ func (a *account) noteFailure(err error) error {
 	return err
 }
 
-// store makes t the shared session, in memory and in storage (encrypted by Vault's barrier).
-func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Token) {
+// store makes t the shared session, in memory and in storage (encrypted by Vault's barrier),
+// unless the account was replaced by a config change: then t is nobody's session.
+func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Token) error {
+	a.gate.RLock()
+	defer a.gate.RUnlock()
 	if a.closed.Load() {
-		return
+		return nil
 	}
+	return a.keep(ctx, s, t)
+}
+
+// keep is store without the gate, for the config write that holds it.
+func (a *account) keep(ctx context.Context, s logical.Storage, t *upstream.Token) error {
 	now := a.clock.Now()
 	if t.ObtainedAt.IsZero() {
 		t.ObtainedAt = now
+	}
+	entry, err := logical.StorageEntryJSON(sessionKey, storedSession{Account: a.id, Token: t})
+	if err != nil {
+		return fmt.Errorf("cannot encode the upstream session: %w", err)
+	}
+	if err := s.Put(ctx, entry); errors.Is(err, logical.ErrReadOnly) {
+		return err // Vault forwards the request to the node that can write
+	} else if err != nil {
+		// Served from memory meanwhile; a node that loads later logs in again.
+		a.logger.Warn("could not store the upstream session", "error", err)
 	}
 	a.mu.Lock()
 	a.tok, a.lastRefresh, a.failures, a.retryAt = t, now, 0, time.Time{}
 	a.mu.Unlock()
 	a.logger.Info("upstream session refreshed", "by", t.ObtainedBy, "expires_at", t.ExpiresAt.UTC().Format(time.RFC3339))
-	entry, err := logical.StorageEntryJSON(sessionKey, t)
-	if err == nil {
-		err = s.Put(ctx, entry)
-	}
-	if err != nil { // e.g. a read-only node: the session still serves from memory
-		a.logger.Warn("could not store the upstream session", "error", err)
-	}
+	return nil
 }
 
 // refreshAhead refreshes the session when readers would soon need a newer one.

@@ -66,7 +66,7 @@ func TestUpstreamFailureIsClearAndBounded(t *testing.T) {
 	}
 	// Upstream recovers: after the backoff a read logs in.
 	e.sim.ClearFaults()
-	e.clock.Advance(firstFailureBackoff)
+	e.clock.Advance(10 * time.Second) // the first backoff step
 	e.read("token", nil)
 	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 1 {
 		t.Fatalf("logins after recovery = %d, want 1", st.Logins)
@@ -157,5 +157,30 @@ func TestStatusShowsSessionAndCalls(t *testing.T) {
 	}
 	if lim := st["limiter"].(map[string]any); lim["max_auth_per_minute"] != 10 {
 		t.Errorf("limiter = %v", lim)
+	}
+}
+
+// The periodic function refreshes once the token has min_ttl + 75 s left (6m15s with 15-minute
+// tokens and the default 5m), not a second earlier.
+func TestPeriodicRefreshStartsAtMinTTLPlus75Seconds(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	periodic := func() {
+		if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.clock.Advance(8*time.Minute + 44*time.Second) // 6m16s left
+	periodic()
+	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 0 {
+		t.Fatal("refreshed with 6m16s left")
+	}
+	e.clock.Advance(time.Second) // 6m15s left
+	periodic()
+	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 1 {
+		t.Fatalf("refreshes with 6m15s left = %d, want 1", st.Refreshes)
+	}
+	if strings.Contains(e.logs.String(), "did not succeed") {
+		t.Fatal("a successful periodic refresh was logged as failed")
 	}
 }

@@ -31,3 +31,10 @@ func TestTLSUpstreamNeedsItsCA(t *testing.T) {
 		t.Error("config read should show the (public) CA certificate")
 	}
 }
+
+// testCACertPEM is a real CA certificate (an httptest TLS server's), for config writes.
+func testCACertPEM(t *testing.T) string {
+	srv := httptest.NewTLSServer(nil)
+	defer srv.Close()
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+}

@@ -39,21 +39,64 @@ var errRateLimited = errors.New("rate limited")
 type Client struct {
 	provider string
 	base     *url.URL
+	hostKey  string // HostKey(base): the limiter's and TOTP record's key
 	http     *http.Client
 	headers  map[string]string
 	timeout  time.Duration
 	limiter  *HostLimiter
 	clock    Clock
-	secrets  []string // values scrubbed from anything upstream says back
+	secrets  []string // configured values scrubbed from anything upstream says back
+	tokens   tokenMemory
 	stats    Stats
 }
+
+// tokenMemory holds the last two token values the client obtained or was told about, so that
+// an upstream echoing one (opaque tokens are not JWT-shaped) cannot put it into an error.
+type tokenMemory struct {
+	mu   sync.Mutex
+	last [2]string // newest first
+}
+
+func (m *tokenMemory) remember(v string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v != "" && v != m.last[0] {
+		m.last[1], m.last[0] = m.last[0], v
+	}
+}
+
+func (m *tokenMemory) values() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return []string{m.last[0], m.last[1]}
+}
+
+// RememberToken adds a token the client did not obtain itself (a session loaded from storage
+// after a restart or failover) to the values scrubbed from upstream text. The client remembers
+// the last two tokens: the one it serves and the one before.
+func (c *Client) RememberToken(value string) { c.tokens.remember(value) }
+
+// secretSet is every value scrubbed from upstream text in one call: the configured secrets,
+// the remembered tokens and the extra values (the token the call sends).
+func (c *Client) secretSet(extra ...string) []string {
+	out := make([]string, 0, len(c.secrets)+2+len(extra))
+	out = append(out, c.secrets...)
+	out = append(out, c.tokens.values()...)
+	return append(out, extra...)
+}
+
+// Scrub makes text that may hold upstream words safe to log or show: invisible characters
+// dropped, every configured secret and remembered token replaced (raw, URL-encoded, base64),
+// JWT-shaped strings replaced, and cut to 200 bytes on a character boundary.
+func (c *Client) Scrub(text string) string { return scrub(text, c.secretSet()) }
 
 func newClient(cfg Config, deps Deps) (*Client, error) {
 	base, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
 	if err != nil || base.Host == "" {
-		return nil, fmt.Errorf("url: %q is not an absolute URL", cfg.URL)
+		return nil, errors.New("url: not an absolute URL") // never echoed: it may hold userinfo
 	}
 	tr := cleanhttp.DefaultPooledTransport()
+	tr.DialContext = guardedDialer().DialContext
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CACert != "" {
 		pool, err := x509.SystemCertPool()
@@ -70,12 +113,12 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		timeout = 10 * time.Second
 	}
 	c := &Client{
-		provider: cfg.Provider, base: base, headers: cfg.Headers, timeout: timeout, clock: deps.Clock,
+		provider: cfg.Provider, base: base, hostKey: HostKey(base), headers: cfg.Headers, timeout: timeout, clock: deps.Clock,
 		// Redirects are never followed: a login must not carry credentials to another host.
 		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
-		limiter: deps.Limiters.For(base.Host, cfg.MaxAuthPerMinute, deps.Clock.Now()),
+		limiter: deps.Limiters.Host(HostKey(base), deps.Clock.Now()),
 		secrets: []string{cfg.Password, cfg.APIKey, cfg.TOTPSecret},
 	}
 	for _, v := range cfg.Headers {
@@ -87,8 +130,8 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 // HTTP returns c itself, so that every provider satisfies Provider.HTTP by embedding.
 func (c *Client) HTTP() *Client { return c }
 
-// Host is the upstream's host[:port], the key of its limiter.
-func (c *Client) Host() string { return c.base.Host }
+// Host is the upstream's HostKey, the key of its limiter.
+func (c *Client) Host() string { return c.hostKey }
 
 // Stats counts this account's upstream calls.
 func (c *Client) Stats() *Stats { return &c.stats }
@@ -106,6 +149,7 @@ type request struct {
 	authz            string         // Authorization header value, if any
 	rejected         map[int]string // statuses that mean "refused", with the hint to show
 	noLimit          bool           // logout: not an auth call
+	token            string         // the token the call sends, scrubbed from its errors
 }
 
 // call sends r through the limiter, decodes a 2xx JSON answer into out and runs check on it.
@@ -124,26 +168,27 @@ func (c *Client) call(ctx context.Context, r request, out any, check func() erro
 	if err != nil {
 		return err
 	}
+	secrets := c.secretSet(r.token, r.authz)
 	switch {
 	case status == http.StatusTooManyRequests:
 		retryAt := c.clock.Now().Add(retryAfter(header.Get("Retry-After"), c.clock.Now()))
 		c.limiter.Block(retryAt)
-		return c.fail(r.op, KindRateLimited, status, "upstream refused with HTTP 429 Too Many Requests"+upstreamSays(body, c.secrets), "", retryAt)
+		return c.fail(r.op, KindRateLimited, status, "upstream refused with HTTP 429 Too Many Requests"+upstreamSays(body, secrets), "", retryAt)
 	case status >= 300 && status < 400:
 		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered with a redirect (HTTP %d), which is not followed with credentials", status),
 			"set url to the address that serves the API itself", time.Time{})
 	case r.rejected[status] != "":
-		return c.fail(r.op, KindRejected, status, fmt.Sprintf("upstream refused it (HTTP %d%s)", status, upstreamSays(body, c.secrets)), r.rejected[status], time.Time{})
+		return c.fail(r.op, KindRejected, status, fmt.Sprintf("upstream refused it (HTTP %d%s)", status, upstreamSays(body, secrets)), r.rejected[status], time.Time{})
 	case status >= 500:
-		return c.fail(r.op, KindUnavailable, status, fmt.Sprintf("upstream error HTTP %d%s", status, upstreamSays(body, c.secrets)), "", time.Time{})
+		return c.fail(r.op, KindUnavailable, status, fmt.Sprintf("upstream error HTTP %d%s", status, upstreamSays(body, secrets)), "", time.Time{})
 	case status >= 400:
-		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered HTTP %d%s", status, upstreamSays(body, c.secrets)), "", time.Time{})
+		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered HTTP %d%s", status, upstreamSays(body, secrets)), "", time.Time{})
 	}
 	if out != nil {
 		if err := json.Unmarshal(body, out); err != nil {
 			what := "a body that is not JSON"
 			if ct := header.Get("Content-Type"); ct != "" {
-				what += " (" + scrub(ct, nil) + ")"
+				what += " (" + scrub(ct, secrets) + ")"
 			}
 			return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered HTTP %d with %s", status, what),
 				"check url points at the API, not a web page or proxy", time.Time{})
@@ -166,9 +211,10 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 		}
 		payload = bytes.NewReader(b)
 	}
+	secrets := c.secretSet(r.token, r.authz)
 	req, err := http.NewRequestWithContext(ctx, r.method, c.base.String()+r.path, payload)
 	if err != nil {
-		return 0, nil, nil, c.fail(r.op, KindBadResponse, 0, "cannot build the request: "+scrub(err.Error(), c.secrets), "", time.Time{})
+		return 0, nil, nil, c.fail(r.op, KindBadResponse, 0, "cannot build the request: "+scrub(err.Error(), secrets), "", time.Time{})
 	}
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
@@ -186,7 +232,7 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 		if u := errors.Unwrap(err); u != nil {
 			inner = u // drop the "Post URL:" prefix
 		}
-		msg := "cannot reach upstream: " + scrub(inner.Error(), c.secrets)
+		msg := "cannot reach upstream: " + scrub(inner.Error(), secrets)
 		if ctx.Err() == context.DeadlineExceeded {
 			msg = fmt.Sprintf("no answer within request_timeout (%s)", c.timeout)
 		}
@@ -195,7 +241,7 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return 0, nil, nil, c.fail(r.op, KindUnavailable, resp.StatusCode, "the answer was cut off: "+scrub(err.Error(), c.secrets), "", time.Time{})
+		return 0, nil, nil, c.fail(r.op, KindUnavailable, resp.StatusCode, "the answer was cut off: "+scrub(err.Error(), secrets), "", time.Time{})
 	}
 	if len(body) > maxBody {
 		return 0, nil, nil, c.fail(r.op, KindBadResponse, resp.StatusCode, fmt.Sprintf("upstream answer is larger than %d KiB and was not read", maxBody>>10), "", time.Time{})
@@ -219,6 +265,7 @@ func (c *Client) newToken(op, value string, expiry any, extras map[string]any) (
 	if err != nil {
 		return nil, c.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
 	}
+	c.tokens.remember(value)
 	return &Token{Value: value, IssuedAt: issued, ExpiresAt: exp, ObtainedBy: op, Extras: extras}, nil
 }
 

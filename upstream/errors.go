@@ -3,10 +3,8 @@ package upstream
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
-	"unicode"
 )
 
 // Kind says what went wrong upstream, which decides what the session does next.
@@ -58,27 +56,4 @@ func AsError(err error) (*Error, bool) {
 func IsKind(err error, k Kind) bool {
 	e, ok := AsError(err)
 	return ok && e.Kind == k
-}
-
-var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}(\.[A-Za-z0-9_-]*){0,2}`)
-
-// scrub makes upstream text safe to show: known secrets and anything token-shaped are
-// replaced, control characters dropped, and the length capped.
-func scrub(s string, secrets []string) string {
-	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
-	}
-	s = jwtLike.ReplaceAllString(s, "[token]")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsPrint(r) {
-			return r
-		}
-		return -1
-	}, s)
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
 }

@@ -13,9 +13,25 @@ import (
 // DefaultLifetime is assumed when neither the JWT nor the answer says when a token expires.
 const DefaultLifetime = 15 * time.Minute
 
+// MinServableLife is the shortest remaining life a new token may have. The backend serves a
+// lease of the token's remaining life less a clock-skew margin (5 s) and keeps 1 s more so that
+// a renewal's increment cannot outlive the token; a token that expires sooner than this after
+// it arrives would get a zero or negative lease TTL, so it is a bad response instead.
+const MinServableLife = 10 * time.Second
+
+// MaxTokenLife bounds how far from now a token's expiry and issue time may be. Upstream
+// session tokens live minutes to hours; an expiry a year or more away (or an issue time a year
+// or more ago) is a misread field or a hostile answer, and a time past year 9999 cannot even be
+// stored (time.Time.MarshalJSON refuses it), which would leave a session that is served but
+// never saved or renewed. So such answers are bad responses, not sessions.
+const MaxTokenLife = 365 * 24 * time.Hour
+
 // TokenTimes decides when a token was issued and when it expires: the JWT's iat and exp
 // (parsed, not verified: the plugin does not hold the upstream's key), else the provider's
-// expiry field, else DefaultLifetime from now. A token that is already expired is an error.
+// expiry field, else DefaultLifetime from now. It is an error, worded as the upstream's answer,
+// when the token is already expired, expires within MinServableLife, expires more than
+// MaxTokenLife from now, or says it was issued more than MaxTokenLife ago; and whenever either
+// time could not be stored as JSON.
 func TokenTimes(token string, expiryField any, now time.Time) (issued, expires time.Time, err error) {
 	issued = now
 	if iat, exp, ok := jwtTimes(token); ok {
@@ -28,11 +44,33 @@ func TokenTimes(token string, expiryField any, now time.Time) (issued, expires t
 	} else {
 		expires = now.Add(DefaultLifetime)
 	}
-	if !expires.After(now) {
+	at := func(t time.Time) string {
+		if _, err := t.MarshalJSON(); err != nil {
+			return fmt.Sprintf("year %d", t.Year())
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	switch {
+	case !expires.After(now):
 		return time.Time{}, time.Time{}, fmt.Errorf("upstream issued a token that expired at %s, before it arrived (is the upstream's or this host's clock wrong?)",
-			expires.UTC().Format(time.RFC3339))
+			at(expires))
+	case expires.Before(now.Add(MinServableLife)):
+		return time.Time{}, time.Time{}, fmt.Errorf("upstream issued a token that expires at %s, %s after it arrived, which is shorter than the %s the plugin needs to serve it (is the upstream's or this host's clock wrong?)",
+			at(expires), expires.Sub(now).Round(time.Millisecond), MinServableLife)
+	case expires.After(now.Add(MaxTokenLife)) || !storable(expires):
+		return time.Time{}, time.Time{}, fmt.Errorf("upstream issued a token that expires at %s, which is not a plausible session expiry (more than %d days from now; check the expiry field and its unit)",
+			at(expires), int(MaxTokenLife/(24*time.Hour)))
+	case issued.Before(now.Add(-MaxTokenLife)) || !storable(issued):
+		return time.Time{}, time.Time{}, fmt.Errorf("upstream issued a token that says it was issued at %s, which is not a plausible session start (more than %d days ago)",
+			at(issued), int(MaxTokenLife/(24*time.Hour)))
 	}
 	return issued, expires, nil
+}
+
+// storable says whether t survives the JSON encoding of a stored session.
+func storable(t time.Time) bool {
+	_, err := t.MarshalJSON()
+	return err == nil
 }
 
 // jwtTimes reads iat and exp from a JWT without verifying it; ok is false when token is not
@@ -80,7 +118,8 @@ func ParseExpiry(v any) (time.Time, bool) {
 
 // epoch reads Unix seconds, or milliseconds when the number is too large to be seconds.
 func epoch(f float64) (time.Time, bool) {
-	if f <= 0 || f > 1e15 {
+	if !(f > 0 && f <= 1e15) { // also NaN
+
 		return time.Time{}, false
 	}
 	if f > 1e11 { // later than year 5138 in seconds: it is milliseconds

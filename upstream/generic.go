@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 )
 
@@ -89,49 +91,191 @@ func (g GenericConfig) Validate() error {
 	if err != nil {
 		return err
 	}
-	var out bytes.Buffer
-	if err := tmpl.Execute(&out, map[string]any{"username": "u", "password": "p", "api_key": "k"}); err != nil {
-		return fmt.Errorf("login_body: %v", err)
+	// Values as long as real credentials often are, so that a body that only fits the cap
+	// with one-letter samples is refused here rather than at the first login.
+	sample := strings.Repeat("x", 64)
+	out, err := renderLoginBody(tmpl, map[string]any{"username": sample, "password": sample, "api_key": sample})
+	if err != nil {
+		return err
 	}
-	if !json.Valid(out.Bytes()) {
+	if !json.Valid(out) {
 		return fmt.Errorf("login_body: the template does not render JSON (write values as {{json .password}})")
 	}
 	return nil
 }
 
+// The login body template is written by a config writer and rendered in the plugin process
+// that serves every mount, so it must not be able to exhaust it:
+//
+//   - Size: the body is rendered into a writer that fails past maxLoginBody; text/template
+//     stops at the first failed write, so a template that writes too much stops there.
+//   - Time: text/template has no step limit, and a loop that writes nothing ({{range 1000000000}}
+//     {{end}}) or recursion through {{define}}/{{template}}/{{block}} would run unbounded with
+//     nothing for the size cap to see; a timeout would only abandon a goroutine that keeps
+//     burning CPU. So the template language is cut down to what a JSON body needs and cannot
+//     loop: text, actions, {{if}}, {{with}}, variables, and the functions in loginBodyFuncs.
+//     printf is left out too: its width and precision ({{printf "%0999999999d" 0}}) allocate
+//     the whole string before anything is written. Without loops each action runs once, and
+//     none makes more than a few times its arguments (html and js escapes), so the work is
+//     bounded by the template's size, capped at maxLoginBody as well, times the values' size.
+const maxLoginBody = 64 << 10
+
+// loginBodyFuncs are the functions a login body may call: none loops, none can build a string
+// much larger than its arguments.
+var loginBodyFuncs = map[string]bool{
+	"json": true, "print": true, "html": true, "js": true, "urlquery": true, "len": true, "index": true, "slice": true,
+	"and": true, "or": true, "not": true, "eq": true, "ne": true, "lt": true, "le": true, "gt": true, "ge": true,
+}
+
+var errLoginBodyTooLarge = fmt.Errorf("login_body: the rendered body is larger than %d KiB", maxLoginBody>>10)
+
+// cappedBuffer is a bytes.Buffer that refuses to grow past max.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		return 0, errLoginBodyTooLarge
+	}
+	return b.Buffer.Write(p)
+}
+
+// renderLoginBody executes the login body template into at most maxLoginBody bytes.
+func renderLoginBody(t *template.Template, vars map[string]any) ([]byte, error) {
+	out := &cappedBuffer{max: maxLoginBody}
+	if err := t.Execute(out, vars); err != nil {
+		if errors.Is(err, errLoginBodyTooLarge) {
+			return nil, errLoginBodyTooLarge
+		}
+		return nil, fmt.Errorf("login_body: %v", err)
+	}
+	return out.Bytes(), nil
+}
+
 func parseLoginBody(src string) (*template.Template, error) {
+	if len(src) > maxLoginBody {
+		return nil, fmt.Errorf("login_body: the template is longer than %d KiB", maxLoginBody>>10)
+	}
 	t, err := template.New("login_body").Option("missingkey=error").Funcs(template.FuncMap{
 		"json": func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
 	}).Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("login_body: %v", err)
 	}
+	if len(t.Templates()) > 1 {
+		return nil, errors.New("login_body: {{define}} and {{block}} are not allowed (one template, no loops)")
+	}
+	if t.Tree != nil {
+		if err := checkLoginBodyNode(t.Tree.Root); err != nil {
+			return nil, fmt.Errorf("login_body: %v", err)
+		}
+	}
 	return t, nil
 }
 
-func (p *generic) Login(ctx context.Context) (*Token, error) {
-	var buf bytes.Buffer
-	if err := p.body.Execute(&buf, p.vars); err != nil {
-		return nil, p.fail(OpLogin, KindBadResponse, 0, "login_body does not render", "fix login_body", time.Time{})
+// checkLoginBodyNode refuses everything but the loop-free subset described at maxLoginBody.
+func checkLoginBodyNode(n parse.Node) error {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Nodes {
+			if err := checkLoginBodyNode(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	case *parse.TextNode, *parse.CommentNode:
+		return nil
+	case *parse.ActionNode:
+		return checkLoginBodyPipe(n.Pipe)
+	case *parse.IfNode:
+		return checkLoginBodyBranch(&n.BranchNode)
+	case *parse.WithNode:
+		return checkLoginBodyBranch(&n.BranchNode)
+	case *parse.RangeNode:
+		return errors.New("{{range}} is not allowed (no loops: the body is one JSON object)")
+	case *parse.TemplateNode:
+		return errors.New("{{template}} and {{block}} are not allowed (one template, no loops)")
 	}
-	return p.exchange(ctx, OpLogin, p.g.LoginMethod, p.g.LoginPath, json.RawMessage(buf.Bytes()), "")
+	return fmt.Errorf("%q is not allowed", n)
+}
+
+func checkLoginBodyBranch(b *parse.BranchNode) error {
+	if err := checkLoginBodyPipe(b.Pipe); err != nil {
+		return err
+	}
+	if err := checkLoginBodyNode(b.List); err != nil {
+		return err
+	}
+	if b.ElseList != nil {
+		return checkLoginBodyNode(b.ElseList)
+	}
+	return nil
+}
+
+func checkLoginBodyPipe(p *parse.PipeNode) error {
+	if p == nil {
+		return nil
+	}
+	for _, c := range p.Cmds {
+		for _, a := range c.Args {
+			if err := checkLoginBodyArg(a); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func checkLoginBodyArg(a parse.Node) error {
+	switch a := a.(type) {
+	case *parse.IdentifierNode:
+		if !loginBodyFuncs[a.Ident] {
+			return fmt.Errorf("the function %q is not allowed (allowed: json, print, html, js, urlquery, len, index, slice, and, or, not, eq, ne, lt, le, gt, ge)", a.Ident)
+		}
+		return nil
+	case *parse.PipeNode:
+		return checkLoginBodyPipe(a)
+	case *parse.ChainNode:
+		return checkLoginBodyArg(a.Node)
+	case *parse.FieldNode, *parse.VariableNode, *parse.DotNode, *parse.StringNode, *parse.NumberNode, *parse.BoolNode, *parse.NilNode:
+		return nil
+	}
+	return fmt.Errorf("%q is not allowed", a)
+}
+
+func (p *generic) Login(ctx context.Context) (*Token, error) {
+	body, err := renderLoginBody(p.body, p.vars)
+	if err != nil {
+		return nil, p.fail(OpLogin, KindBadResponse, 0, "the login body does not render: "+scrub(err.Error(), p.secretSet()), "fix login_body", time.Time{})
+	}
+	return p.exchange(ctx, OpLogin, p.g.LoginMethod, p.g.LoginPath, json.RawMessage(body), "")
 }
 
 func (p *generic) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	if p.g.RefreshPath == "" {
 		return nil, ErrNoRefresh
 	}
-	return p.exchange(ctx, OpRefresh, p.g.RefreshMethod, p.g.RefreshPath, nil, p.Authorization(cur.Value))
+	return p.exchange(ctx, OpRefresh, p.g.RefreshMethod, p.g.RefreshPath, nil, cur.Value)
 }
 
-func (p *generic) exchange(ctx context.Context, op, method, path string, body any, authz string) (*Token, error) {
+// exchange sends a login (body) or a refresh (cur, the current token) and reads the token.
+func (p *generic) exchange(ctx context.Context, op, method, path string, body any, cur string) (*Token, error) {
+	authz := ""
+	if cur != "" {
+		authz = p.Authorization(cur)
+	}
 	var r map[string]any
 	var tok string
 	hint := "check the credentials in config"
 	if op == OpRefresh {
 		hint = "the session is no longer valid: log in again"
 	}
-	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz,
+	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz, token: cur,
 		rejected: map[int]string{401: hint, 403: hint}}, &r, func() error {
 		tok, _ = lookup(r, p.g.TokenField).(string)
 		if tok == "" {
@@ -156,7 +300,7 @@ func (p *generic) Logout(ctx context.Context, token string) error {
 		return nil
 	}
 	err := p.call(ctx, request{op: OpLogout, method: strings.ToUpper(p.g.LogoutMethod), path: p.g.LogoutPath,
-		authz: p.Authorization(token), noLimit: true}, nil, nil)
+		authz: p.Authorization(token), token: token, noLimit: true}, nil, nil)
 	if e, ok := AsError(err); ok && (e.Status == 401 || e.Status == 403 || e.Status == 404) {
 		return nil
 	}

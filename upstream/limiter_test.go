@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"math/rand/v2"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -29,7 +30,9 @@ func newTestClock() *testClock { return &testClock{t: time.Date(2026, 11, 23, 12
 func TestLimiterNeverExceedsBudgetInAnyMinute(t *testing.T) {
 	for _, perMinute := range []int{1, 2, 3, 10, 25} {
 		clock := newTestClock()
-		h := NewLimiters().For("upstream.example", perMinute, clock.Now())
+		l := NewLimiters()
+		l.Register("mount", "upstream.example:443", perMinute, clock.Now())
+		h := l.Host("upstream.example:443", clock.Now())
 		start := clock.Now()
 		rng := rand.New(rand.NewPCG(1, uint64(perMinute)))
 		var passed []time.Time
@@ -60,7 +63,7 @@ func TestLimiterNeverExceedsBudgetInAnyMinute(t *testing.T) {
 
 func TestLimiterRefusesWithRetryTimeInsteadOfWaitingLong(t *testing.T) {
 	clock := newTestClock()
-	h := NewLimiters().For("upstream.example", 10, clock.Now())
+	h := NewLimiters().Host("upstream.example:443", clock.Now())
 	for range 5 { // the burst: half the budget
 		if _, err := h.Acquire(context.Background(), clock, 0); err != nil {
 			t.Fatal(err)
@@ -80,13 +83,71 @@ func TestLimiterRefusesWithRetryTimeInsteadOfWaitingLong(t *testing.T) {
 	}
 }
 
-func TestLimitersAreSharedPerHost(t *testing.T) {
+func TestLimitersAreSharedPerNormalizedHost(t *testing.T) {
 	l := NewLimiters()
 	now := time.Now()
-	if l.For("a.example", 10, now) != l.For("a.example", 10, now) {
-		t.Fatal("two mounts on one host must share a limiter")
+	key := func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return HostKey(u)
 	}
-	if l.For("a.example", 10, now) == l.For("b.example", 10, now) {
+	for _, same := range []string{"https://LOCALHOST", "https://localhost.", "https://localhost:443/api", "HTTPS://Localhost:443"} {
+		if got := key(same); got != "localhost:443" {
+			t.Errorf("HostKey(%s) = %s, want localhost:443", same, got)
+		}
+	}
+	if got := key("http://[::1]"); got != "[::1]:80" {
+		t.Errorf("HostKey(http://[::1]) = %s, want [::1]:80", got)
+	}
+	if l.Host(key("https://LOCALHOST"), now) != l.Host(key("https://localhost.:443"), now) {
+		t.Fatal("two spellings of one host must share a limiter")
+	}
+	if l.Host("a.example:443", now) == l.Host("b.example:443", now) {
 		t.Fatal("different hosts must not share a limiter")
 	}
+}
+
+// The smallest registered budget on a host wins; no mount can raise it; looking a limiter up
+// (a config check that may fail) changes nothing; unregistering restores the others' budget.
+func TestHostBudgetIsTheSmallestRegistered(t *testing.T) {
+	l := NewLimiters()
+	now := time.Now()
+	h := l.Host("h:443", now)
+	budget := func() int { return h.State(now).PerMinute }
+	if budget() != 10 || h.State(now).Mounts != 0 {
+		t.Fatalf("unregistered host: %+v, want the default 10", h.State(now))
+	}
+	l.Register("a", "h:443", 4, now)
+	l.Register("b", "h:443", 600, now)
+	if budget() != 4 {
+		t.Fatalf("a=4, b=600: budget %d, want 4", budget())
+	}
+	l.Register("b", "h:443", 2, now)
+	if budget() != 2 {
+		t.Fatalf("b lowered to 2: budget %d", budget())
+	}
+	l.Register("b", "other:443", 600, now) // b moves to another host
+	if budget() != 4 || h.State(now).Mounts != 1 {
+		t.Fatalf("after b moved away: %+v, want 4 from a alone", h.State(now))
+	}
+	l.Host("h:443", now) // a failed config check only looks the limiter up
+	if budget() != 4 {
+		t.Fatalf("a lookup changed the budget to %d", budget())
+	}
+	l.Unregister("a", now)
+	if budget() != 10 {
+		t.Fatalf("no mount left: budget %d, want the default 10", budget())
+	}
+}
+
+// newWithBudget is New plus what the backend does once a config is stored: register the
+// config's max_auth_per_minute as a mount's budget on the upstream host.
+func newWithBudget(cfg Config, deps Deps) (Provider, error) {
+	p, err := New(cfg, deps)
+	if err == nil && cfg.MaxAuthPerMinute > 0 {
+		deps.Limiters.Register("test-mount", p.HTTP().Host(), cfg.MaxAuthPerMinute, deps.Clock.Now())
+	}
+	return p, err
 }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -19,7 +20,7 @@ const plextracCredHint = "check username and password in config (SSO users canno
 func newPlexTrac(c *Client, cfg Config, l *Limiters) *plextrac {
 	p := &plextrac{Client: c, username: cfg.Username, password: cfg.Password}
 	if cfg.TOTPSecret != "" {
-		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock, used: l.usedStep(c.Host() + "|" + cfg.Username)}
+		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock, used: l.usedStep(c.Host() + "|" + strings.ToLower(cfg.Username))}
 	}
 	return p
 }
@@ -74,7 +75,7 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 
 func (p *plextrac) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r plextracReply
-	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value,
+	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value, token: cur.Value,
 		rejected: map[int]string{401: "the session is no longer valid: log in again", 403: "the session is no longer valid: log in again"}},
 		&r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {

@@ -5,39 +5,117 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 )
+
+// rfc6238Seed is RFC 6238 Appendix B's SHA-1 key, ASCII "12345678901234567890", in base32.
+const rfc6238Seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+
+// validAt checks a 6-digit code against pquerna/otp at the given instant (not the wall clock),
+// with no skew: exactly that 30-second step.
+func validAt(t *testing.T, code, seed string, at time.Time) bool {
+	t.Helper()
+	ok, err := totp.ValidateCustom(code, seed, at, totp.ValidateOpts{Period: 30, Skew: 0, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		t.Fatalf("validate %q: %v", code, err)
+	}
+	return ok
+}
+
+// The codes are RFC 6238's: Appendix B's SHA-1 test vectors (8 digits there; a 6-digit code is
+// the same truncation mod 10^6, so the last 6 digits), through totpSource.Code with a clock
+// set to each published time, and pquerna/otp agrees at that instant.
+func TestTOTPCodesMatchRFC6238Vectors(t *testing.T) {
+	for _, v := range []struct {
+		unix int64
+		rfc8 string
+	}{
+		{59, "94287082"},
+		{1111111109, "07081804"},
+		{1111111111, "14050471"},
+		{1234567890, "89005924"},
+		{2000000000, "69279037"},
+		{20000000000, "65353130"},
+	} {
+		clock := &testClock{t: time.Unix(v.unix, 0)}
+		src := &totpSource{seed: NormalizeTOTPSecret(rfc6238Seed), clock: clock, used: &usedStep{}}
+		code, err := src.Code(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := v.rfc8[2:]; code != want {
+			t.Errorf("T=%d: code %s, RFC 6238 says %s (%s)", v.unix, code, want, v.rfc8)
+		}
+		if !clock.Now().Equal(time.Unix(v.unix, 0)) {
+			t.Errorf("T=%d: a first code waited until %s", v.unix, clock.Now())
+		}
+		if !validAt(t, code, rfc6238Seed, time.Unix(v.unix, 0)) {
+			t.Errorf("T=%d: pquerna/otp does not accept %s at that instant", v.unix, code)
+		}
+		if validAt(t, code, rfc6238Seed, time.Unix(v.unix+30, 0)) {
+			t.Errorf("T=%d: %s is also accepted a step later: the check cannot tell steps apart", v.unix, code)
+		}
+	}
+}
+
+// A seed as an authenticator app shows it (lower case, spaces, padding) gives the same codes.
+func TestTOTPSeedAsAppsShowIt(t *testing.T) {
+	clock := &testClock{t: time.Unix(1111111109, 0)}
+	src := &totpSource{seed: NormalizeTOTPSecret("gezd gnbv gy3t qojq gezd gnbv gy3t qojq===="), clock: clock, used: &usedStep{}}
+	if code, err := src.Code(context.Background()); err != nil || code != "081804" {
+		t.Fatalf("got %q %v", code, err)
+	}
+}
 
 func TestTOTPCodeIsNeverReusedWithinAStep(t *testing.T) {
 	clock := newTestClock()
 	clock.Advance(5 * time.Second) // mid-step
+	start := clock.Now()
 	src := &totpSource{seed: "JBSWY3DPEHPK3PXP", clock: clock, used: &usedStep{}}
 	first, err := src.Code(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !totp.Validate(first, "JBSWY3DPEHPK3PXP") && !validAt(first, clock.Now()) {
-		t.Fatal("first code is not valid RFC 6238")
+	if !clock.Now().Equal(start) || !validAt(t, first, "JBSWY3DPEHPK3PXP", start) {
+		t.Fatalf("first code %s is not the code of its step (or it waited)", first)
 	}
-	before := clock.Now()
 	second, err := src.Code(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if clock.Now().Unix()/30 == before.Unix()/30 {
-		t.Fatal("second code was computed in the same 30 s step")
-	}
-	if second == first || !validAt(second, clock.Now()) {
-		t.Fatalf("second code %s (first %s) is a replay or invalid", second, first)
-	}
-	if waited := clock.Now().Sub(before); waited != 25*time.Second {
+	if waited := clock.Now().Sub(start); waited != 25*time.Second {
 		t.Errorf("waited %s, want until the next step (25s)", waited)
+	}
+	if second == first || !validAt(t, second, "JBSWY3DPEHPK3PXP", clock.Now()) {
+		t.Fatalf("second code %s (first %s) is a replay or not the next step's code", second, first)
+	}
+	// Another source for the same account (a rebuilt provider) shares the record.
+	other := &totpSource{seed: "JBSWY3DPEHPK3PXP", clock: clock, used: src.used}
+	if _, err := other.Code(context.Background()); err != nil || clock.Now().Sub(start) != 55*time.Second {
+		t.Fatalf("a rebuilt source did not wait for the step after: %v, %s", err, clock.Now().Sub(start))
+	}
+	// The record only moves forward.
+	src.skipThrough(3)
+	if src.lastStep() != (start.Unix()+55)/30 {
+		t.Errorf("skipThrough moved the record back to %d", src.lastStep())
 	}
 }
 
-func validAt(code string, at time.Time) bool {
-	want, _ := totpCode("JBSWY3DPEHPK3PXP", at)
-	return want == code
+// A caller that gives up while waiting for the next step gets its context's error, and the
+// step is not spent.
+func TestTOTPWaitIsCancellable(t *testing.T) {
+	clock := newTestClock()
+	src := &totpSource{seed: "JBSWY3DPEHPK3PXP", clock: clock, used: &usedStep{}}
+	if _, err := src.Code(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	last := src.lastStep()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := src.Code(ctx); err == nil || src.lastStep() != last {
+		t.Fatalf("got %v, last step %d (was %d)", err, src.lastStep(), last)
+	}
 }
 
 func TestTOTPSeedValidation(t *testing.T) {
