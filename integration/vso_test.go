@@ -141,13 +141,10 @@ func (v *vsoClient) runDynamic(ctx context.Context, c *api.Client, path string) 
 		if ctx.Err() != nil {
 			return
 		}
-		tok, _ := func() (string, bool) {
-			if s == nil {
-				return "", false
-			}
-			t, ok := s.Data["token"].(string)
-			return t, ok
-		}()
+		var tok string
+		if s != nil {
+			tok, _ = s.Data["token"].(string)
+		}
 		if err != nil || tok == "" {
 			v.note(func(v *vsoClient) { v.syncErrs++; v.errs = append(v.errs, fmt.Sprintf("sync: %v", err)) })
 			doSync, next = true, vsoSyncBackoff(failures)
