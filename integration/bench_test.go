@@ -79,10 +79,10 @@ func TestBench(t *testing.T) {
 			h.token.rps, ms(h.token.p50), ms(h.token.p99), h.kv.rps, ms(h.kv.p50), ms(h.kv.p99), h.noop.rps, ms(h.noop.p50), ms(h.noop.p99),
 			h.token.rps/h.noop.rps, h.token.rps/h.kv.rps, h.noop.rps/h.kv.rps, h.leasesAfterToken, h.token.reads), "token ≥ 0.9× no-op")
 	add("4b", fmt.Sprintf("Lease-free `static-token` through Vault HTTP, same run, %d clients × %s each", sz.clients, sz.httpFor),
-		fmt.Sprintf("static-token %.0f req/s (p50 %s, p99 %s); no-op unleased plugin %.0f req/s (p50 %s, p99 %s); static-token/no-op unleased **%.2f×**, static-token/KV %.2f×, static-token/token %.2f×, no-op unleased/KV %.2f×; leases under the mount before %d, after %d static-token reads **%d**",
-			h.static.rps, ms(h.static.p50), ms(h.static.p99), h.noopStatic.rps, ms(h.noopStatic.p50), ms(h.noopStatic.p99),
-			h.static.rps/h.noopStatic.rps, h.static.rps/h.kv.rps, h.static.rps/h.token.rps, h.noopStatic.rps/h.kv.rps, h.leasesBefore, h.static.reads, h.leasesAfterStatic),
-		"≥ 0.95× no-op unleased; leases unchanged")
+		fmt.Sprintf("static-token %.0f req/s (p50 %s, p99 %s); no-op unleased plugin with an answer of the same shape and size %.0f req/s (p50 %s, p99 %s); with a one-field answer %.0f req/s (p50 %s, p99 %s); static-token/same-size no-op **%.2f×**, static-token/one-field no-op %.2f×, static-token/KV %.2f×, static-token/token %.2f×; leases under the mount before %d, after %d static-token reads **%d**",
+			h.static.rps, ms(h.static.p50), ms(h.static.p99), h.noopSized.rps, ms(h.noopSized.p50), ms(h.noopSized.p99), h.noopStatic.rps, ms(h.noopStatic.p50), ms(h.noopStatic.p99),
+			h.static.rps/h.noopSized.rps, h.static.rps/h.noopStatic.rps, h.static.rps/h.kv.rps, h.static.rps/h.token.rps, h.leasesBefore, h.static.reads, h.leasesAfterStatic),
+		"≥ 0.95× same-size no-op; leases unchanged")
 
 	// 5. Slow upstream: every auth call takes 5 s longer.
 	sl := benchSlow(t, sz)
@@ -295,7 +295,7 @@ type throughput struct {
 }
 
 type httpResult struct {
-	token, static, kv, noop, noopStatic throughput
+	token, static, kv, noop, noopStatic, noopSized throughput
 	// leases under the bench mount: before any read, after the static-token reads, and
 	// after the token reads (static-token first, so its count is not hidden by token's).
 	leasesBefore, leasesAfterStatic, leasesAfterToken int
@@ -342,14 +342,16 @@ func benchHTTP(t *testing.T, sz benchSizes) httpResult {
 	var r httpResult
 	r.leasesBefore = countLeases(t, "httpbench/")
 	r.kv = summarize(hammer(t, "secret/data/bench", sz.clients, sz.httpFor), sz.httpFor)
-	// The lease-free read and its ceiling (an unleased read from an external plugin) in
-	// alternating halves, so that drift in the machine's speed does not favour either.
-	var static, noopStatic []time.Duration
+	// The lease-free read and its ceilings (unleased reads from an external plugin: one field,
+	// and an answer of static-token's shape and size) in alternating halves, so that drift in
+	// the machine's speed favours none of them.
+	var static, noopStatic, noopSized []time.Duration
 	for range 2 {
 		noopStatic = append(noopStatic, hammer(t, "noop/static", sz.clients, sz.httpFor/2)...)
+		noopSized = append(noopSized, hammer(t, "noop/static-sized", sz.clients, sz.httpFor/2)...)
 		static = append(static, hammer(t, "httpbench/static-token", sz.clients, sz.httpFor/2)...)
 	}
-	r.noopStatic, r.static = summarize(noopStatic, sz.httpFor), summarize(static, sz.httpFor)
+	r.noopStatic, r.noopSized, r.static = summarize(noopStatic, sz.httpFor), summarize(noopSized, sz.httpFor), summarize(static, sz.httpFor)
 	r.leasesAfterStatic = countLeases(t, "httpbench/")
 	// Leased reads last: every one leaves a lease behind, which Vault keeps until it ends.
 	r.noop = summarize(hammer(t, "noop/token", sz.clients, sz.httpFor), sz.httpFor)
