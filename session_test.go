@@ -184,3 +184,25 @@ func TestPeriodicRefreshStartsAtMinTTLPlus75Seconds(t *testing.T) {
 		t.Fatal("a successful periodic refresh was logged as failed")
 	}
 }
+
+// With tokens shorter than the periodic look-ahead, the periodic refresh does not refresh a
+// token in the first half of its life, so readers and the periodic function together cost
+// one refresh per two thirds of a lifetime, not one per periodic run plus the readers'.
+func TestShortTokensAreNotRefreshedTwice(t *testing.T) {
+	e := newEnv(t)
+	e.sim.SetTokenLifetime(60 * time.Second)
+	e.write("config", e.plextracConfig(false))
+	for sec := 1; sec <= 600; sec++ { // 10 minutes: a read every second, periodic every minute
+		e.clock.Advance(time.Second)
+		e.read("token", nil)
+		if sec%60 == 0 {
+			if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Readers alone refresh at 20 s left: every 40 s, 15 in 10 minutes.
+	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls > 16 {
+		t.Fatalf("10 minutes of 60 s tokens cost %d upstream auth calls, want at most 16", st.AuthCalls)
+	}
+}
