@@ -206,3 +206,21 @@ func TestShortTokensAreNotRefreshedTwice(t *testing.T) {
 		t.Fatalf("10 minutes of 60 s tokens cost %d upstream auth calls, want at most 16", st.AuthCalls)
 	}
 }
+
+// After failed refreshes the mount waits 10 s, then twice as long each time, at most 5 minutes.
+func TestFailureBackoffDoublesUpToFiveMinutes(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	e.sim.AddFault(sim.Fault{Provider: sim.PlexTrac, Status: 503})
+	for i, want := range []time.Duration{10, 20, 40, 80, 160, 300, 300} {
+		e.readFailure("token")
+		retry, _ := time.Parse(time.RFC3339, e.read("status", nil).Data["retry_after"].(string))
+		if got := retry.Sub(e.clock.Now()); got != want*time.Second {
+			t.Fatalf("failure %d: retry after %s, want %ds", i+1, got, want)
+		}
+		e.clock.Advance(want * time.Second)
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != 7 {
+		t.Fatalf("7 backoff steps made %d upstream calls", st.AuthCalls)
+	}
+}
