@@ -142,7 +142,7 @@ func redact(s string, forms []string) string {
 	type span struct{ from, to int } // in s
 	var spans []span
 	for _, f := range forms {
-		for off := 0; off+len(f) <= len(view); {
+		for off := 0; ; {
 			i := strings.Index(view[off:], f)
 			if i < 0 {
 				break
