@@ -82,8 +82,8 @@ func foldView(s string) (view string, at []int32) {
 		}
 		n := b.Len()
 		b.WriteRune(r)
-		for k := range b.Len() - n {
-			at = append(at, int32(i+k))
+		for range b.Len() - n { // matches start and end on rune starts: only those are looked up
+			at = append(at, int32(i))
 		}
 	}
 	return b.String(), at
