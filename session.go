@@ -286,7 +286,9 @@ func (a *account) refreshAhead(ctx context.Context, s logical.Storage) error {
 	if t == nil {
 		return nil // no session yet: the first read logs in
 	}
-	ahead := max(minTTL(t, a.cfg.MinTTL)+periodicSlack, t.Lifetime()/3)
+	// Never in the first half of a token's life: with tokens shorter than the look-ahead,
+	// every run would refresh a token that readers are about to refresh anyway.
+	ahead := min(max(minTTL(t, a.cfg.MinTTL)+periodicSlack, t.Lifetime()/3), t.Lifetime()/2)
 	if t.ExpiresAt.Sub(a.clock.Now()) > ahead {
 		return nil
 	}

@@ -184,3 +184,43 @@ func TestPeriodicRefreshStartsAtMinTTLPlus75Seconds(t *testing.T) {
 		t.Fatal("a successful periodic refresh was logged as failed")
 	}
 }
+
+// With tokens shorter than the periodic look-ahead, the periodic refresh does not refresh a
+// token in the first half of its life, so readers and the periodic function together cost
+// one refresh per two thirds of a lifetime, not one per periodic run plus the readers'.
+func TestShortTokensAreNotRefreshedTwice(t *testing.T) {
+	e := newEnv(t)
+	e.sim.SetTokenLifetime(60 * time.Second)
+	e.write("config", e.plextracConfig(false))
+	for sec := 1; sec <= 600; sec++ { // 10 minutes: a read every second, periodic every minute
+		e.clock.Advance(time.Second)
+		e.read("token", nil)
+		if sec%60 == 0 {
+			if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Readers alone refresh at 20 s left: every 40 s, 15 in 10 minutes.
+	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls > 16 {
+		t.Fatalf("10 minutes of 60 s tokens cost %d upstream auth calls, want at most 16", st.AuthCalls)
+	}
+}
+
+// After failed refreshes the mount waits 10 s, then twice as long each time, at most 5 minutes.
+func TestFailureBackoffDoublesUpToFiveMinutes(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	e.sim.AddFault(sim.Fault{Provider: sim.PlexTrac, Status: 503})
+	for i, want := range []time.Duration{10, 20, 40, 80, 160, 300, 300} {
+		e.readFailure("token")
+		retry, _ := time.Parse(time.RFC3339, e.read("status", nil).Data["retry_after"].(string))
+		if got := retry.Sub(e.clock.Now()); got != want*time.Second {
+			t.Fatalf("failure %d: retry after %s, want %ds", i+1, got, want)
+		}
+		e.clock.Advance(want * time.Second)
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != 7 {
+		t.Fatalf("7 backoff steps made %d upstream calls", st.AuthCalls)
+	}
+}

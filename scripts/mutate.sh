@@ -18,14 +18,17 @@ mkdir -p bin "$(dirname "$out")"
 # Only the plugin's own code: the simulator, commands, benchmarks and tests are not mutated.
 common=(-E '^sim/' -E '^cmd/' -E '^bench/' -E '^integration/' -E '_test\.go$'
   --workers "${MUTATE_WORKERS:-1}" --timeout-coefficient 5)
-"$gremlins" unleash "${common[@]}" -E '^upstream/' -o bin/mutate-backend.json . | tee bin/mutate-backend.log
-"$gremlins" unleash "${common[@]}" -E '^[^/]+\.go$' -o bin/mutate-upstream.json . | tee bin/mutate-upstream.log
+# MUTATE_SUMMARY_ONLY=1: write the results file from the last run's bin/mutate-*.json.
+if [ -z "${MUTATE_SUMMARY_ONLY:-}" ]; then
+  "$gremlins" unleash "${common[@]}" -E '^upstream/' -o bin/mutate-backend.json . | tee bin/mutate-backend.log
+  "$gremlins" unleash "${common[@]}" -E '^[^/]+\.go$' -o bin/mutate-upstream.json . | tee bin/mutate-upstream.log
+fi
 
-python3 - "$out" bin/mutate-backend.json bin/mutate-upstream.json <<'PY'
+python3 - "$out" "$(git rev-parse --short HEAD)" bin/mutate-backend.json bin/mutate-upstream.json <<'PY'
 import json, sys, datetime, collections
-out, files = sys.argv[1], sys.argv[2:]
+out, commit, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 lines = [f"# Mutation testing", "",
-         f"Written by `make mutate` (gremlins, default mutators) on {datetime.date.today()}.", "",
+         f"Written by `make mutate` (gremlins, default mutators) on {datetime.date.today()}, at commit {commit}.", "",
          "| package | killed | lived | timed out | not covered | efficacy |", "|---|---|---|---|---|---|"]
 lived = []
 for name, path in zip(["backend (root)", "upstream/"], files):
@@ -38,7 +41,7 @@ for name, path in zip(["backend (root)", "upstream/"], files):
     k, l = c["KILLED"], c["LIVED"]
     eff = 100 * k / (k + l) if k + l else 0
     lines.append(f"| {name} | {k} | {l} | {c['TIMED OUT']} | {c['NOT COVERED']} | {eff:.1f} % |")
-lines += ["", "Mutants that lived (each is killed by a test since, or explained in mutation/EQUIVALENT.md):", ""] + (lived or ["- none"])
+lines += ["", "Mutants that lived (each is killed by a test since, or explained in mutation/EQUIVALENT.md). 'Not covered' are lines gremlins cannot attribute coverage to (constants, switch cases); EQUIVALENT.md says how those rules are tested:", ""] + (lived or ["- none"])
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

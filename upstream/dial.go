@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"syscall"
-	"time"
 )
 
 // NeverUpstream says why ip can never be an upstream login API, or nil. Link-local addresses
@@ -35,7 +34,8 @@ func refuseNeverUpstream(_, address string, _ syscall.RawConn) error {
 	return nil
 }
 
-// guardedDialer is cleanhttp's dialer with refuseNeverUpstream.
+// guardedDialer dials with refuseNeverUpstream. Each call's request_timeout bounds the dial,
+// and Go's default keep-alive applies.
 func guardedDialer() *net.Dialer {
-	return &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: refuseNeverUpstream}
+	return &net.Dialer{Control: refuseNeverUpstream}
 }

@@ -82,8 +82,8 @@ func foldView(s string) (view string, at []int32) {
 		}
 		n := b.Len()
 		b.WriteRune(r)
-		for k := range b.Len() - n {
-			at = append(at, int32(i+k))
+		for range b.Len() - n { // matches start and end on rune starts: only those are looked up
+			at = append(at, int32(i))
 		}
 	}
 	return b.String(), at
@@ -142,7 +142,7 @@ func redact(s string, forms []string) string {
 	type span struct{ from, to int } // in s
 	var spans []span
 	for _, f := range forms {
-		for off := 0; off+len(f) <= len(view); {
+		for off := 0; ; {
 			i := strings.Index(view[off:], f)
 			if i < 0 {
 				break
