@@ -45,7 +45,7 @@ integration:
 	SIM_BIN="$(CURDIR)/$(SIM)" NOOP_PLUGIN_BIN="$(CURDIR)/bin/noopplugin" PLUGIN_VERSION=$(VERSION) \
 	go test -race -count=1 -tags integration -timeout 20m -parallel 16 -v ./integration/
 
-# The published figures (about 12 minutes): bench/RESULTS.md and the README's table.
+# The published figures (about 16 minutes on 2 cores): bench/RESULTS.md and the README's table.
 bench: build
 	go build -o bin/noopplugin ./bench/noopplugin
 	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_BIN="$(CURDIR)/$(PLUGIN)" SIM_BIN="$(CURDIR)/$(SIM)" \
