@@ -377,7 +377,7 @@ func (r vsoRun) check(t *testing.T, life time.Duration) {
 		t.Errorf("only %d samples", r.samples)
 	}
 	if max := authBound(r.elapsed, life); r.authCalls > max {
-		t.Errorf("%v upstream auth calls in %s with %s tokens; want at most %v (one per rotation period plus one per periodic run, whatever the number of clients)", r.authCalls, r.elapsed.Round(time.Second), life, max)
+		t.Errorf("%v upstream auth calls in %s with %s tokens; want at most %v (one per half lifetime, whatever the number of clients)", r.authCalls, r.elapsed.Round(time.Second), life, max)
 	}
 }
 
