@@ -48,7 +48,7 @@ func (b *backend) pathStaticToken() *framework.Path {
 
 func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	r, resp, err := b.readShared(ctx, req, d)
-	if r == nil {
+	if r.tok == nil {
 		return resp, err
 	}
 	t := r.tok
@@ -62,7 +62,7 @@ func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *
 	data := maps.Clone(sv.data)
 	data["ttl"] = max(wholeSecondsUp(switchAt.Sub(b.clock.Now())), 1)
 	data["rotation_period"] = max(int(switchAt.Sub(t.IssuedAt)/time.Second), 1)
-	data["last_vault_rotation"] = t.ObtainedTime().UTC().Format(time.RFC3339Nano)
+	data["last_vault_rotation"] = sv.rotated
 	resp = &logical.Response{Data: data}
 	r.warn(resp)
 	return resp, nil

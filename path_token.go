@@ -57,7 +57,7 @@ var tokenFields = map[string]*framework.FieldSchema{
 
 func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	r, resp, err := b.readShared(ctx, req, d)
-	if r == nil {
+	if r.tok == nil {
 		return resp, err
 	}
 	sv, err := r.a.served(r.tok)
@@ -70,7 +70,7 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 	// What framework.Secret.Response builds, without its copy of InternalData: reads are hot.
 	resp = &logical.Response{Data: data, Secret: &logical.Secret{
 		LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: true},
-		InternalData: map[string]any{"secret_type": secretTokenType, leaseSessionKey: sv.internal, leaseAccountKey: r.a.id},
+		InternalData: map[string]any{"secret_type": secretTokenType, leaseSessionKey: sv.internal, leaseAccountKey: sv.account},
 	}}
 	r.warn(resp)
 	return resp, nil
@@ -85,27 +85,27 @@ type sharedRead struct {
 	refreshErr error
 }
 
-func (r *sharedRead) warn(resp *logical.Response) {
+func (r sharedRead) warn(resp *logical.Response) {
 	if r.refreshErr != nil {
 		resp.AddWarning("serving the current token until it expires: " + r.refreshErr.Error())
 	}
 }
 
 // readShared is what token and static-token share: the mount's token with at least min_ttl
-// left, refreshed first when it has less. When it returns no sharedRead, the response and
-// error are the request's answer.
-func (b *backend) readShared(ctx context.Context, req *logical.Request, d *framework.FieldData) (*sharedRead, *logical.Response, error) {
+// left, refreshed first when it has less. When it returns no token, the response and error
+// are the request's answer. (A value, not a pointer: reads are hot.)
+func (b *backend) readShared(ctx context.Context, req *logical.Request, d *framework.FieldData) (sharedRead, *logical.Response, error) {
 	a, err := b.account(ctx, req.Storage)
 	if err != nil {
-		return nil, nil, err
+		return sharedRead{}, nil, err
 	}
 	if a == nil {
-		return nil, logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
+		return sharedRead{}, logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
 	want := a.cfg.MinTTL
 	if v, ok := d.GetOk("min_ttl"); ok {
 		if want = time.Duration(v.(int)) * time.Second; want < 0 {
-			return nil, logical.ErrorResponse("min_ttl: must not be negative"), nil
+			return sharedRead{}, logical.ErrorResponse("min_ttl: must not be negative"), nil
 		}
 	}
 	t, err := a.get(ctx, req.Storage, func(t *upstream.Token) bool {
@@ -113,9 +113,9 @@ func (b *backend) readShared(ctx context.Context, req *logical.Request, d *frame
 	})
 	if t == nil {
 		resp, err := upstreamFailure(err)
-		return nil, resp, err
+		return sharedRead{}, resp, err
 	}
-	return &sharedRead{a: a, tok: t, minTTL: minTTL(t, want), refreshErr: err}, nil, nil
+	return sharedRead{a: a, tok: t, minTTL: minTTL(t, want), refreshErr: err}, nil, nil
 }
 
 // leaseEnd is when a lease on t must end: a skew margin before the token expires.
@@ -126,7 +126,9 @@ func leaseEnd(t *upstream.Token) time.Time { return t.ExpiresAt.Add(-clockSkew) 
 type served struct {
 	tok      *upstream.Token
 	data     map[string]any // tokenData; its ttl is set per read
-	internal string         // the token encoded for the lease's InternalData
+	internal any            // the token encoded for the lease's InternalData
+	account  any            // the account id, for the same (boxed once: reads are hot)
+	rotated  any            // static-token's last_vault_rotation
 }
 
 func (a *account) served(t *upstream.Token) (*served, error) {
@@ -137,7 +139,8 @@ func (a *account) served(t *upstream.Token) (*served, error) {
 	if err != nil {
 		return nil, err
 	}
-	sv := &served{tok: t, data: a.tokenData(t), internal: internal}
+	sv := &served{tok: t, data: a.tokenData(t), internal: internal, account: a.id,
+		rotated: t.ObtainedTime().UTC().Format(time.RFC3339Nano)}
 	a.cache.Store(sv)
 	return sv, nil
 }
