@@ -11,9 +11,7 @@ import (
 // benchEnv is a configured mount with a warm session, plus a no-op path on the same framework
 // backend: the floor of any read through the framework.
 func benchEnv(b *testing.B) *env {
-	t := &testing.T{}
-	e := newEnv(t)
-	e.t = t
+	e := newEnv(b)
 	e.b.Backend.Paths = append(e.b.Backend.Paths, &framework.Path{
 		Pattern: "noop",
 		Operations: map[logical.Operation]framework.OperationHandler{

@@ -50,7 +50,7 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 
 // env is one mount of the real framework backend, in-memory storage, and a simulator.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	clock    *fakeClock
 	sim      *sim.Server
 	url      string
@@ -62,12 +62,12 @@ type env struct {
 	served   []string    // token values reads handed out, for leak checks
 }
 
-func newEnv(t *testing.T) *env { return newEnvWrapped(t, nil) }
+func newEnv(t testing.TB) *env { return newEnvWrapped(t, nil) }
 
 // newEnvWrapped is newEnv with the simulator's handler wrapped, for tests that watch or hold
 // upstream calls. At cleanup the backend's log is checked for every demo secret and every
 // token served.
-func newEnvWrapped(t *testing.T, wrap func(http.Handler) http.Handler) *env {
+func newEnvWrapped(t testing.TB, wrap func(http.Handler) http.Handler) *env {
 	t.Helper()
 	clock := newFakeClock()
 	s := sim.New(sim.Options{Now: clock.Now})
@@ -248,7 +248,7 @@ func (e *env) callProtected(path, authorization string) int {
 }
 
 // assertNoSecrets fails if any demo secret, or the given token values, appear in v.
-func assertNoSecrets(t *testing.T, what string, v any, tokens ...string) {
+func assertNoSecrets(t testing.TB, what string, v any, tokens ...string) {
 	t.Helper()
 	b, _ := json.Marshal(v)
 	s := string(b)
@@ -260,7 +260,7 @@ func assertNoSecrets(t *testing.T, what string, v any, tokens ...string) {
 }
 
 // failure returns the HTTP status and message Vault would send for a failed request.
-func failure(t *testing.T, resp *logical.Response, err error) (int, string) {
+func failure(t testing.TB, resp *logical.Response, err error) (int, string) {
 	t.Helper()
 	if resp != nil && resp.Data[logical.HTTPStatusCode] != nil {
 		var body struct{ Errors []string }
