@@ -26,13 +26,19 @@ unit:
 	go vet -tags integration ./integration/
 	go test -race -count=1 ./...
 
-# Each fuzz target for FUZZTIME (CI: 10s each). Run longer with: make fuzz FUZZTIME=10m
-FUZZTIME ?= 10s
+# Each fuzz target for a fixed number of inputs, not a duration: a duration -fuzztime races Go's
+# fuzz coordinator (golang/go#75804, fixed in Go 1.27) and can fail a run by chance with
+# "context deadline exceeded". The counts are per target: FuzzProviderAnswers goes through HTTP
+# and is the slowest. Run longer with: make fuzz FUZZTIME=10m (a duration, for local runs only).
+FUZZ_CONFIG_N   ?= 3000x
+FUZZ_TIMES_N    ?= 20000x
+FUZZ_ANSWERS_N  ?= 1500x
+FUZZ_SCRUB_N    ?= 5000x
 fuzz:
-	go test -run='^$$' -fuzz='^FuzzConfigWrite$$' -fuzztime=$(FUZZTIME) .
-	go test -run='^$$' -fuzz='^FuzzTokenTimes$$' -fuzztime=$(FUZZTIME) ./upstream/
-	go test -run='^$$' -fuzz='^FuzzProviderAnswers$$' -fuzztime=$(FUZZTIME) ./upstream/
-	go test -run='^$$' -fuzz='^FuzzScrubPlantedSecrets$$' -fuzztime=$(FUZZTIME) ./upstream/
+	go test -run='^$$' -fuzz='^FuzzConfigWrite$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_CONFIG_N)) .
+	go test -run='^$$' -fuzz='^FuzzTokenTimes$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_TIMES_N)) ./upstream/
+	go test -run='^$$' -fuzz='^FuzzProviderAnswers$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_ANSWERS_N)) ./upstream/
+	go test -run='^$$' -fuzz='^FuzzScrubPlantedSecrets$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_SCRUB_N)) ./upstream/
 
 # Includes TestBench's short variants, which assert counts (logins, 429s, failures, leases), not
 # times. -parallel 16: the long tests (Agent, VSO clients, cluster) mostly wait on the clock, so
