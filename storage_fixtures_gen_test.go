@@ -1,0 +1,81 @@
+package sessiontoken
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// v010Fixture is what one v0.1.0 mount kept: its storage entries as written, and a lease
+// that v0.1.0 issued (what Vault stores for it and hands back at renewal and revocation).
+type v010Fixture struct {
+	WrittenBy string                     `json:"written_by"`
+	Clock     time.Time                  `json:"clock"` // the fake clock when the mount was written and read
+	Config    map[string]any             `json:"config_written"`
+	Storage   map[string]json.RawMessage `json:"storage"`
+	Lease     struct {
+		InternalData map[string]any `json:"internal_data"`
+		Data         map[string]any `json:"data"`
+		TTL          time.Duration  `json:"ttl"`
+	} `json:"lease"`
+	StaticRead map[string]any `json:"static_token_read"`
+}
+
+// TestWriteV010StorageFixtures wrote testdata/storage/v0.1.0/*.json with the code of v0.1.0
+// (commit aa8c822): run only with SESSIONTOKEN_WRITE_V010_FIXTURES=1, and only on that code.
+// The files are the record of what v0.1.0 stores; later formats are tested against them.
+func TestWriteV010StorageFixtures(t *testing.T) {
+	if os.Getenv("SESSIONTOKEN_WRITE_V010_FIXTURES") != "1" {
+		t.Skip("writes the v0.1.0 fixtures; only on v0.1.0's code")
+	}
+	cases := map[string]func(e *env) map[string]any{
+		"plextrac-mfa": func(e *env) map[string]any { return e.plextracConfig(true) },
+		"plaspy":       func(e *env) map[string]any { return e.plaspyConfig() },
+		"resolver":     func(e *env) map[string]any { return e.resolverConfig() },
+		"generic-apikey": func(e *env) map[string]any {
+			return with(genericPlexTrac(e), "api_key", "generic-fixture-api-key",
+				"login_body", `{"username": {{json .username}}, "password": {{json .password}}, "key": {{json .api_key}}}`,
+				"headers", map[string]any{"cf-access-token": "fixture-header-value"}, "min_ttl", 240, "request_timeout", 7)
+		},
+		"generic-if": func(e *env) map[string]any {
+			return with(genericPlexTrac(e), "login_body",
+				`{{if .password}}{"username": {{json .username}}, "password": {{json .password}}}{{else}}{}{{end}}`)
+		},
+	}
+	dir := filepath.Join("testdata", "storage", "v0.1.0")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range cases {
+		e := newEnv(t)
+		var fx v010Fixture
+		fx.WrittenBy, fx.Clock, fx.Config = "v0.1.0 (commit aa8c822)", e.clock.Now(), cfg(e)
+		e.write("config", fx.Config)
+		resp := e.read("token", nil)
+		fx.Lease.InternalData, fx.Lease.Data, fx.Lease.TTL = resp.Secret.InternalData, resp.Data, resp.Secret.TTL
+		fx.StaticRead = e.read("static-token", nil).Data
+		fx.Storage = map[string]json.RawMessage{}
+		keys, err := e.s.List(context.Background(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			entry, err := e.s.Get(context.Background(), k)
+			if err != nil || entry == nil {
+				t.Fatal(k, err)
+			}
+			fx.Storage[k] = entry.Value
+		}
+		out, err := json.MarshalIndent(fx, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".json"), append(out, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.served = nil // the fixtures hold demo secrets and tokens by design; the log must not
+	}
+}

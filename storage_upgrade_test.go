@@ -1,0 +1,162 @@
+package sessiontoken
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+// What v0.1.0 stored keeps working after an upgrade: testdata/storage/v0.1.0 holds what that
+// version wrote for each provider (its config, session and TOTP step, byte for byte) and a
+// lease it issued. Each test loads those bytes into a fresh mount of this code.
+
+var v010Cases = []string{"plextrac-mfa", "plaspy", "resolver", "generic-apikey", "generic-if"}
+
+func loadV010(t *testing.T, name string) v010Fixture {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "storage", "v0.1.0", name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx v010Fixture
+	if err := json.Unmarshal(b, &fx); err != nil {
+		t.Fatal(err)
+	}
+	return fx
+}
+
+// upgradedEnv is a mount of this code on storage that v0.1.0 wrote, with the clock at when
+// v0.1.0 wrote it plus elapsed. The fixture's upstream URL is dead (its port was the
+// simulator's of that run), so any upstream call fails: serving without one is the point.
+// With pointAtSim, the stored URL is rewritten to this run's simulator first (and the session
+// dropped, since it belongs to the old URL's account), for tests of what a login does with
+// the stored settings.
+func upgradedEnv(t *testing.T, fx v010Fixture, elapsed time.Duration, pointAtSim bool) *env {
+	t.Helper()
+	e := newEnv(t)
+	e.clock.Advance(fx.Clock.Sub(e.clock.Now()) + elapsed)
+	for k, v := range fx.Storage {
+		if k == configKey && pointAtSim {
+			var c map[string]any
+			if err := json.Unmarshal(v, &c); err != nil {
+				t.Fatal(err)
+			}
+			c["url"] = e.url
+			v, _ = json.Marshal(c)
+		}
+		if k == sessionKey && pointAtSim {
+			continue
+		}
+		if err := e.s.Put(context.Background(), &logical.StorageEntry{Key: k, Value: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tok, _ := fx.Lease.Data["token"].(string); tok != "" {
+		e.served = append(e.served, tok)
+	}
+	return e
+}
+
+func TestUpgradeFromV010ServesTheStoredSessionWithoutLogin(t *testing.T) {
+	for _, name := range v010Cases {
+		t.Run(name, func(t *testing.T) {
+			fx := loadV010(t, name)
+			e := upgradedEnv(t, fx, 2*time.Minute, false)
+			got := e.read("token", nil).Data
+			if got["token"] != fx.Lease.Data["token"] || got["authorization"] != fx.Lease.Data["authorization"] {
+				t.Fatal("after the upgrade the mount did not serve the session v0.1.0 stored")
+			}
+			for _, k := range []string{"expires_at", "issued_at", "provider", "tenant_id", "org_id"} {
+				if want, ok := fx.Lease.Data[k]; ok && !sameJSON(got[k], want) {
+					t.Errorf("%s = %v after the upgrade, v0.1.0 served %v", k, got[k], want)
+				}
+			}
+			static := e.read("static-token", nil).Data
+			if static["last_vault_rotation"] != fx.StaticRead["last_vault_rotation"] {
+				t.Errorf("static-token's last_vault_rotation changed across the upgrade: %v, was %v",
+					static["last_vault_rotation"], fx.StaticRead["last_vault_rotation"])
+			}
+			if st := e.read("status", nil).Data; st["last_error"] != nil {
+				t.Errorf("status shows an error after the upgrade: %v", st["last_error"])
+			}
+		})
+	}
+}
+
+func TestUpgradeFromV010LeasesRenewAndRevoke(t *testing.T) {
+	for _, name := range v010Cases {
+		t.Run(name, func(t *testing.T) {
+			fx := loadV010(t, name)
+			e := upgradedEnv(t, fx, 3*time.Minute, false) // outside the renewal window: no upstream call
+			secret := &logical.Secret{InternalData: fx.Lease.InternalData,
+				LeaseOptions: logical.LeaseOptions{TTL: fx.Lease.TTL, Renewable: true, IssueTime: fx.Clock}}
+			r := renew(t, e, secret)
+			if r.Data["token"] != fx.Lease.Data["token"] {
+				t.Fatal("renewing a v0.1.0 lease changed its token outside the window")
+			}
+			exp, _ := time.Parse(time.RFC3339, fx.Lease.Data["expires_at"].(string))
+			if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-clockSkew)) || r.Secret.TTL <= 0 {
+				t.Fatalf("renewed v0.1.0 lease ends %s; its token expires %s", end, exp)
+			}
+			resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation,
+				Storage: e.s, Secret: &logical.Secret{InternalData: fx.Lease.InternalData}})
+			if err != nil || resp.IsError() {
+				t.Fatalf("revoking a v0.1.0 lease failed: %v %s", err, errText(resp))
+			}
+		})
+	}
+}
+
+// A stored v0.1.0 config logs in with what it stored: its credentials, headers and, for
+// generic, its login body.
+func TestUpgradeFromV010LogsInWithTheStoredConfig(t *testing.T) {
+	for _, name := range v010Cases {
+		t.Run(name, func(t *testing.T) {
+			fx := loadV010(t, name)
+			e := upgradedEnv(t, fx, time.Minute, true)
+			tok := e.read("token", nil).Data
+			path := map[string]string{"plaspy": "/api/Account", "resolver": "/user/me"}[name]
+			if path == "" {
+				path = "/api/v1/whoami"
+			}
+			if st := e.callProtected(path, tok["authorization"].(string)); st != 200 {
+				t.Fatalf("the token from the stored config's login is refused upstream: %d", st)
+			}
+		})
+	}
+}
+
+// v0.1.0 recorded the last TOTP step it sent; after the upgrade, a login in that same step
+// waits for the next one instead of resending the code.
+func TestUpgradeFromV010KeepsTheTOTPStep(t *testing.T) {
+	fx := loadV010(t, "plextrac-mfa")
+	var step int64
+	if err := json.Unmarshal(fx.Storage[totpStepKey], &step); err != nil || step == 0 {
+		t.Fatalf("fixture has no TOTP step: %v", err)
+	}
+	e := upgradedEnv(t, fx, 10*time.Second, true)
+	if now := e.clock.Now().Unix() / 30; now != step {
+		t.Fatalf("test setup: clock in step %d, stored step %d", now, step)
+	}
+	e.read("token", nil)
+	if now := e.clock.Now().Unix() / 30; now <= step {
+		t.Fatalf("an MFA login in step %d, which v0.1.0 had already used", now)
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.MFA != 1 {
+		t.Fatalf("MFA calls = %d, want 1", st.MFA)
+	}
+}
+
+func sameJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return strings.EqualFold(string(x), string(y))
+}
