@@ -32,7 +32,7 @@ type backend struct {
 	*framework.Backend
 	clock    upstream.Clock
 	limiters *upstream.Limiters
-	id       string // registers this mount's auth budget with the process's host limiters
+	mountID  string // this mount's name for the process's host limiters, where it registers its budget
 
 	// configMu runs config writes and deletes one at a time. sessionGate orders session
 	// writes against them: an account stores its session under the read lock and only while
@@ -55,12 +55,12 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
-	b := &backend{clock: clock, limiters: limiters, id: randomID()}
+	b := &backend{clock: clock, limiters: limiters, mountID: randomID()}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: []string{configKey, sessionKey},
+			SealWrapStorage: sealWrapped,
 		},
 		Paths:          []*framework.Path{b.pathConfig(), b.pathToken(), b.pathStaticToken(), b.pathStatus()},
 		Secrets:        []*framework.Secret{b.tokenSecret()},
@@ -96,15 +96,19 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 	if err != nil || cfg == nil {
 		return nil, err
 	}
+	key, err := readFingerprintKey(ctx, s, b.WriteSafeReplicationState())
+	if err != nil {
+		return nil, err
+	}
 	p, err := b.newProvider(ctx, s, cfg)
 	if err != nil {
 		return nil, err
 	}
-	a = b.newAccount(cfg, p)
+	a = b.newAccount(cfg, p, key)
 	if err := a.load(ctx, s); err != nil {
 		return nil, err
 	}
-	b.limiters.Register(b.id, p.HTTP().Host(), cfg.MaxAuthPerMinute, b.clock.Now())
+	b.limiters.Register(b.mountID, p.HTTP().Host(), cfg.MaxAuthPerMinute, b.clock.Now())
 	b.acct = a
 	return a, nil
 }
@@ -133,7 +137,8 @@ func (b *backend) reset() {
 
 // invalidate runs on other nodes when a key changes, so they reload what the writer wrote.
 func (b *backend) invalidate(_ context.Context, key string) {
-	if key == configKey || key == sessionKey {
+	switch key {
+	case configKey, sessionKey, fingerprintKeyKey, legacyConfigKey, legacySessionKey:
 		b.reset()
 	}
 }
@@ -141,7 +146,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 // clean runs when the mount is disabled or the plugin stops: its budget no longer counts.
 func (b *backend) clean(context.Context) {
 	b.reset()
-	b.limiters.Unregister(b.id, b.clock.Now())
+	b.limiters.Unregister(b.mountID, b.clock.Now())
 }
 
 // periodic refreshes the shared session ahead of expiry so readers rarely wait upstream.

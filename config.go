@@ -1,7 +1,6 @@
 package sessiontoken
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -11,62 +10,80 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 const (
-	configKey   = "config"
-	sessionKey  = "session"
-	totpStepKey = "totp_step" // the last TOTP step any node sent upstream
-
-	defaultRequestTimeout = 10 * time.Second
-	defaultMaxAuth        = upstream.DefaultAuthPerMinute // PlexTrac's published limit; the others publish none
-	defaultMinTTL         = 5 * time.Minute
-	plaspyDefaultURL      = "https://api.plaspy.com"
+	defaultRequestTimeoutSeconds = int(upstream.DefaultRequestTimeout / time.Second)
+	defaultMinTTLSeconds         = 300
+	plaspyDefaultURL             = "https://api.plaspy.com"
 )
 
-// config is what a mount stores at config.
+// config is a mount's configuration. It is also its stored form (configFormat, in
+// storage_config.go): a backend-owned type, so a change to an upstream struct never changes
+// what is stored. Durations are whole seconds, as they are written and read.
 type config struct {
-	upstream.Config
-	MinTTL time.Duration `json:"min_ttl"`
+	Version               int               `json:"version"`
+	Provider              string            `json:"provider"`
+	URL                   string            `json:"url"`
+	Username              string            `json:"username,omitempty"`
+	Email                 string            `json:"email,omitempty"`
+	Password              string            `json:"password,omitempty"`
+	APIKey                string            `json:"api_key,omitempty"`
+	TOTPSecret            string            `json:"totp_secret,omitempty"`
+	OrgID                 int               `json:"org_id,omitempty"`
+	Headers               map[string]string `json:"headers,omitempty"`
+	CACert                string            `json:"ca_cert,omitempty"`
+	AllowInsecureHTTP     bool              `json:"allow_insecure_http,omitempty"`
+	RequestTimeoutSeconds int               `json:"request_timeout_seconds"`
+	MaxAuthPerMinute      int               `json:"max_auth_per_minute"`
+	MinTTLSeconds         int               `json:"min_ttl_seconds"`
+	LoginMethod           string            `json:"login_method,omitempty"`
+	LoginPath             string            `json:"login_path,omitempty"`
+	LoginBody             string            `json:"login_body,omitempty"`
+	TokenField            string            `json:"token_field,omitempty"`
+	ExpiryField           string            `json:"expiry_field,omitempty"`
+	RefreshMethod         string            `json:"refresh_method,omitempty"`
+	RefreshPath           string            `json:"refresh_path,omitempty"`
+	LogoutMethod          string            `json:"logout_method,omitempty"`
+	LogoutPath            string            `json:"logout_path,omitempty"`
+	AuthScheme            string            `json:"auth_scheme,omitempty"`
+	// LegacyAccount is the v0.1.0 fingerprint of this account, kept while the account is
+	// the one v0.1.0 configured, so that its stored session and leases still match.
+	LegacyAccount string `json:"legacy_account,omitempty"`
 }
 
-// Fields that only some providers take; a write naming one for another provider is an error.
-var providerFields = map[string][]string{
-	upstream.PlexTrac: {"username", "password", "totp_secret"},
-	upstream.Plaspy:   {"username", "api_key"},
-	upstream.Resolver: {"email", "password", "org_id"},
-	upstream.Generic: {"username", "password", "api_key", "login_method", "login_path", "login_body", "token_field",
-		"expiry_field", "refresh_method", "refresh_path", "logout_method", "logout_path", "auth_scheme"},
+func (c *config) requestTimeout() time.Duration {
+	return time.Duration(c.RequestTimeoutSeconds) * time.Second
+}
+func (c *config) minTTL() time.Duration { return time.Duration(c.MinTTLSeconds) * time.Second }
+
+func (c *config) genericSetting(name string) *string {
+	return map[string]*string{"login_method": &c.LoginMethod, "token_field": &c.TokenField, "expiry_field": &c.ExpiryField,
+		"refresh_method": &c.RefreshMethod, "refresh_path": &c.RefreshPath, "logout_method": &c.LogoutMethod,
+		"logout_path": &c.LogoutPath, "auth_scheme": &c.AuthScheme}[name]
 }
 
-var providerRequired = map[string][]string{
-	upstream.PlexTrac: {"username", "password"},
-	upstream.Plaspy:   {"username", "api_key"},
-	upstream.Resolver: {"email", "password", "org_id"},
-	upstream.Generic:  {"login_path"},
+// upstreamConfig is what the upstream client takes.
+func (c *config) upstreamConfig() upstream.Config {
+	return upstream.Config{Provider: c.Provider, URL: c.URL, Username: c.Username, Email: c.Email, Password: c.Password,
+		APIKey: c.APIKey, TOTPSecret: upstream.NormalizeTOTPSecret(c.TOTPSecret), OrgID: c.OrgID, Headers: c.Headers,
+		CACert: c.CACert, AllowInsecureHTTP: c.AllowInsecureHTTP, RequestTimeout: c.requestTimeout(),
+		MaxAuthPerMinute: c.MaxAuthPerMinute, Generic: upstream.GenericConfig{LoginMethod: c.LoginMethod,
+			LoginPath: c.LoginPath, LoginBody: c.LoginBody, TokenField: c.TokenField, ExpiryField: c.ExpiryField,
+			RefreshMethod: c.RefreshMethod, RefreshPath: c.RefreshPath, LogoutMethod: c.LogoutMethod,
+			LogoutPath: c.LogoutPath, AuthScheme: c.AuthScheme}}
 }
 
-func readConfig(ctx context.Context, s logical.Storage) (*config, error) {
-	e, err := s.Get(ctx, configKey)
-	if err != nil || e == nil {
-		return nil, err
-	}
-	var c config
-	if err := e.DecodeJSON(&c); err != nil {
-		return nil, fmt.Errorf("stored config is unreadable: %w", err)
-	}
-	return &c, nil
-}
-
-// mergeConfig applies the fields of a write to the stored config (a new provider starts over).
+// mergeConfig applies the fields of a write to the stored config (a new provider starts
+// over). Values are kept as written, so that a read gives back what was written.
 func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 	provider, hasProvider := d.GetOk("provider")
 	name := strings.ToLower(strings.TrimSpace(fmt.Sprint(provider)))
-	c := &config{Config: upstream.Config{RequestTimeout: defaultRequestTimeout, MaxAuthPerMinute: defaultMaxAuth}, MinTTL: defaultMinTTL}
+	c := &config{Version: configVersion, RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
+		MaxAuthPerMinute: upstream.DefaultAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds}
 	if prev != nil && (!hasProvider || name == prev.Provider) {
 		cp := *prev
 		c = &cp
@@ -78,69 +95,53 @@ func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 		return nil, fmt.Errorf("provider: required, one of %s", strings.Join(upstream.Providers, ", "))
 	}
 	if !slices.Contains(upstream.Providers, c.Provider) {
+		if len(c.Provider) > 32 {
+			return nil, fmt.Errorf("provider: not one of %s", strings.Join(upstream.Providers, ", "))
+		}
 		return nil, fmt.Errorf("provider: %q is not one of %s", c.Provider, strings.Join(upstream.Providers, ", "))
 	}
-	str := map[string]*string{"url": &c.URL, "username": &c.Username, "email": &c.Email, "password": &c.Password,
-		"api_key": &c.APIKey, "totp_secret": &c.TOTPSecret, "ca_cert": &c.CACert,
-		"login_method": &c.Generic.LoginMethod, "login_path": &c.Generic.LoginPath, "login_body": &c.Generic.LoginBody,
-		"token_field": &c.Generic.TokenField, "expiry_field": &c.Generic.ExpiryField, "refresh_method": &c.Generic.RefreshMethod,
-		"refresh_path": &c.Generic.RefreshPath, "logout_method": &c.Generic.LogoutMethod, "logout_path": &c.Generic.LogoutPath,
-		"auth_scheme": &c.Generic.AuthScheme}
-	for k, p := range str {
-		if v, ok := d.GetOk(k); ok {
-			*p = strings.TrimSpace(v.(string))
+	for _, f := range configFields {
+		v, ok := d.GetOk(f.name)
+		if !ok || f.name == "provider" {
+			continue
 		}
-	}
-	if v, ok := d.GetOk("org_id"); ok {
-		c.OrgID = v.(int)
-	}
-	if v, ok := d.GetOk("headers"); ok {
-		c.Headers = v.(map[string]string)
-	}
-	if v, ok := d.GetOk("allow_insecure_http"); ok {
-		c.AllowInsecureHTTP = v.(bool)
-	}
-	if v, ok := d.GetOk("max_auth_per_minute"); ok {
-		c.MaxAuthPerMinute = v.(int)
-	}
-	if v, ok := d.GetOk("request_timeout"); ok {
-		c.RequestTimeout = time.Duration(v.(int)) * time.Second
-	}
-	if v, ok := d.GetOk("min_ttl"); ok {
-		c.MinTTL = time.Duration(v.(int)) * time.Second
+		switch p := f.ref(c).(type) {
+		case *string:
+			*p = v.(string)
+		case *int:
+			*p = v.(int)
+		case *bool:
+			*p = v.(bool)
+		case *map[string]string:
+			*p = v.(map[string]string)
+		}
 	}
 	if c.Provider == upstream.Plaspy && c.URL == "" {
 		c.URL = plaspyDefaultURL
 	}
-	c.TOTPSecret = upstream.NormalizeTOTPSecret(c.TOTPSecret)
 	return c, nil
 }
 
 // validate checks a merged config. given are the fields the write named. Every error starts
-// with the field to fix.
+// with the field to fix. Bounds come first: nothing past its bound is parsed or kept.
 func (c *config) validate(given map[string]any) error {
 	for k := range given {
-		if owners := fieldOwners(k); len(owners) > 0 && !slices.Contains(providerFields[c.Provider], k) {
-			return fmt.Errorf("%s: not used by provider %s (it takes %s)", k, c.Provider, strings.Join(providerFields[c.Provider], ", "))
+		if f := fieldByName[k]; f != nil && !f.takenBy(c.Provider) {
+			return fmt.Errorf("%s: not used by provider %s (it takes %s)", k, c.Provider, strings.Join(providerFieldNames(c.Provider), ", "))
+		}
+	}
+	for _, f := range configFields {
+		if err := f.checkBounds(c); err != nil {
+			return err
 		}
 	}
 	if err := validateURL(c.URL, c.AllowInsecureHTTP); err != nil {
 		return err
 	}
-	for _, k := range providerRequired[c.Provider] {
-		if (k == "org_id" && c.OrgID == 0) || (k != "org_id" && c.field(k) == "") {
-			return fmt.Errorf("%s: required for provider %s", k, c.Provider)
+	for _, f := range configFields {
+		if slices.Contains(f.required, c.Provider) && !f.isSet(c) {
+			return fmt.Errorf("%s: required for provider %s", f.name, c.Provider)
 		}
-	}
-	switch {
-	case c.OrgID < 0:
-		return fmt.Errorf("org_id: must be a positive org id, not %d", c.OrgID)
-	case c.RequestTimeout < time.Second || c.RequestTimeout > 5*time.Minute:
-		return fmt.Errorf("request_timeout: %s is outside 1s..5m", c.RequestTimeout)
-	case c.MaxAuthPerMinute < 1 || c.MaxAuthPerMinute > 600:
-		return fmt.Errorf("max_auth_per_minute: %d is outside 1..600", c.MaxAuthPerMinute)
-	case c.MinTTL < 0 || c.MinTTL > 24*time.Hour:
-		return fmt.Errorf("min_ttl: %s is outside 0..24h", c.MinTTL)
 	}
 	if c.TOTPSecret != "" {
 		if err := upstream.ValidateTOTPSecret(c.TOTPSecret); err != nil {
@@ -152,7 +153,17 @@ func (c *config) validate(given map[string]any) error {
 			return err
 		}
 	}
-	for name, value := range c.Headers {
+	if err := validateHeaders(c.Headers); err != nil {
+		return err
+	}
+	if c.Provider == upstream.Generic {
+		return c.upstreamConfig().Generic.Validate()
+	}
+	return nil
+}
+
+func validateHeaders(headers map[string]string) error {
+	for name, value := range headers {
 		switch canon := http.CanonicalHeaderKey(name); {
 		case !httpguts.ValidHeaderFieldName(name):
 			return fmt.Errorf("headers: %q is not a valid header name", name)
@@ -162,39 +173,11 @@ func (c *config) validate(given map[string]any) error {
 			return fmt.Errorf("headers: the value of %s contains a line break or NUL, which would inject into the request; remove it", name)
 		}
 	}
-	if c.Provider == upstream.Generic {
-		return c.Generic.Validate()
-	}
 	return nil
 }
 
-func (c *config) field(k string) string {
-	switch k {
-	case "username":
-		return c.Username
-	case "email":
-		return c.Email
-	case "password":
-		return c.Password
-	case "api_key":
-		return c.APIKey
-	case "login_path":
-		return c.Generic.LoginPath
-	}
-	return ""
-}
-
-// fieldOwners lists the providers that take a provider-specific field (none: a common field).
-func fieldOwners(k string) []string {
-	var out []string
-	for _, p := range upstream.Providers {
-		if slices.Contains(providerFields[p], k) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
+// validateCACert accepts PEM CERTIFICATE blocks, and refuses a private key pasted with them:
+// the text is stored and read back as written, so a key in it would be shown on every read.
 func validateCACert(pemText string) error {
 	rest, found := []byte(pemText), false
 	for {
@@ -202,6 +185,9 @@ func validateCACert(pemText string) error {
 		block, rest = pem.Decode(rest)
 		if block == nil {
 			break
+		}
+		if strings.Contains(block.Type, "PRIVATE KEY") {
+			return fmt.Errorf("ca_cert: holds a %s block; remove it and store only the CA's CERTIFICATE blocks (config reads show ca_cert)", block.Type)
 		}
 		if block.Type != "CERTIFICATE" {
 			continue

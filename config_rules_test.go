@@ -76,7 +76,7 @@ func TestEverydayOperationsLogNoWarnings(t *testing.T) {
 	e.read("token", nil)
 	e.write("config", genericPlexTrac(e))
 	e.read("token", nil)
-	e.write("config", map[string]any{"username": sim.DemoPlexTracUser, "verify": false}) // logs the old session out
+	e.write("config", map[string]any{"username": sim.DemoPlexTracUser, "password": sim.DemoPlexTracPassword, "verify": false}) // logs the old session out
 	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func TestGenericLogoutOnlyWhenTheAccountChanges(t *testing.T) {
 		t.Fatalf("writes that keep the account logged out %d sessions", len(got))
 	}
 	current := e.read("token", nil).Data["token"].(string)
-	e.write("config", map[string]any{"username": sim.DemoPlexTracUser, "verify": false}) // another account
+	e.write("config", map[string]any{"username": sim.DemoPlexTracUser, "password": sim.DemoPlexTracPassword, "verify": false}) // another account
 	if got := logouts(); len(got) != 1 || got[0] != current {
 		t.Fatalf("account change: logouts %d, want 1 of the current session", len(got))
 	}

@@ -24,7 +24,7 @@ func FuzzConfigWrite(f *testing.F) {
 			"headers": []string{header, "x-fuzz=fuzz-header-secret"}}
 		planted := []string{"fuzz-header-secret"}
 		for k, v := range map[string]string{"password": "fuzz-pass-secret", "api_key": "fuzz-api-key-secret", "totp_secret": "GEZDGNBVGY3TQOJQ"} {
-			if taken := providerFields[strings.ToLower(strings.TrimSpace(provider))]; strings.Contains(strings.Join(taken, ","), k) {
+			if fieldByName[k].takenBy(strings.ToLower(strings.TrimSpace(provider))) {
 				data[k], planted = v, append(planted, v)
 			}
 		}

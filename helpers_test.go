@@ -60,6 +60,9 @@ type env struct {
 	limiters *upstream.Limiters
 	logs     *syncBuffer // everything the backend logged
 	served   []string    // token values reads handed out, for leak checks
+	// leaseData is each lease's stored response data, as Vault keeps it and hands it to
+	// renewals: the read's data, then each renewal's.
+	leaseData map[*logical.Secret]map[string]any
 }
 
 func newEnv(t testing.TB) *env { return newEnvWrapped(t, nil) }
@@ -77,7 +80,7 @@ func newEnvWrapped(t testing.TB, wrap func(http.Handler) http.Handler) *env {
 		h = wrap(h)
 	}
 	srv := httptest.NewServer(h)
-	e := &env{t: t, clock: clock, sim: s, url: srv.URL, srv: srv, limiters: upstream.NewLimiters()}
+	e := &env{t: t, clock: clock, sim: s, url: srv.URL, srv: srv, limiters: upstream.NewLimiters(), leaseData: map[*logical.Secret]map[string]any{}}
 	e.b, e.s, e.logs = e.newMount(nil, nil)
 	t.Cleanup(func() {
 		e.srv.Close()
@@ -188,6 +191,9 @@ func (e *env) read(path string, data map[string]any) *logical.Response {
 	}
 	if tok, ok := resp.Data["token"].(string); ok {
 		e.served = append(e.served, tok)
+	}
+	if resp.Secret != nil {
+		e.leaseData[resp.Secret] = resp.Data
 	}
 	return resp
 }

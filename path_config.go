@@ -26,45 +26,11 @@ must supply the stored secrets again. Unknown fields, and fields the provider do
 take, are errors.
 `
 
-func str(desc string, sensitive bool, group string) *framework.FieldSchema {
-	return &framework.FieldSchema{Type: framework.TypeString, Description: desc,
-		DisplayAttrs: &framework.DisplayAttributes{Sensitive: sensitive, Group: group}}
-}
-
 func (b *backend) pathConfig() *framework.Path {
 	return &framework.Path{
 		Pattern:      "config",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "config"},
-		Fields: map[string]*framework.FieldSchema{
-			"provider": {Type: framework.TypeString, Description: "Upstream API: plextrac, plaspy, resolver or generic.",
-				AllowedValues: []any{"plextrac", "plaspy", "resolver", "generic"}, DisplayAttrs: &framework.DisplayAttributes{Name: "Provider"}},
-			"url":         str("Upstream base URL, e.g. https://acme.plextrac.com (plaspy defaults to https://api.plaspy.com).", false, ""),
-			"username":    str("Login user: PlexTrac e-mail, Plaspy userName, generic {{.username}}.", false, "Credentials"),
-			"email":       str("Resolver Core login e-mail.", false, "Credentials"),
-			"password":    str("Password (plextrac, resolver, generic). Write-only.", true, "Credentials"),
-			"api_key":     str("Plaspy API key, or generic {{.api_key}}. Write-only.", true, "Credentials"),
-			"totp_secret": str("PlexTrac MFA: the base32 TOTP seed of the account's authenticator. Write-only; empty clears it.", true, "Credentials"),
-			"org_id": {Type: framework.TypeInt, Description: "Resolver Core org id to log in to (selectedOrg).",
-				DisplayAttrs: &framework.DisplayAttributes{Group: "Credentials"}},
-			"headers": {Type: framework.TypeKVPairs, Description: "Extra static headers sent upstream, e.g. cf-access-token. Values are write-only.",
-				DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-			"ca_cert":             str("PEM CA certificate(s) trusted for the upstream, for private CAs.", false, "TLS"),
-			"allow_insecure_http": {Type: framework.TypeBool, Description: "Allow an http:// url (local simulators only).", Default: false},
-			"request_timeout":     {Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call.", Default: int(defaultRequestTimeout.Seconds())},
-			"max_auth_per_minute": {Type: framework.TypeInt, Description: "Auth calls (login, MFA, refresh) allowed per minute to this upstream host, shared by all mounts of the plugin process.", Default: defaultMaxAuth},
-			"min_ttl":             {Type: framework.TypeDurationSecond, Description: "A read refreshes first when the shared token has less left than this (capped at a third of the token's life).", Default: int(defaultMinTTL.Seconds())},
-			"verify":              {Type: framework.TypeBool, Description: "Log in upstream before storing, and store nothing if that fails.", Default: true},
-			"login_method":        str("generic: login HTTP method (default POST).", false, "Generic"),
-			"login_path":          str("generic: login path, e.g. /api/login.", false, "Generic"),
-			"login_body":          str(`generic: Go template of the JSON login body; default {"username": {{json .username}}, "password": {{json .password}}}.`, false, "Generic"),
-			"token_field":         str("generic: dotted path of the token in the login answer (default token).", false, "Generic"),
-			"expiry_field":        str("generic: dotted path of the expiry (Unix s/ms or RFC 3339) when the token is not a JWT with exp.", false, "Generic"),
-			"refresh_method":      str("generic: refresh HTTP method (default POST).", false, "Generic"),
-			"refresh_path":        str("generic: refresh path called with the current token; empty means log in again.", false, "Generic"),
-			"logout_method":       str("generic: logout HTTP method (default POST).", false, "Generic"),
-			"logout_path":         str("generic: logout path, called with the session token when the mount's upstream account changes or its config is deleted (never on lease revocation: every reader shares the token); empty means none.", false, "Generic"),
-			"auth_scheme":         str(`generic: Authorization prefix (default Bearer; "none" sends the bare token).`, false, "Generic"),
-		},
+		Fields:       configSchema(),
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation:   &framework.PathOperation{Callback: b.configRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"}},
@@ -87,47 +53,30 @@ func (b *backend) configRead(ctx context.Context, req *logical.Request, _ *frame
 	if err != nil || c == nil {
 		return nil, err
 	}
-	data := map[string]any{
-		"provider": c.Provider, "url": c.URL, "allow_insecure_http": c.AllowInsecureHTTP,
-		"request_timeout": int(c.RequestTimeout.Seconds()), "max_auth_per_minute": c.MaxAuthPerMinute,
-		"min_ttl": int(c.MinTTL.Seconds()), "ca_cert": c.CACert,
-	}
-	names := make([]string, 0, len(c.Headers))
-	for k := range c.Headers {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	data["header_names"] = names
-	// Secrets show only whether they are set.
-	for _, k := range providerFields[c.Provider] {
-		switch k {
-		case "password", "api_key", "totp_secret":
-			data[k+"_set"] = c.secretSet(k)
-		case "org_id":
-			data[k] = c.OrgID
-		default: // the generic settings are filled in below
-			data[k] = c.field(k)
-		}
-	}
-	if c.Provider == upstream.Generic {
-		g := c.Generic
-		for k, v := range map[string]string{"login_method": g.LoginMethod, "login_path": g.LoginPath, "login_body": g.LoginBody,
-			"token_field": g.TokenField, "expiry_field": g.ExpiryField, "refresh_method": g.RefreshMethod, "refresh_path": g.RefreshPath,
-			"logout_method": g.LogoutMethod, "logout_path": g.LogoutPath, "auth_scheme": g.AuthScheme} {
-			data[k] = v
-		}
-	}
-	return &logical.Response{Data: data}, nil
+	return &logical.Response{Data: c.readBack()}, nil
 }
 
-func (c *config) secretSet(k string) bool {
-	switch k {
-	case "password":
-		return c.Password != ""
-	case "api_key":
-		return c.APIKey != ""
+// readBack is what a config read shows: every field the provider takes as it was written,
+// and for each secret only whether it is set (headers: their names).
+func (c *config) readBack() map[string]any {
+	data := map[string]any{}
+	for _, f := range configFields {
+		switch {
+		case !f.takenBy(c.Provider):
+		case f.name == "headers":
+			names := make([]string, 0, len(c.Headers))
+			for k := range c.Headers {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			data["header_names"] = names
+		case f.secret:
+			data[f.name+"_set"] = f.isSet(c)
+		default:
+			data[f.name] = f.value(c)
+		}
 	}
-	return c.TOTPSecret != ""
+	return data
 }
 
 func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -155,7 +104,16 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		err = c.validate(req.Data)
 	}
 	if err == nil {
-		err = checkNewDestination(prev, c, req.Data)
+		err = checkCredentialsResupplied(prev, c, req.Data)
+	}
+	var key []byte
+	if err == nil {
+		if key, err = readFingerprintKey(ctx, req.Storage, true); err != nil {
+			return nil, err
+		}
+		if prev == nil || prev.fingerprint(key) != c.fingerprint(key) {
+			c.LegacyAccount = "" // another account: v0.1.0's sessions and leases are not its
+		}
 	}
 	var prov upstream.Provider
 	var tok *upstream.Token
@@ -175,25 +133,29 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err != nil {
 		return logical.ErrorResponse("config not saved: %s", err), nil
 	}
-	entry, err := logical.StorageEntryJSON(configKey, c)
-	if err != nil {
-		return nil, err
-	}
-	next := b.newAccount(c, prov)
+	next := b.newAccount(c, prov, key)
 	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func() error {
-		if err := req.Storage.Put(ctx, entry); err != nil {
+		if tok == nil { // same account: its stored session (in either format) still serves
+			if err := next.load(ctx, req.Storage); err != nil {
+				return err
+			}
+		}
+		if err := writeConfig(ctx, req.Storage, c); err != nil {
 			return err
 		}
 		if tok != nil { // the check's login is a good session: the first read costs no login
 			return next.keep(ctx, req.Storage, tok)
 		}
-		return next.load(ctx, req.Storage) // same account: its stored session still serves
+		if t := next.current(); t != nil { // stored again in the current format
+			return writeSession(ctx, req.Storage, next.fingerprint, t)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	b.limiters.Register(b.id, prov.HTTP().Host(), c.MaxAuthPerMinute, b.clock.Now())
-	b.endSession(ctx, prevAcct, next.id)
+	b.limiters.Register(b.mountID, prov.HTTP().Host(), c.MaxAuthPerMinute, b.clock.Now())
+	b.endSession(ctx, prevAcct, next.fingerprint)
 	b.Logger().Info("config written", "provider", c.Provider, "url", c.URL, "verified", tok != nil)
 	return nil, nil
 }
@@ -204,11 +166,11 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	}
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
-	prev, err := b.replaceAccount(ctx, req.Storage, nil, func() error { return req.Storage.Delete(ctx, configKey) })
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func() error { return deleteConfig(ctx, req.Storage) })
 	if err != nil {
 		return nil, err
 	}
-	b.limiters.Unregister(b.id, b.clock.Now())
+	b.limiters.Unregister(b.mountID, b.clock.Now())
 	b.endSession(ctx, prev, "")
 	return nil, nil
 }
@@ -225,9 +187,11 @@ func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *a
 	b.sessionGate.Lock()
 	defer b.sessionGate.Unlock()
 	b.swap(nil)
-	if next == nil || prev == nil || prev.id != next.id {
-		if err := s.Delete(ctx, sessionKey); err != nil {
-			return nil, err
+	if next == nil || prev == nil || prev.fingerprint != next.fingerprint {
+		for _, k := range []string{sessionKey, legacySessionKey} {
+			if err := s.Delete(ctx, k); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := write(); err != nil {
@@ -241,16 +205,16 @@ func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *a
 // (or the config was deleted) is its session logged out, where the provider has a logout:
 // a write that keeps the account (min_ttl, a new password) must not kill the token that
 // outstanding leases still hold.
-func (b *backend) endSession(ctx context.Context, prev *account, nextID string) {
+func (b *backend) endSession(ctx context.Context, prev *account, nextFingerprint string) {
 	if prev == nil {
 		return
 	}
 	defer prev.prov.HTTP().Close()
-	if prev.id == nextID {
+	if prev.fingerprint == nextFingerprint {
 		return
 	}
 	if t := prev.current(); prev.usable(t) {
-		ctx, cancel := context.WithTimeout(ctx, prev.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(ctx, prev.cfg.requestTimeout())
 		defer cancel()
 		if err := prev.prov.Logout(ctx, t.Value); err != nil {
 			prev.logger.Warn("upstream logout failed; the token will expire on its own", "error", err)

@@ -3,8 +3,6 @@ package sessiontoken
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"maps"
 	"net/http"
 	"strings"
@@ -70,7 +68,7 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 	// What framework.Secret.Response builds, without its copy of InternalData: reads are hot.
 	resp = &logical.Response{Data: data, Secret: &logical.Secret{
 		LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: true},
-		InternalData: map[string]any{"secret_type": secretTokenType, leaseSessionKey: sv.internal, leaseAccountKey: sv.account},
+		InternalData: map[string]any{"secret_type": secretTokenType, leaseDataKey: sv.lease, leaseAccountKey: sv.account},
 	}}
 	r.warn(resp)
 	return resp, nil
@@ -102,7 +100,7 @@ func (b *backend) readShared(ctx context.Context, req *logical.Request, d *frame
 	if a == nil {
 		return sharedRead{}, logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
-	want := a.cfg.MinTTL
+	want := a.cfg.minTTL()
 	if v, ok := d.GetOk("min_ttl"); ok {
 		if want = time.Duration(v.(int)) * time.Second; want < 0 {
 			return sharedRead{}, logical.ErrorResponse("min_ttl: must not be negative"), nil
@@ -126,7 +124,7 @@ func leaseEnd(t *upstream.Token) time.Time { return t.ExpiresAt.Add(-clockSkew) 
 type served struct {
 	tok      *upstream.Token
 	data     map[string]any // tokenData; its ttl is set per read
-	internal any            // the token encoded for the lease's InternalData
+	lease    any            // the token's leaseData, encoded for the lease's InternalData
 	account  any            // the account id, for the same (boxed once: reads are hot)
 	rotated  any            // static-token's last_vault_rotation
 }
@@ -135,11 +133,11 @@ func (a *account) served(t *upstream.Token) (*served, error) {
 	if sv := a.cache.Load(); sv != nil && sv.tok == t {
 		return sv, nil
 	}
-	internal, err := encodeToken(t)
+	lease, err := encodeLeaseData(t)
 	if err != nil {
 		return nil, err
 	}
-	sv := &served{tok: t, data: a.tokenData(t), internal: internal, account: a.id,
+	sv := &served{tok: t, data: a.tokenData(t), lease: lease, account: a.fingerprint,
 		rotated: t.ObtainedTime().UTC().Format(time.RFC3339Nano)}
 	a.cache.Store(sv)
 	return sv, nil
@@ -159,31 +157,6 @@ func (a *account) tokenData(t *upstream.Token) map[string]any {
 		data[k] = v
 	}
 	return data
-}
-
-// The lease keeps the token it handed out and the account it came from in its InternalData
-// (stored by Vault, encrypted, never shown), so that renewal can tell which token the holder
-// has, and refuse a lease of an account the mount no longer has.
-const (
-	leaseSessionKey = "session"
-	leaseAccountKey = "account"
-)
-
-func encodeToken(t *upstream.Token) (string, error) {
-	b, err := json.Marshal(t)
-	if err != nil {
-		return "", fmt.Errorf("cannot encode the upstream token for its lease: %w", err)
-	}
-	return string(b), nil
-}
-
-func leaseToken(internal map[string]any) (*upstream.Token, error) {
-	s, _ := internal[leaseSessionKey].(string)
-	var t upstream.Token
-	if s == "" || json.Unmarshal([]byte(s), &t) != nil {
-		return nil, errors.New("the lease carries no session data")
-	}
-	return &t, nil
 }
 
 // upstreamFailure answers a read that upstream failed with a fitting HTTP status: 429 when

@@ -87,9 +87,14 @@ func TestReadRefreshesWhenLessThanMinTTLLeft(t *testing.T) {
 
 func renew(t *testing.T, e *env, secret *logical.Secret) *logical.Response {
 	t.Helper()
-	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: secret})
+	// Vault hands a renewal the lease's stored response data, and stores the renewal's.
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s,
+		Secret: secret, Data: e.leaseData[secret]})
 	if err != nil || resp.IsError() {
 		t.Fatalf("renew: %v %s", err, errText(resp))
+	}
+	if resp.Secret != nil {
+		e.leaseData[resp.Secret] = resp.Data
 	}
 	return resp
 }

@@ -29,7 +29,7 @@ func (b *backend) tokenSecret() *framework.Secret {
 // past its expiry. MaxTTL is measured by Vault from the lease's issue time, truncated to the
 // second.
 func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	held, err := leaseToken(req.Secret.InternalData)
+	held, stamp, err := decodeLease(req.Secret.InternalData, req.Data)
 	if err != nil {
 		return logical.ErrorResponse("cannot renew: %s; read the token path again", err), nil
 	}
@@ -40,29 +40,30 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 	if a == nil {
 		return logical.ErrorResponse("cannot renew: this mount is no longer configured"), nil
 	}
-	if id, _ := req.Secret.InternalData[leaseAccountKey].(string); id != a.id {
+	if !a.owns(stamp) {
 		return logical.ErrorResponse("cannot renew: the mount's account changed since this lease was issued; read the token path again"), nil
 	}
 	now := b.clock.Now()
-	if now.Before(held.ExpiresAt.Add(-held.Lifetime() / 3)) {
+	if now.Before(held.expiresAt.Add(-held.lifetime() / 3)) {
 		return b.renewSame(req, a, held)
 	}
-	newer, err := a.get(ctx, req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(held.ExpiresAt) })
+	newer, err := a.get(ctx, req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(held.expiresAt) })
 	if newer == nil {
 		return nil, renewFailure(err)
 	}
-	if !newer.ExpiresAt.After(held.ExpiresAt) { // refresh failed; the held token is still valid
+	if !newer.ExpiresAt.After(held.expiresAt) { // refresh failed; the held token is still valid
 		resp, rerr := b.renewSame(req, a, held)
 		if resp != nil && err != nil {
 			resp.AddWarning("could not refresh upstream, keeping the current token: " + err.Error())
 		}
 		return resp, rerr
 	}
-	internal, err := encodeToken(newer)
+	lease, err := encodeLeaseData(newer)
 	if err != nil {
 		return nil, err
 	}
-	req.Secret.InternalData[leaseSessionKey] = internal
+	delete(req.Secret.InternalData, leaseSessionKeyV0)
+	req.Secret.InternalData[leaseDataKey], req.Secret.InternalData[leaseAccountKey] = lease, a.fingerprint
 	end := newLeaseEnd(leaseEnd(newer), now, req.Secret.Increment)
 	req.Secret.TTL = end.Sub(now)
 	req.Secret.MaxTTL = end.Sub(req.Secret.IssueTime.Truncate(time.Second))
@@ -88,15 +89,38 @@ func newLeaseEnd(end, now time.Time, increment time.Duration) time.Time {
 	return end
 }
 
-func (b *backend) renewSame(req *logical.Request, a *account, held *upstream.Token) (*logical.Response, error) {
-	end := leaseEnd(held)
+func (b *backend) renewSame(req *logical.Request, a *account, held heldToken) (*logical.Response, error) {
+	end := held.expiresAt.Add(-clockSkew)
 	ttl := end.Sub(b.clock.Now())
 	if ttl < time.Second {
-		return logical.ErrorResponse("cannot renew: the token expires at %s; read the token path again", held.ExpiresAt.UTC().Format(time.RFC3339)), nil
+		return logical.ErrorResponse("cannot renew: the token expires at %s; read the token path again", held.expiresAt.UTC().Format(time.RFC3339)), nil
+	}
+	data := heldData(req.Data, a, held)
+	if data == nil {
+		return logical.ErrorResponse("cannot renew: the lease's data came back without its token; read the token path again"), nil
 	}
 	req.Secret.TTL = ttl
 	req.Secret.MaxTTL = end.Sub(req.Secret.IssueTime.Truncate(time.Second))
-	return &logical.Response{Secret: req.Secret, Data: a.tokenData(held)}, nil
+	return &logical.Response{Secret: req.Secret, Data: data}, nil
+}
+
+// heldData is what a renewal that keeps the holder's token returns: the session's answer
+// when the holder has the session's token, else the token as the lease's stored response
+// data holds it (nil when that did not come back).
+func heldData(stored map[string]any, a *account, held heldToken) map[string]any {
+	if cur := a.current(); cur != nil && tokenHash(cur.Value) == held.sha256 {
+		return a.tokenData(cur)
+	}
+	if held.value == "" {
+		return nil
+	}
+	data := a.tokenData(&upstream.Token{Value: held.value, IssuedAt: held.issuedAt, ExpiresAt: held.expiresAt})
+	for k, v := range stored { // the extras it was served with
+		if _, ok := data[k]; !ok {
+			data[k] = v
+		}
+	}
+	return data
 }
 
 // tokenRevoke drops the lease and never fails. It does not log the token out upstream: the

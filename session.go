@@ -3,7 +3,6 @@ package sessiontoken
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +31,8 @@ const (
 type account struct {
 	cfg      *config
 	prov     upstream.Provider
-	id       string        // fingerprint of the upstream account: see accountID
+	fingerprint string // the upstream account's: see config.fingerprint
+	legacy      string // its v0.1.0 fingerprint, while the account is the one v0.1.0 configured
 	gate     *sync.RWMutex // the backend's sessionGate
 	writable func() bool   // whether this node may write storage (and so log in)
 	clock    upstream.Clock
@@ -53,19 +53,16 @@ type account struct {
 
 // newProvider builds cfg's provider, told which TOTP step was used last by any node.
 func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *config) (upstream.Provider, error) {
-	p, err := upstream.New(cfg.Config, upstream.Deps{Clock: b.clock, Limiters: b.limiters})
+	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.clock, Limiters: b.limiters, Secrets: cfg.secretValues()})
 	if err != nil {
 		return nil, err
 	}
 	if st, ok := p.(upstream.TOTPStepper); ok && cfg.TOTPSecret != "" {
-		e, err := s.Get(ctx, totpStepKey)
+		step, err := readTOTPStep(ctx, s)
 		if err != nil {
 			return nil, err
 		}
-		var step int64
-		if e != nil && e.DecodeJSON(&step) == nil {
-			st.SkipTOTPStepsThrough(step)
-		}
+		st.SkipTOTPStepsThrough(step)
 	}
 	return p, nil
 }
@@ -77,43 +74,39 @@ func saveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider) e
 	if !ok || st.LastTOTPStep() == 0 {
 		return nil
 	}
-	e, err := logical.StorageEntryJSON(totpStepKey, st.LastTOTPStep())
-	if err != nil {
-		return err
-	}
-	return s.Put(ctx, e)
+	return writeTOTPStep(ctx, s, st.LastTOTPStep())
 }
 
-func (b *backend) newAccount(cfg *config, p upstream.Provider) *account {
-	return &account{cfg: cfg, prov: p, id: cfg.accountID(), gate: &b.sessionGate, writable: b.WriteSafeReplicationState,
-		clock: b.clock, logger: b.Logger().With("provider", cfg.Provider)}
+func (b *backend) newAccount(cfg *config, p upstream.Provider, fingerprintKey []byte) *account {
+	return &account{cfg: cfg, prov: p, fingerprint: cfg.fingerprint(fingerprintKey), legacy: cfg.LegacyAccount,
+		gate: &b.sessionGate, writable: b.WriteSafeReplicationState, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider)}
 }
 
-// storedSession is the session as kept in storage: the token and the account it belongs to.
-type storedSession struct {
-	Account string          `json:"account"`
-	Token   *upstream.Token `json:"token"`
+// owns says whether a session or lease stamped with fingerprint belongs to this account.
+func (a *account) owns(fingerprint string) bool {
+	return fingerprint == a.fingerprint || (a.legacy != "" && fingerprint == a.legacy)
 }
 
 // load reads the stored session, so a restart or leader change costs no login. A session
 // that belongs to another account than the config's is never served.
 func (a *account) load(ctx context.Context, s logical.Storage) error {
-	e, err := s.Get(ctx, sessionKey)
-	if err != nil || e == nil {
-		return err
-	}
-	var ss storedSession
-	if err := e.DecodeJSON(&ss); err != nil || ss.Token == nil {
-		a.logger.Warn("stored session is unreadable; the next read logs in again")
+	t, stamp, err := readSession(ctx, s, a.clock.Now())
+	var newer *newerFormatError
+	switch {
+	case errors.As(err, &newer):
+		return err // never misread a newer format: fail closed
+	case err != nil:
+		a.logger.Warn("the stored session is not used; the next read logs in again", "reason", err)
 		return nil
-	}
-	if ss.Account != a.id {
+	case t == nil:
+		return nil
+	case !a.owns(stamp):
 		a.logger.Warn("stored session belongs to another upstream account than the config; the next read logs in again")
 		return nil
 	}
-	a.prov.HTTP().RememberToken(ss.Token.Value) // scrubbed from what upstream says back
+	a.prov.HTTP().RememberToken(t.Value) // scrubbed from what upstream says back
 	a.mu.Lock()
-	a.tok = ss.Token
+	a.tok = t
 	a.mu.Unlock()
 	return nil
 }
@@ -263,11 +256,7 @@ func (a *account) keep(ctx context.Context, s logical.Storage, t *upstream.Token
 	if t.ObtainedAt.IsZero() {
 		t.ObtainedAt = now
 	}
-	entry, err := logical.StorageEntryJSON(sessionKey, storedSession{Account: a.id, Token: t})
-	if err != nil {
-		return fmt.Errorf("cannot encode the upstream session: %w", err)
-	}
-	if err := s.Put(ctx, entry); errors.Is(err, logical.ErrReadOnly) {
+	if err := writeSession(ctx, s, a.fingerprint, t); errors.Is(err, logical.ErrReadOnly) {
 		return err // Vault forwards the request to the node that can write
 	} else if err != nil {
 		// Served from memory meanwhile; a node that loads later logs in again.
@@ -288,7 +277,7 @@ func (a *account) refreshAhead(ctx context.Context, s logical.Storage) error {
 	}
 	// Never in the first half of a token's life: with tokens shorter than the look-ahead,
 	// every run would refresh a token that readers are about to refresh anyway.
-	ahead := min(max(minTTL(t, a.cfg.MinTTL)+periodicSlack, t.Lifetime()/3), t.Lifetime()/2)
+	ahead := min(max(minTTL(t, a.cfg.minTTL())+periodicSlack, t.Lifetime()/3), t.Lifetime()/2)
 	if t.ExpiresAt.Sub(a.clock.Now()) > ahead {
 		return nil
 	}

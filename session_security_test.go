@@ -100,7 +100,7 @@ func TestStoredSessionOfAnotherAccountIsNeverServed(t *testing.T) {
 	first := e.read("token", nil).Data["token"]
 	// The stored session is relabelled as another account's (as a config changed elsewhere).
 	entry, _ := e.s.Get(context.Background(), sessionKey)
-	var ss storedSession
+	var ss sessionRecord
 	if err := entry.DecodeJSON(&ss); err != nil || ss.Account == "" {
 		t.Fatalf("stored session has no account: %v", err)
 	}
@@ -138,7 +138,7 @@ func TestConcurrentConfigWritesDoNotLoseFields(t *testing.T) {
 		if c["min_ttl"] != minTTL || c["request_timeout"] != timeout {
 			t.Fatalf("round %d: config %v lost a concurrent write (want min_ttl %d, request_timeout %d)", round, c, minTTL, timeout)
 		}
-		if a, _ := e.b.account(context.Background(), e.s); a == nil || a.cfg.MinTTL != time.Duration(minTTL)*time.Second {
+		if a, _ := e.b.account(context.Background(), e.s); a == nil || a.cfg.minTTL() != time.Duration(minTTL)*time.Second {
 			t.Fatalf("round %d: the account in memory does not match the stored config", round)
 		}
 	}
@@ -154,7 +154,7 @@ func TestRenewAfterTheAccountChangedIsRefused(t *testing.T) {
 	e.write("config", e.plextracConfig(true))                           // another user: another account
 	for _, at := range []time.Duration{time.Minute, 10 * time.Minute} { // outside and inside the window
 		e.clock.Advance(at)
-		resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret})
+		resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
 		if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
 			t.Fatalf("renewing a lease of the replaced account: %v %v", err, resp)
 		}
@@ -184,7 +184,7 @@ func TestReadOnlyNodeForwardsInsteadOfLoggingIn(t *testing.T) {
 		{"read", func() (*logical.Response, error) { return standby.do(logical.ReadOperation, "token", nil) }},
 		{"static read", func() (*logical.Response, error) { return standby.do(logical.ReadOperation, "static-token", nil) }},
 		{"renew", func() (*logical.Response, error) {
-			return standby.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: standby.s, Secret: lease.Secret})
+			return standby.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: standby.s, Secret: lease.Secret, Data: lease.Data})
 		}},
 		{"config write", func() (*logical.Response, error) {
 			return standby.do(logical.UpdateOperation, "config", map[string]any{"min_ttl": "1m"})
@@ -250,7 +250,7 @@ func TestRenewFailureCarriesTheUpstreamStatus(t *testing.T) {
 		lease.Secret.IssueTime = e.clock.Now()
 		e.sim.AddFault(tc.fault)
 		e.clock.Advance(15*time.Minute - 5500*time.Millisecond) // too close to expiry to keep the token
-		_, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret})
+		_, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
 		var coded logical.HTTPCodedError
 		if !errors.As(err, &coded) || coded.Code() != tc.code || !strings.Contains(err.Error(), "plextrac") {
 			t.Fatalf("fault %d: renewal error %v, want a coded %d naming the upstream", tc.fault.Status, err, tc.code)

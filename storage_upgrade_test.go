@@ -44,7 +44,7 @@ func upgradedEnv(t *testing.T, fx v010Fixture, elapsed time.Duration, pointAtSim
 	e := newEnv(t)
 	e.clock.Advance(fx.Clock.Sub(e.clock.Now()) + elapsed)
 	for k, v := range fx.Storage {
-		if k == configKey && pointAtSim {
+		if k == legacyConfigKey && pointAtSim {
 			var c map[string]any
 			if err := json.Unmarshal(v, &c); err != nil {
 				t.Fatal(err)
@@ -52,7 +52,7 @@ func upgradedEnv(t *testing.T, fx v010Fixture, elapsed time.Duration, pointAtSim
 			c["url"] = e.url
 			v, _ = json.Marshal(c)
 		}
-		if k == sessionKey && pointAtSim {
+		if k == legacySessionKey && pointAtSim {
 			continue
 		}
 		if err := e.s.Put(context.Background(), &logical.StorageEntry{Key: k, Value: v}); err != nil {
@@ -139,7 +139,7 @@ func TestUpgradeFromV010LogsInWithTheStoredConfig(t *testing.T) {
 func TestUpgradeFromV010KeepsTheTOTPStep(t *testing.T) {
 	fx := loadV010(t, "plextrac-mfa")
 	var step int64
-	if err := json.Unmarshal(fx.Storage[totpStepKey], &step); err != nil || step == 0 {
+	if err := json.Unmarshal(fx.Storage[legacyTOTPStepKey], &step); err != nil || step == 0 {
 		t.Fatalf("fixture has no TOTP step: %v", err)
 	}
 	e := upgradedEnv(t, fx, 10*time.Second, true)

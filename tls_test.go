@@ -27,8 +27,8 @@ func TestTLSUpstreamNeedsItsCA(t *testing.T) {
 	if !e.sim.CheckToken(sim.PlexTrac, tok) {
 		t.Fatal("token over TLS does not work")
 	}
-	if got := e.read("config", nil).Data["ca_cert"]; got != strings.TrimSpace(ca) {
-		t.Error("config read should show the (public) CA certificate")
+	if got := e.read("config", nil).Data["ca_cert"]; got != ca {
+		t.Error("config read should show the (public) CA certificate byte for byte as written")
 	}
 }
 

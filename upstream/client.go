@@ -110,7 +110,7 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 	}
 	timeout := cfg.RequestTimeout
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultRequestTimeout
 	}
 	c := &Client{
 		provider: cfg.Provider, base: base, hostKey: HostKey(base), headers: cfg.Headers, timeout: timeout, clock: deps.Clock,
@@ -123,6 +123,9 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 	}
 	for _, v := range cfg.Headers {
 		c.secrets = append(c.secrets, v)
+	}
+	if deps.Secrets != nil {
+		c.secrets = deps.Secrets
 	}
 	return c, nil
 }
@@ -261,12 +264,17 @@ func (c *Client) requireToken(op string, tok *string) func() error {
 
 // newToken builds the Token an answer carries, with its times (see TokenTimes).
 func (c *Client) newToken(op, value string, expiry any, extras map[string]any) (*Token, error) {
+	t := &Token{Value: value, ObtainedBy: op, Extras: extras}
+	if err := CheckToken(t); err != nil {
+		return nil, c.fail(op, KindBadResponse, 200, "upstream's answer cannot be kept: "+err.Error(), "", time.Time{})
+	}
 	issued, exp, err := TokenTimes(value, expiry, c.clock.Now())
 	if err != nil {
 		return nil, c.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
 	}
 	c.tokens.remember(value)
-	return &Token{Value: value, IssuedAt: issued, ExpiresAt: exp, ObtainedBy: op, Extras: extras}, nil
+	t.IssuedAt, t.ExpiresAt = issued, exp
+	return t, nil
 }
 
 func (c *Client) fail(op string, k Kind, status int, msg, hint string, retryAt time.Time) *Error {

@@ -127,3 +127,51 @@ func epoch(f float64) (time.Time, bool) {
 	}
 	return time.Unix(int64(f), int64((f-float64(int64(f)))*1e9)), true
 }
+
+// CheckToken applies the bounds every kept token must meet: a value of at most MaxTokenLen
+// bytes, and at most MaxExtras extras, each a number, bool or string of at most
+// MaxExtraValueLen bytes. Tokens are copied into every read and renewal; an upstream that
+// answers with a huge one must not make every reader's response (and Vault's lease storage)
+// huge too.
+func CheckToken(t *Token) error {
+	if t.Value == "" {
+		return fmt.Errorf("the token is empty")
+	}
+	if len(t.Value) > MaxTokenLen {
+		return fmt.Errorf("the token is %d bytes, more than the %d the plugin keeps", len(t.Value), MaxTokenLen)
+	}
+	if len(t.Extras) > MaxExtras {
+		return fmt.Errorf("the answer has %d extra fields, more than the %d the plugin keeps", len(t.Extras), MaxExtras)
+	}
+	for k, v := range t.Extras {
+		switch x := v.(type) {
+		case string:
+			if len(x) > MaxExtraValueLen {
+				return fmt.Errorf("%s is %d bytes, more than the %d the plugin keeps", k, len(x), MaxExtraValueLen)
+			}
+		case float64, int, int64, bool, nil:
+		default:
+			return fmt.Errorf("%s is not a number, string or bool", k)
+		}
+	}
+	return nil
+}
+
+// CheckStoredToken applies to a token loaded from storage the rules a login's answer meets:
+// the bounds of CheckToken, and times within MaxTokenLife of now with the issue before the
+// expiry. An expired stored token is fine (it is refreshed); an implausible one is not
+// served, so a stored session cannot give a lease of years.
+func CheckStoredToken(t *Token, now time.Time) error {
+	if err := CheckToken(t); err != nil {
+		return err
+	}
+	switch {
+	case t.ExpiresAt.After(now.Add(MaxTokenLife)):
+		return fmt.Errorf("it expires at %s, more than %d days from now", t.ExpiresAt.UTC().Format(time.RFC3339), int(MaxTokenLife/(24*time.Hour)))
+	case t.IssuedAt.Before(now.Add(-MaxTokenLife)):
+		return fmt.Errorf("it says it was issued at %s, more than %d days ago", t.IssuedAt.UTC().Format(time.RFC3339), int(MaxTokenLife/(24*time.Hour)))
+	case !t.IssuedAt.Before(t.ExpiresAt):
+		return fmt.Errorf("it says it was issued at %s, not before its expiry %s", t.IssuedAt.UTC().Format(time.RFC3339), t.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}

@@ -1,5 +1,7 @@
 package upstream
 
+import "time"
+
 // Bounds on every input the plugin takes from a config writer or an upstream, defined once
 // here and used by the backend's field table and by the clients. The plugin process serves
 // every mount of every team: an input that could make it allocate without bound would take
@@ -12,6 +14,7 @@ const (
 	MaxTOTPSecretLen = 128      // a base32 seed (160-bit seeds are 32 characters)
 	MaxCACertLen     = 64 << 10 // ca_cert: a few PEM certificates
 	MaxSettingLen    = 256      // short generic settings: methods, paths, field names, auth_scheme
+	MaxLoginBodyLen  = 4096     // generic login_body: the template as written
 
 	MaxHeaders        = 16   // headers: how many
 	MaxHeaderNameLen  = 64   // headers: each name
@@ -21,3 +24,6 @@ const (
 	MaxExtras        = 8        // non-secret extras kept from an answer (tenant_id, org_id)
 	MaxExtraValueLen = 256      // each extra's value
 )
+
+// DefaultRequestTimeout bounds every upstream call when request_timeout is not set.
+const DefaultRequestTimeout = 10 * time.Second

@@ -79,6 +79,9 @@ var Providers = []string{PlexTrac, Plaspy, Resolver, Generic}
 type Deps struct {
 	Clock    Clock
 	Limiters *Limiters
+	// Secrets are the configured values scrubbed from anything upstream says back. The
+	// backend derives them from its field table; nil means those of Config.
+	Secrets []string
 }
 
 // New builds the provider cfg names. The backend has validated cfg field by field already;

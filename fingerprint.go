@@ -1,0 +1,115 @@
+package sessiontoken
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
+)
+
+// fingerprint names the upstream account a config logs in to: an HMAC, keyed with the
+// mount's stored fingerprint key, of every identity field (configFields) and of the
+// credentials that identify the account (identityCredentials). The stored session and every
+// lease carry it, so that neither is served or renewed under another account. Keyed, because
+// a credential goes into it: a plain hash of an API key could be tested against guesses.
+func (c *config) fingerprint(key []byte) string {
+	mac := hmac.New(sha256.New, key)
+	for _, part := range c.identityParts() {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(part)))
+		mac.Write(n[:])
+		mac.Write([]byte(part))
+	}
+	return "v2:" + hex.EncodeToString(mac.Sum(nil)[:16])
+}
+
+func (c *config) identityParts() []string {
+	parts := []string{}
+	for _, f := range configFields {
+		if !f.identity || !f.takenBy(c.Provider) {
+			continue
+		}
+		v := fmt.Sprint(f.value(c))
+		switch f.name {
+		case "url": // the host as the limiter names it, and the base path
+			if u, err := url.Parse(c.URL); err == nil {
+				v = upstream.HostKey(u) + strings.TrimRight(u.Path, "/")
+			}
+		case "username", "email": // e-mail addresses; a generic user name is compared as written
+			if c.Provider != upstream.Generic {
+				v = strings.ToLower(v)
+			}
+		case "login_method":
+			v = strings.ToUpper(v)
+		}
+		parts = append(parts, f.name, v)
+	}
+	for _, name := range c.identityCredentials() {
+		parts = append(parts, name, fmt.Sprint(fieldByName[name].value(c)))
+	}
+	return parts
+}
+
+// identityCredentials are the secret fields that name the account, for providers where the
+// user name does not: a generic login body that names no user is identified by its API key.
+// (Plaspy's user name identifies the account; a new API key for it keeps the account.)
+func (c *config) identityCredentials() []string {
+	if c.Provider != upstream.Generic {
+		return nil
+	}
+	body := c.LoginBody
+	if body == "" {
+		body = upstream.DefaultLoginBody
+	}
+	if !strings.Contains(body, ".username") && strings.Contains(body, ".api_key") {
+		return []string{"api_key"}
+	}
+	return nil
+}
+
+// checkCredentialsResupplied refuses a write that changes where stored secrets are sent, or
+// which account they are tried against, without supplying each of them again (or clearing
+// it) in the same write. Otherwise url=<another host>, or username=<another user>, alone
+// would send the stored password there on the next login.
+func checkCredentialsResupplied(prev, next *config, given map[string]any) error {
+	if prev == nil || prev.Provider != next.Provider { // a new provider starts over: nothing stored is kept
+		return nil
+	}
+	var changed, missing []string
+	for _, f := range configFields {
+		if (f.destination || f.identity) && !sameValue(f.value(prev), f.value(next)) {
+			changed = append(changed, f.name)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	for _, f := range configFields {
+		if _, ok := given[f.name]; f.secret && f.isSet(next) && !ok {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	sort.Strings(changed)
+	sort.Strings(missing)
+	return fmt.Errorf("%s: changing it changes where, or as whom, the stored credentials are sent; supply %s again in the same write (or clear them)",
+		strings.Join(changed, ", "), strings.Join(missing, ", "))
+}
+
+// sameValue compares two field values; no headers and an empty set of headers are the same.
+func sameValue(a, b any) bool {
+	if x, ok := a.(map[string]string); ok {
+		y := b.(map[string]string)
+		return len(x) == len(y) && (len(x) == 0 || reflect.DeepEqual(x, y))
+	}
+	return a == b
+}

@@ -1,0 +1,152 @@
+package sessiontoken
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// What a mount keeps in Vault storage. Every key holds a backend-owned type with a version,
+// and has one decode-and-upgrade function (readConfig, readSession, readTOTPStep,
+// readFingerprintKey; leases: decodeLease). Formats after v0.1.0 live under new key names, so
+// that a v0.1.0 binary (which has no version check and ignores unknown fields) finds nothing
+// it could misread: after the first write by a newer version, a rolled-back v0.1.0 sees an
+// unconfigured mount instead of, say, durations in seconds read as nanoseconds. Until that
+// first write the v0.1.0 keys are left as they were, so rolling back before it loses nothing.
+const (
+	configKey         = "config/v2"
+	sessionKey        = "session/v2"
+	totpStepKey       = "totp_step/v2" // the last TOTP step any node sent upstream
+	fingerprintKeyKey = "fingerprint_key"
+
+	// What v0.1.0 wrote.
+	legacyConfigKey   = "config"
+	legacySessionKey  = "session"
+	legacyTOTPStepKey = "totp_step"
+
+	configVersion      = 2
+	sessionVersion     = 2
+	totpStepVersion    = 2
+	fingerprintVersion = 1
+)
+
+// sealWrapped are the keys that hold credentials or session tokens, seal-wrapped where the
+// seal supports it (Vault Enterprise).
+var sealWrapped = []string{configKey, sessionKey, fingerprintKeyKey, legacyConfigKey, legacySessionKey}
+
+// errNewerFormat refuses a stored format this binary does not understand, rather than
+// misreading it: the mount was written by a newer version of the plugin.
+type newerFormatError struct {
+	key                 string
+	version, understood int
+}
+
+func (e *newerFormatError) Error() string {
+	return fmt.Sprintf("stored %s has format version %d, newer than this plugin (%s) understands (%d): "+
+		"run the plugin version that wrote it (vault secrets tune -plugin-version), or write config again to start over", e.key, e.version, Version, e.understood)
+}
+
+func errNewerFormat(key string, version, understood int) error {
+	return &newerFormatError{key: key, version: version, understood: understood}
+}
+
+// storedVersion reads the version field of a stored record.
+func storedVersion(key string, raw []byte, understood int) (int, error) {
+	var v struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return 0, fmt.Errorf("stored %s is unreadable: %w", key, err)
+	}
+	if v.Version > understood {
+		return 0, errNewerFormat(key, v.Version, understood)
+	}
+	return v.Version, nil
+}
+
+// totpStepRecord is the last TOTP step any node of this mount sent upstream.
+type totpStepRecord struct {
+	Version int   `json:"version"`
+	Step    int64 `json:"step"`
+}
+
+// readTOTPStep returns the last TOTP step stored, from either format (v0.1.0: a bare number).
+func readTOTPStep(ctx context.Context, s logical.Storage) (int64, error) {
+	if e, err := s.Get(ctx, totpStepKey); err != nil {
+		return 0, err
+	} else if e != nil {
+		if _, err := storedVersion(totpStepKey, e.Value, totpStepVersion); err != nil {
+			return 0, err
+		}
+		var r totpStepRecord
+		if err := json.Unmarshal(e.Value, &r); err != nil {
+			return 0, fmt.Errorf("stored %s is unreadable: %w", totpStepKey, err)
+		}
+		return r.Step, nil
+	}
+	e, err := s.Get(ctx, legacyTOTPStepKey)
+	if err != nil || e == nil {
+		return 0, err
+	}
+	var step int64
+	if json.Unmarshal(e.Value, &step) != nil {
+		return 0, nil // unreadable: the in-process record still guards this process
+	}
+	return step, nil
+}
+
+func writeTOTPStep(ctx context.Context, s logical.Storage, step int64) error {
+	e, err := logical.StorageEntryJSON(totpStepKey, totpStepRecord{Version: totpStepVersion, Step: step})
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, e)
+}
+
+// fingerprintKeyRecord is the mount's key for account fingerprints (see fingerprint.go).
+type fingerprintKeyRecord struct {
+	Version int    `json:"version"`
+	Key     []byte `json:"key"`
+}
+
+// readFingerprintKey returns the mount's fingerprint key, creating it where storage is
+// writable. A node that cannot write gets logical.ErrReadOnly, and Vault forwards the request.
+func readFingerprintKey(ctx context.Context, s logical.Storage, create bool) ([]byte, error) {
+	e, err := s.Get(ctx, fingerprintKeyKey)
+	if err != nil {
+		return nil, err
+	}
+	if e != nil {
+		if _, err := storedVersion(fingerprintKeyKey, e.Value, fingerprintVersion); err != nil {
+			return nil, err
+		}
+		var r fingerprintKeyRecord
+		if err := json.Unmarshal(e.Value, &r); err != nil || len(r.Key) < 16 {
+			return nil, fmt.Errorf("stored %s is unreadable", fingerprintKeyKey)
+		}
+		return r.Key, nil
+	}
+	if !create {
+		return nil, logical.ErrReadOnly
+	}
+	r := fingerprintKeyRecord{Version: fingerprintVersion, Key: make([]byte, 32)}
+	if _, err := rand.Read(r.Key); err != nil {
+		return nil, err
+	}
+	entry, err := logical.StorageEntryJSON(fingerprintKeyKey, r)
+	if err != nil {
+		return nil, err
+	}
+	entry.SealWrap = true
+	if err := s.Put(ctx, entry); err != nil {
+		if errors.Is(err, logical.ErrReadOnly) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cannot store the account fingerprint key: %w", err)
+	}
+	return r.Key, nil
+}
