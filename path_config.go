@@ -28,9 +28,9 @@ take, are errors.
 
 func (b *backend) pathConfig() *framework.Path {
 	return &framework.Path{
-		Pattern:      "config",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "config"},
-		Fields:       configSchema(),
+		Pattern:        "config",
+		DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "config"},
+		Fields:         configSchema(),
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation:   &framework.PathOperation{Callback: b.configRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"}},

@@ -122,11 +122,11 @@ func leaseEnd(t *upstream.Token) time.Time { return t.ExpiresAt.Add(-clockSkew) 
 // served is what reads return for one token, built once: reads are hot, and the shared
 // token changes only every few minutes.
 type served struct {
-	tok      *upstream.Token
-	data     map[string]any // tokenData; its ttl is set per read
-	lease    any            // the token's leaseData, encoded for the lease's InternalData
-	account  any            // the account id, for the same (boxed once: reads are hot)
-	rotated  any            // static-token's last_vault_rotation
+	tok     *upstream.Token
+	data    map[string]any // tokenData; its ttl is set per read
+	lease   any            // the token's leaseData, encoded for the lease's InternalData
+	account any            // the account id, for the same (boxed once: reads are hot)
+	rotated any            // static-token's last_vault_rotation
 }
 
 func (a *account) served(t *upstream.Token) (*served, error) {

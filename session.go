@@ -29,18 +29,18 @@ const (
 
 // account is a mount's upstream account and its one shared session.
 type account struct {
-	cfg      *config
-	prov     upstream.Provider
-	fingerprint string // the upstream account's: see config.fingerprint
-	legacy      string // its v0.1.0 fingerprint, while the account is the one v0.1.0 configured
-	gate     *sync.RWMutex // the backend's sessionGate
-	writable func() bool   // whether this node may write storage (and so log in)
-	clock    upstream.Clock
-	logger   hclog.Logger
-	sf       singleflight.Group
-	closed   atomic.Bool // replaced by a config change: must not write its session any more
-	waits    atomic.Int64
-	cache    atomic.Pointer[served] // what reads return for the current token
+	cfg         *config
+	prov        upstream.Provider
+	fingerprint string        // the upstream account's: see config.fingerprint
+	legacy      string        // its v0.1.0 fingerprint, while the account is the one v0.1.0 configured
+	gate        *sync.RWMutex // the backend's sessionGate
+	writable    func() bool   // whether this node may write storage (and so log in)
+	clock       upstream.Clock
+	logger      hclog.Logger
+	sf          singleflight.Group
+	closed      atomic.Bool // replaced by a config change: must not write its session any more
+	waits       atomic.Int64
+	cache       atomic.Pointer[served] // what reads return for the current token
 
 	mu          sync.Mutex
 	tok         *upstream.Token
