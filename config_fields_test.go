@@ -1,0 +1,196 @@
+package sessiontoken
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/framework"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
+)
+
+// fullConfig is a stored config of provider with every field it takes set to a distinct
+// value, so that a rule applied to the wrong field shows.
+func fullConfig(e *env, provider string) map[string]any {
+	base := map[string]map[string]any{
+		upstream.PlexTrac: e.plextracConfig(true),
+		upstream.Plaspy:   e.plaspyConfig(),
+		upstream.Resolver: e.resolverConfig(),
+		upstream.Generic:  with(genericPlexTrac(e), "api_key", "table-api-key"),
+	}[provider]
+	return with(base, "headers", map[string]any{"cf-access-token": "table-header-value"}, "verify", false)
+}
+
+// changedValue is another valid value for a field, for a write that changes only it.
+func changedValue(e *env, f *fieldSpec) any {
+	switch f.name {
+	case "url":
+		return strings.Replace(e.url, "127.0.0.1", "localhost", 1)
+	case "headers":
+		return map[string]any{"x-forwarded-host": "elsewhere.example"}
+	case "ca_cert":
+		return testCACertPEM(e.t.(*testing.T))
+	case "allow_insecure_http":
+		return true // the test's config for this field is https, with it false
+	case "login_body":
+		return `{"u": {{json .username}}, "p": {{json .password}}}`
+	case "login_method", "refresh_method", "logout_method":
+		return "PUT"
+	case "login_path", "refresh_path", "logout_path":
+		return "/api/other"
+	case "org_id":
+		return 43
+	case "totp_secret":
+		return "GEZDGNBVGY3TQOJQ"
+	}
+	if f.schema.Type == framework.TypeString {
+		return "changed-" + f.name
+	}
+	return nil
+}
+
+// The table's rules, checked for every field of every provider: a secret is scrubbed and
+// never read back; a destination or identity field cannot change without the secrets; and
+// every field has a bound.
+func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
+	for _, provider := range upstream.Providers {
+		for _, f := range configFields {
+			if !f.takenBy(provider) || f.name == "provider" {
+				continue
+			}
+			t.Run(provider+"/"+f.name, func(t *testing.T) {
+				e := newEnv(t)
+				cfg := fullConfig(e, provider)
+				if f.name == "allow_insecure_http" { // a change from false needs an https url
+					e.write("config", with(cfg, "url", "https://127.0.0.1:1", "allow_insecure_http", false))
+					cfg = with(cfg, "url", "https://127.0.0.1:1")
+				} else {
+					e.write("config", cfg)
+				}
+				stored, err := readConfig(context.Background(), e.s)
+				if err != nil || stored == nil {
+					t.Fatal(err)
+				}
+				read, _ := json.Marshal(e.read("config", nil).Data)
+				if f.secret {
+					values := stored.secretValues()
+					if _, ok := f.ref(stored).(*string); ok && !contains(values, f.value(stored).(string)) {
+						t.Errorf("secret %s is not in the scrub list", f.name)
+					}
+					for _, v := range values {
+						if v != "" && strings.Contains(string(read), v) {
+							t.Errorf("the config read shows the value of secret %s", f.name)
+						}
+					}
+				}
+				if f.destination || f.identity {
+					if v := changedValue(e, f); v != nil {
+						msg := expectRejected(t, e, map[string]any{f.name: v}, f.name)
+						if !strings.Contains(msg, "supply") {
+							t.Errorf("changing %s alone: %q does not ask for the secrets again", f.name, msg)
+						}
+					}
+				}
+				switch f.schema.Type {
+				case framework.TypeString, framework.TypeKVPairs:
+					if f.maxLen <= 0 {
+						t.Fatalf("%s has no size bound", f.name)
+					}
+					big := strings.Repeat("a", f.maxLen+1)
+					var v any = big
+					if f.schema.Type == framework.TypeKVPairs {
+						v = map[string]any{"x-big": big}
+					}
+					expectRejected(t, e, with(cfg, f.name, v), f.name)
+				case framework.TypeInt, framework.TypeDurationSecond:
+					if f.max <= f.min {
+						t.Fatalf("%s has no range", f.name)
+					}
+					expectRejected(t, e, with(cfg, f.name, f.max+1), f.name)
+					expectRejected(t, e, with(cfg, f.name, f.min-1), f.name)
+				}
+			})
+		}
+	}
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Defect 8: a write of another user name alone would log in as that user with the stored
+// password, letting a config writer who cannot read the password try it on other accounts.
+func TestAnotherUserNeedsTheSecretsAgain(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	for _, data := range []map[string]any{
+		{"username": "admin@acme.com"},
+		{"username": "admin@acme.com", "verify": false},
+	} {
+		if msg := expectRejected(t, e, data, "username"); !strings.Contains(msg, "supply password again") {
+			t.Errorf("%q does not ask for the password", msg)
+		}
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.Logins+st.LoginFailures != 1 {
+		t.Fatalf("upstream saw %d logins and %d failures, want only the first config's", st.Logins, st.LoginFailures)
+	}
+	r := newEnv(t)
+	r.write("config", r.resolverConfig())
+	expectRejected(t, r, map[string]any{"email": "boss@acme.com"}, "email")
+	expectRejected(t, r, map[string]any{"org_id": 7}, "org_id")
+}
+
+// Defect 16: a private key pasted with the CA would be kept and shown on every config read.
+func TestCACertWithAPrivateKeyIsRefused(t *testing.T) {
+	e := newEnv(t)
+	key := "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n"
+	for _, kind := range []string{"", "RSA ", "EC "} {
+		k := strings.ReplaceAll(key, "PRIVATE KEY", kind+"PRIVATE KEY")
+		msg := expectRejected(t, e, with(e.plextracConfig(false), "ca_cert", testCACertPEM(t)+k), "ca_cert")
+		if !strings.Contains(msg, "PRIVATE KEY") {
+			t.Errorf("%q does not say what to remove", msg)
+		}
+	}
+}
+
+// Strings are stored as written: a PEM from a heredoc keeps its final newline, so Terraform
+// sees no drift, and a password is not trimmed into another one.
+func TestNonSecretStringsReadBackAsWritten(t *testing.T) {
+	e := newEnv(t)
+	ca := testCACertPEM(t) + "\n"
+	e.write("config", with(e.plextracConfig(false), "ca_cert", ca, "verify", false))
+	if got := e.read("config", nil).Data["ca_cert"]; got != ca {
+		t.Fatalf("ca_cert read back %d bytes, %d written", len(got.(string)), len(ca))
+	}
+	stored, _ := readConfig(context.Background(), e.s)
+	if stored.CACert != ca {
+		t.Fatal("ca_cert not stored byte for byte")
+	}
+}
+
+// Every read of the config shows only what the table says it shows.
+func TestConfigReadShowsOnlyDeclaredFields(t *testing.T) {
+	for _, provider := range upstream.Providers {
+		e := newEnv(t)
+		e.write("config", fullConfig(e, provider))
+		for k := range e.read("config", nil).Data {
+			name := strings.TrimSuffix(k, "_set")
+			if k == "header_names" {
+				name = "headers"
+			}
+			f := fieldByName[name]
+			if f == nil || !f.takenBy(provider) || f.secret != (k != name) {
+				t.Errorf("%s: config read shows %q, which the table does not declare so", provider, k)
+			}
+		}
+	}
+}
+
