@@ -193,4 +193,3 @@ func TestConfigReadShowsOnlyDeclaredFields(t *testing.T) {
 		}
 	}
 }
-

@@ -47,7 +47,7 @@ type newerFormatError struct {
 
 func (e *newerFormatError) Error() string {
 	return fmt.Sprintf("stored %s has format version %d, newer than this plugin (%s) understands (%d): "+
-		"run the plugin version that wrote it (vault secrets tune -plugin-version), or write config again to start over", e.key, e.version, Version, e.understood)
+		"run the plugin version that wrote it (vault secrets tune -plugin-version), or delete config and write it again", e.key, e.version, Version, e.understood)
 }
 
 func errNewerFormat(key string, version, understood int) error {

@@ -160,3 +160,75 @@ func sameJSON(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return strings.EqualFold(string(x), string(y))
 }
+
+// A v0.1.0 lease names the account by v0.1.0's fingerprint. It renews after a write that
+// keeps the account (the config now stored in the new format), and not after one that
+// changes it.
+func TestV010LeasesFollowTheAccountAcrossNewWrites(t *testing.T) {
+	fx := loadV010(t, "plaspy")
+	e := upgradedEnv(t, fx, 3*time.Minute, false)
+	secret := func() *logical.Secret {
+		return &logical.Secret{InternalData: fx.Lease.InternalData,
+			LeaseOptions: logical.LeaseOptions{TTL: fx.Lease.TTL, Renewable: true, IssueTime: fx.Clock}}
+	}
+	e.write("config", map[string]any{"min_ttl": 120, "verify": false})
+	for _, k := range []string{legacyConfigKey, legacySessionKey} {
+		if entry, _ := e.s.Get(context.Background(), k); entry != nil {
+			t.Errorf("v0.1.0's %q is still stored after a newer write: a rolled-back v0.1.0 would read it", k)
+		}
+	}
+	if got := e.read("token", nil).Data["token"]; got != fx.Lease.Data["token"] {
+		t.Fatal("a write that kept the account dropped v0.1.0's session")
+	}
+	renew(t, e, secret())
+	e.write("config", map[string]any{"username": "svc-other", "api_key": sim.DemoPlaspyKey, "verify": false})
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: secret()})
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
+		t.Fatalf("a v0.1.0 lease of the replaced account renewed: %v %s", err, errText(resp))
+	}
+}
+
+// A record in a format newer than this binary understands is refused, never misread.
+func TestNewerStoredFormatsAreRefused(t *testing.T) {
+	for _, key := range []string{configKey, sessionKey, totpStepKey, fingerprintKeyKey} {
+		t.Run(key, func(t *testing.T) {
+			e := newEnv(t)
+			e.write("config", e.plextracConfig(true))
+			e.read("token", nil)
+			entry, _ := e.s.Get(context.Background(), key)
+			var m map[string]any
+			if err := json.Unmarshal(entry.Value, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["version"] = 99
+			entry.Value, _ = json.Marshal(m)
+			_ = e.s.Put(context.Background(), entry)
+			e.b.reset()
+			e.clock.Advance(15 * time.Minute) // a login would be needed (and the TOTP step read)
+			resp, err := e.do(logical.ReadOperation, "token", nil)
+			if err == nil && !resp.IsError() {
+				t.Fatalf("served with a stored %s of version 99", key)
+			}
+			msg := errText(resp)
+			if err != nil {
+				msg = err.Error()
+			}
+			if !strings.Contains(msg, "newer than this plugin") {
+				t.Fatalf("error %q does not say the format is newer", msg)
+			}
+		})
+	}
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	lease := e.read("token", nil)
+	lease.Secret.IssueTime = e.clock.Now()
+	var d map[string]any
+	_ = json.Unmarshal([]byte(lease.Secret.InternalData[leaseDataKey].(string)), &d)
+	d["v"] = 99
+	b, _ := json.Marshal(d)
+	lease.Secret.InternalData[leaseDataKey] = string(b)
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "newer than this plugin") {
+		t.Fatalf("renewed a lease with data of version 99: %v %s", err, errText(resp))
+	}
+}

@@ -1,0 +1,65 @@
+package sessiontoken
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+// Defect 7: a generic login body that names the account by its API key. Switching the key
+// (even unverified) is another account: the old session is not served, and a lease of the
+// old account is not renewed with the new account's token.
+func TestGenericAccountNamedByItsAPIKey(t *testing.T) {
+	e := newEnv(t)
+	byKey := with(genericPlexTrac(e), "login_body", `{"username": "svc-nomfa@acme.com", "password": {{json .password}}, "key": {{json .api_key}}}`,
+		"api_key", "key-A")
+	e.write("config", byKey)
+	lease := e.read("token", nil)
+	lease.Secret.IssueTime = e.clock.Now()
+	e.write("config", map[string]any{"api_key": "key-B", "password": sim.DemoPlexTracPassword, "verify": false})
+	if got := e.read("token", nil).Data["token"]; got == lease.Data["token"] {
+		t.Fatal("account B was served account A's session")
+	}
+	e.clock.Advance(11 * time.Minute) // inside the renewal window: a renewal would hand out B's token
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
+		t.Fatalf("a lease of account A renewed under account B: %v %s", err, errText(resp))
+	}
+}
+
+// Plaspy's user name names the account: a new API key for it keeps the session.
+func TestPlaspyNewAPIKeyKeepsTheAccount(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plaspyConfig())
+	first := e.read("token", nil).Data["token"]
+	e.write("config", map[string]any{"api_key": sim.DemoPlaspyKey, "verify": false})
+	if got := e.read("token", nil).Data["token"]; got != first {
+		t.Fatal("a new API key for the same Plaspy user dropped the session")
+	}
+}
+
+// The fingerprint is keyed: it never holds a credential, and two mounts of one account do
+// not share it.
+func TestFingerprintIsKeyedAndHoldsNoSecret(t *testing.T) {
+	e := newEnv(t)
+	cfg := with(genericPlexTrac(e), "login_body", `{"username": "svc-nomfa@acme.com", "password": {{json .password}}, "key": {{json .api_key}}}`, "api_key", "key-A")
+	e.write("config", cfg)
+	o := e.otherMount()
+	o.write("config", cfg)
+	a, _ := e.b.account(context.Background(), e.s)
+	b, _ := o.b.account(context.Background(), o.s)
+	if a.fingerprint == b.fingerprint {
+		t.Fatal("two mounts' fingerprints of one account are equal: the fingerprint is not keyed per mount")
+	}
+	lease := e.read("token", nil)
+	for _, v := range lease.Secret.InternalData {
+		if s, _ := v.(string); strings.Contains(s, "key-A") || strings.Contains(s, sim.DemoPlexTracPassword) {
+			t.Fatal("a lease's internal data holds a credential")
+		}
+	}
+}
