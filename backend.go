@@ -6,8 +6,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -43,6 +45,8 @@ type backend struct {
 
 	mu   sync.RWMutex
 	acct *account // nil until first use after (re)configuration
+
+	cleaned atomic.Bool // the mount was disabled or the plugin stopped: never load or register again
 }
 
 // Factory is the plugin's logical.Factory.
@@ -91,6 +95,9 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 	defer b.mu.Unlock()
 	if b.acct != nil {
 		return b.acct, nil
+	}
+	if b.cleaned.Load() {
+		return nil, errCleaned
 	}
 	cfg, err := readConfig(ctx, s)
 	if err != nil || cfg == nil {
@@ -145,14 +152,17 @@ func (b *backend) invalidate(_ context.Context, key string) {
 
 // clean runs when the mount is disabled or the plugin stops: its budget no longer counts.
 func (b *backend) clean(context.Context) {
+	b.cleaned.Store(true)
 	b.reset()
 	b.limiters.Unregister(b.mountID, b.clock.Now())
 }
 
+var errCleaned = errors.New("this mount is being disabled")
+
 // periodic refreshes the shared session ahead of expiry so readers rarely wait upstream.
 // Vault calls it about once a minute; only a node that can write storage refreshes.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
-	if !b.WriteSafeReplicationState() {
+	if !b.WriteSafeReplicationState() || b.cleaned.Load() {
 		return nil
 	}
 	a, err := b.account(ctx, req.Storage)

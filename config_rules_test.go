@@ -93,8 +93,8 @@ func TestEverydayOperationsLogNoWarnings(t *testing.T) {
 func TestResetOfAnUnconfiguredMountIsHarmless(t *testing.T) {
 	e := newEnv(t)
 	e.b.reset()
-	e.b.clean(nil)
 	if code, msg := e.readFailure("token"); code != 400 || !strings.Contains(msg, "not configured") {
 		t.Fatalf("%d %q", code, msg)
 	}
+	e.b.clean(nil)
 }

@@ -15,6 +15,7 @@ import (
 // test sets, in place of the simulator.
 type fakeLogin struct {
 	login, refresh atomic.Value // func() (status int, body any)
+	calls          atomic.Int64 // logins and refreshes answered
 }
 
 func (f *fakeLogin) wrap(next http.Handler) http.Handler {
@@ -29,6 +30,7 @@ func (f *fakeLogin) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		f.calls.Add(1)
 		status, body := answer.Load().(func() (int, any))()
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)

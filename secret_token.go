@@ -51,10 +51,16 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 	if newer == nil {
 		return nil, renewFailure(err)
 	}
-	if !newer.ExpiresAt.After(held.expiresAt) { // refresh failed; the held token is still valid
+	if !newer.ExpiresAt.After(held.expiresAt) {
+		// The refresh did not give a later token (it failed, or upstream gave no longer life):
+		// the held token until it ends, and no more renewals, so the holder reads the path again
+		// instead of asking upstream on every renewal.
 		resp, rerr := b.renewSame(req, a, held)
-		if resp != nil && err != nil {
-			resp.AddWarning("could not refresh upstream, keeping the current token: " + err.Error())
+		if resp != nil && resp.Secret != nil {
+			resp.Secret.Renewable = false
+			if err != nil {
+				resp.AddWarning("could not refresh upstream, keeping the current token: " + err.Error())
+			}
 		}
 		return resp, rerr
 	}

@@ -199,6 +199,13 @@ func (a *account) renewUpstream(ctx context.Context, s logical.Storage) (*upstre
 	} else {
 		t, err = a.login(ctx, s)
 	}
+	if err == nil && a.usable(cur) && !t.ExpiresAt.After(cur.ExpiresAt) {
+		// Not better than what is served: counted as a failure, so the backoff keeps readers
+		// and lease holders from asking again on every read and draining the host's budget.
+		err = &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.HTTP().Host(), Op: t.ObtainedBy, Kind: upstream.KindBadResponse,
+			Msg:  "upstream answered with a token that expires at " + t.ExpiresAt.UTC().Format(time.RFC3339) + ", no later than the current one",
+			Hint: "the current token is served until it expires"}
+	}
 	if err != nil {
 		return nil, a.noteFailure(err)
 	}
