@@ -1,9 +1,18 @@
 package sessiontoken
 
 import (
+	"encoding/base64"
+	"fmt"
 	"testing"
 	"time"
 )
+
+// fixedJWT is an (unsigned) JWT with these times: the plugin reads exp and iat unverified.
+func fixedJWT(iat, exp time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
+		enc([]byte(fmt.Sprintf(`{"iat":%d,"exp":%d}`, iat.Unix(), exp.Unix()))) + "." + enc([]byte("sig"))
+}
 
 // Defect 5: a refresh that does not give a later token is a failure for the backoff. Before,
 // an upstream whose refresh returned the same token made every read past min_ttl refresh
@@ -11,16 +20,16 @@ import (
 func TestRefreshThatDoesNotHelpBacksOff(t *testing.T) {
 	f := &fakeLogin{}
 	e := newEnvWrapped(t, f.wrap)
-	exp := e.clock.Now().Add(15 * time.Minute).Unix()
-	f.login.Store(answer(200, map[string]any{"token": "opaque-same", "expires": exp}))
-	f.refresh.Store(answer(200, map[string]any{"token": "opaque-same", "expires": exp}))
+	same := fixedJWT(e.clock.Now(), e.clock.Now().Add(15*time.Minute))
+	f.login.Store(answer(200, map[string]any{"token": same}))
+	f.refresh.Store(answer(200, map[string]any{"token": same}))
 	e.write("config", with(genericFake(e), "max_auth_per_minute", 100))
 	calls := func() int { return int(f.calls.Load()) }
 	before := calls()
 	e.clock.Advance(11 * time.Minute) // 4m left: below min_ttl (5m), a read refreshes
 	for i := 0; i < 30; i++ {
 		resp := e.read("token", nil)
-		if resp.Data["token"] != "opaque-same" {
+		if resp.Data["token"] != same {
 			t.Fatal("the still-valid token was not served")
 		}
 		e.clock.Advance(time.Second)
