@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -42,6 +43,11 @@ type backend struct {
 	// session write of the replaced account can never land after the change.
 	configMu    sync.Mutex
 	sessionGate sync.RWMutex
+	// After a failed login check, the same config is not checked again until checkRetryAt
+	// (see noteCheck). Guarded by configMu.
+	checkFailed   string
+	checkFailures int
+	checkRetryAt  time.Time
 
 	mu   sync.RWMutex
 	acct *account // nil until first use after (re)configuration

@@ -2,9 +2,13 @@ package sessiontoken
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -121,10 +125,18 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		prov, err = b.newProvider(ctx, req.Storage, c)
 	}
 	if err == nil && d.Get("verify").(bool) {
+		attempt := c.checkKey()
+		if now := b.clock.Now(); attempt == b.checkFailed && now.Before(b.checkRetryAt) {
+			prov.HTTP().Close()
+			return upstreamFailure(&upstream.Error{Provider: c.Provider, Host: prov.HTTP().Host(), Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
+				Msg:  "not tried: the same config failed its login check moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share",
+				Hint: "config not saved; fix what the last error named", RetryAt: b.checkRetryAt})
+		}
 		tok, err = prov.Login(ctx)
 		if serr := saveTOTPStep(ctx, req.Storage, prov); serr != nil {
 			b.Logger().Warn("could not store the last TOTP step", "error", serr)
 		}
+		b.noteCheck(attempt, err)
 		if err != nil {
 			prov.HTTP().Close()
 			err = fmt.Errorf("the login check failed (set verify=false to store without checking): %w", err)
@@ -220,4 +232,29 @@ func (b *backend) endSession(ctx context.Context, prev *account, nextFingerprint
 			prev.logger.Warn("upstream logout failed; the token will expire on its own", "error", err)
 		}
 	}
+}
+
+// noteCheck spaces out a mount's retries of a config whose login check failed, as the
+// session's backoff does for its logins (10 s doubling to 5 minutes): a config writer
+// retrying a wrong password in a loop would otherwise hold the host's shared auth budget at
+// zero for every other mount on it. A changed config (a new password, a CA) is checked at
+// once. A check the limiter held back sent nothing and does not count. Guarded by configMu.
+func (b *backend) noteCheck(attempt string, err error) {
+	switch {
+	case err == nil:
+		b.checkFailed, b.checkFailures, b.checkRetryAt = "", 0, time.Time{}
+	case !upstream.IsKind(err, upstream.KindRateLimited):
+		if attempt != b.checkFailed {
+			b.checkFailed, b.checkFailures = attempt, 0
+		}
+		b.checkFailures++
+		b.checkRetryAt = b.clock.Now().Add(min(firstFailureBackoff<<min(b.checkFailures-1, 10), maxFailureBackoff))
+	}
+}
+
+// checkKey tells one config's login check from another's, without keeping a credential.
+func (c *config) checkKey() string {
+	b, _ := json.Marshal(c)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

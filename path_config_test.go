@@ -151,3 +151,28 @@ func TestConfigUpdateMergesAndDropsSession(t *testing.T) {
 		t.Errorf("provider switch kept old fields: %v", r.Data)
 	}
 }
+
+// Risk "failing config writes": a writer retrying a wrong password in a loop must not hold
+// the host's shared auth budget at zero for every other mount on it. Identical retries are
+// spaced out (429 with the time to retry, nothing sent); a changed config is checked at once.
+func TestFailingConfigRetriesAreSpacedOut(t *testing.T) {
+	e := newEnv(t)
+	wrong := with(e.plextracConfig(false), "password", "wrong-password")
+	for i := 0; i < 20; i++ {
+		resp, _ := e.do(logical.UpdateOperation, "config", wrong)
+		if i > 0 {
+			if code, msg := failure(t, resp, nil); code != 429 || !strings.Contains(msg, "retry after") {
+				t.Fatalf("retry %d: %d %q, want 429 with the time to retry", i, code, msg)
+			}
+		}
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.LoginFailures != 1 {
+		t.Fatalf("20 identical failing writes reached upstream %d times, want 1", st.LoginFailures)
+	}
+	e.write("config", e.plextracConfig(false)) // fixed: checked at once
+	e.clock.Advance(10 * time.Second)
+	resp, _ := e.do(logical.UpdateOperation, "config", wrong)
+	if !resp.IsError() {
+		t.Fatal("the wrong password was stored")
+	}
+}
