@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -37,10 +38,14 @@ func (b *backend) pathConfig() *framework.Path {
 		Fields:         configSchema(),
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation:   &framework.PathOperation{Callback: b.configRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"}},
-			logical.CreateOperation: &framework.PathOperation{Callback: b.configWrite, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"}},
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.configWrite, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"}},
-			logical.DeleteOperation: &framework.PathOperation{Callback: b.configDelete, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"}},
+			logical.ReadOperation: &framework.PathOperation{Callback: b.configRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: configReadFields()}}}},
+			logical.CreateOperation: &framework.PathOperation{Callback: b.configWrite, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses: noContent},
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.configWrite, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses: noContent},
+			logical.DeleteOperation: &framework.PathOperation{Callback: b.configDelete, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"},
+				Responses: noContent},
 		},
 		HelpSynopsis:    pathConfigHelpSyn,
 		HelpDescription: strings.TrimSpace(pathConfigHelpDesc),
@@ -58,6 +63,25 @@ func (b *backend) configRead(ctx context.Context, req *logical.Request, _ *frame
 		return nil, err
 	}
 	return &logical.Response{Data: c.readBack()}, nil
+}
+
+var noContent = map[int][]framework.Response{http.StatusNoContent: {{Description: "No content"}}}
+
+// configReadFields is the config read's response schema, from the field table: each
+// non-secret field as declared, each secret as <name>_set (headers: header_names).
+func configReadFields() map[string]*framework.FieldSchema {
+	out := map[string]*framework.FieldSchema{}
+	for _, f := range configFields {
+		switch {
+		case f.name == "headers":
+			out["header_names"] = &framework.FieldSchema{Type: framework.TypeStringSlice, Description: "Names of the configured headers (values are write-only)."}
+		case f.secret:
+			out[f.name+"_set"] = &framework.FieldSchema{Type: framework.TypeBool, Description: "Whether " + f.name + " is set (it is write-only)."}
+		default:
+			out[f.name] = f.schema
+		}
+	}
+	return out
 }
 
 // readBack is what a config read shows: every field the provider takes as it was written,

@@ -2,6 +2,7 @@ package sessiontoken
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"time"
 
@@ -25,11 +26,24 @@ func (b *backend) pathStatus() *framework.Path {
 		Pattern:      "status",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "status"},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.statusRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"}},
+			logical.ReadOperation: &framework.PathOperation{Callback: b.statusRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: statusFields}}}},
 		},
 		HelpSynopsis:    pathStatusHelpSyn,
 		HelpDescription: strings.TrimSpace(pathStatusHelpDesc),
 	}
+}
+
+var statusFields = map[string]*framework.FieldSchema{
+	"provider":                 {Type: framework.TypeString, Description: "The upstream provider."},
+	"url":                      {Type: framework.TypeString, Description: "The upstream base URL."},
+	"session":                  {Type: framework.TypeMap, Description: "The shared session: state (none, valid, expired), issued_at, expires_at, ttl, obtained_by, last_refresh."},
+	"upstream_calls":           {Type: framework.TypeMap, Description: "Upstream calls by kind (login, mfa, refresh, logout) and outcome since the plugin started."},
+	"reads_waited_on_upstream": {Type: framework.TypeInt, Description: "Reads that had to wait on an upstream call."},
+	"last_error":               {Type: framework.TypeString, Description: "The last upstream failure, scrubbed of secrets."},
+	"last_error_at":            {Type: framework.TypeString, Description: "When it happened, RFC 3339."},
+	"retry_after":              {Type: framework.TypeString, Description: "No upstream attempt before this time, RFC 3339."},
+	"limiter":                  {Type: framework.TypeMap, Description: "The host's auth budget: host, max_auth_per_minute, rule, mounts_on_host, this_mount_asked, tokens_left, blocked_until."},
 }
 
 func rfc3339(t time.Time) any {

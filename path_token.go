@@ -51,6 +51,8 @@ var tokenFields = map[string]*framework.FieldSchema{
 	"issued_at":     {Type: framework.TypeString, Description: "Token issue time, RFC 3339."},
 	"ttl":           {Type: framework.TypeInt, Description: "Seconds until the lease ends (a few seconds before the token expires)."},
 	"provider":      {Type: framework.TypeString, Description: "The upstream provider."},
+	"tenant_id":     {Type: framework.TypeInt, Description: "PlexTrac: the tenant the session belongs to, when the login answer names it."},
+	"org_id":        {Type: framework.TypeInt, Description: "Resolver Core: the org the session belongs to, when the answer names it."},
 }
 
 func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
