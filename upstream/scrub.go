@@ -53,6 +53,8 @@ const (
 
 var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}(\.[A-Za-z0-9_-]*){0,2}`)
 
+const jwtSeen = len("eyJ") + 4 // the shortest text jwtLike matches
+
 // scrub makes upstream text safe to show: invisible characters dropped first, then every form
 // of every secret and anything JWT-shaped replaced, then the length capped on a rune boundary.
 // The result is valid UTF-8. It reads a prefix of s long enough for the shown part, doubling
@@ -64,7 +66,7 @@ func scrub(s string, secrets []string) string {
 	for _, f := range forms {
 		longest = max(longest, len(f))
 	}
-	keep := maxShown + longest
+	keep := maxShown + longest + jwtSeen // a JWT must show jwtSeen bytes to be recognized
 	for n := 2*keep + cutMargin; ; n *= 2 {
 		prefix, whole := runePrefix(s, n)
 		if out, ok := scrubPrefix(prefix, whole, forms, keep, longest); ok {

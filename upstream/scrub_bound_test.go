@@ -104,3 +104,14 @@ func BenchmarkScrubLargeAnswer(b *testing.B) {
 		scrub(msg, secrets)
 	}
 }
+
+// A JWT that starts just before the cut is recognized and replaced, not shown in part.
+func TestScrubJWTAtTheCut(t *testing.T) {
+	const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig"
+	for at := maxShown - 10; at < maxShown; at++ {
+		got := scrub(strings.Repeat("x", at)+jwt, nil)
+		if strings.Contains(got, "eyJ") {
+			t.Errorf("at %d: %q", at, got)
+		}
+	}
+}
