@@ -19,6 +19,7 @@ func TestURLsWithZonesEmbeddedIPv4OrMetadataAreRefused(t *testing.T) {
 		"http://[64:ff9b::a9fe:a9fe]/latest":   "link-local",
 		"http://[64:ff9b:1:a9fe:a9:fe00::]/":   "link-local", // NAT64 64:ff9b:1::/48: bytes 6,7,9,10
 		"http://[2002:a9fe:a9fe::1]/":          "link-local", // 6to4
+		"http://[::ffff:0:a9fe:a9fe]/":         "link-local", // IPv4-translated (SIIT)
 		"http://[fd00:ec2::254]/latest":        "AWS",
 		"http://100.100.100.200/latest":        "Alibaba",
 		"http://100.100.100.200./latest":       "Alibaba",

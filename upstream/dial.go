@@ -18,10 +18,11 @@ var metadataAddrs = map[netip.Addr]string{
 // The IPv6 prefixes that carry an IPv4 address a host or a translator on its path delivers
 // to: connecting to one of them reaches the IPv4 address, so that address is judged too.
 var (
-	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")   // RFC 6052: IPv4 in the last 32 bits
-	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48") // RFC 8215: the operator picks the layout
-	sixToFour      = netip.MustParsePrefix("2002::/16")      // RFC 3056: IPv4 in bits 16-47
-	v4Compatible   = netip.MustParsePrefix("::/96")          // RFC 4291 §2.5.5.1, deprecated
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")    // RFC 6052: IPv4 in the last 32 bits
+	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48")  // RFC 8215: the operator picks the layout
+	v4Translated   = netip.MustParsePrefix("::ffff:0:0:0/96") // RFC 2765 (SIIT): IPv4 in the last 32 bits
+	sixToFour      = netip.MustParsePrefix("2002::/16")       // RFC 3056: IPv4 in bits 16-47
+	v4Compatible   = netip.MustParsePrefix("::/96")           // RFC 4291 §2.5.5.1, deprecated
 )
 
 // NeverUpstream says why addr can never be an upstream login API, or nil:
@@ -31,8 +32,8 @@ var (
 //     unspecified address, which means "this host" to some stacks;
 //   - the metadata services in metadataAddrs;
 //   - an IPv6 address that carries an IPv4 address refused by these rules: IPv4-mapped,
-//     IPv4-compatible, NAT64 (64:ff9b::/96, and 64:ff9b:1::/48 in every RFC 6052 layout that
-//     fits in it) and 6to4 (2002::/16).
+//     IPv4-compatible, IPv4-translated (::ffff:0:0:0/96), NAT64 (64:ff9b::/96, and
+//     64:ff9b:1::/48 in every RFC 6052 layout that fits in it) and 6to4 (2002::/16).
 //
 // Private and loopback addresses stay allowed: self-hosted instances live there.
 func NeverUpstream(addr netip.Addr) error {
@@ -105,6 +106,8 @@ func embeddedIPv4(a netip.Addr) []embedded {
 		// for not letting 169.254.169.254 through in any of them.
 		const how = "NAT64 64:ff9b:1::/48"
 		return []embedded{{at(6, 7, 9, 10), how}, {at(7, 9, 10, 11), how}, {at(9, 10, 11, 12), how}, {at(12, 13, 14, 15), how}}
+	case v4Translated.Contains(a):
+		return []embedded{{at(12, 13, 14, 15), "IPv4-translated"}}
 	case sixToFour.Contains(a):
 		return []embedded{{at(2, 3, 4, 5), "6to4 2002::/16"}}
 	case v4Compatible.Contains(a) && !a.IsLoopback() && !a.IsUnspecified():

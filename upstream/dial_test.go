@@ -45,6 +45,7 @@ func TestDialGuardRefusesZonesEmbeddedIPv4AndMetadata(t *testing.T) {
 		"[64:ff9b:1::a9fe:a9fe]:80":       "link-local", // the same prefix in its /96 layout
 		"[2002:a9fe:a9fe::1]:80":          "link-local", // 6to4
 		"[::a9fe:a9fe]:80":                "link-local", // IPv4-compatible
+		"[::ffff:0:a9fe:a9fe]:80":         "link-local", // IPv4-translated (SIIT)
 		"[::ffff:0.0.0.0]:80":             "unspecified",
 		"[fd00:ec2::254]:80":              "AWS",
 		"100.100.100.200:80":              "Alibaba",
