@@ -59,7 +59,9 @@ const jwtSeen = len("eyJ") + 4 // the shortest text jwtLike matches
 // of every secret and anything JWT-shaped replaced, then the length capped on a rune boundary.
 // The result is valid UTF-8. It reads a prefix of s long enough for the shown part, doubling
 // it while escapes or dropped characters leave the views of the text short of the window: its
-// cost follows what is shown and the secrets, not the length of s.
+// cost follows what is shown and the secrets, not the length of s (text that is mostly
+// invisible characters or escapes is read further, in linear time; the search for the forms
+// stays within the window).
 func scrub(s string, secrets []string) string {
 	forms := secretForms(secrets)
 	longest := 0
