@@ -2,7 +2,6 @@ package sessiontoken
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 
@@ -10,7 +9,7 @@ import (
 )
 
 // validateURL checks where credentials will be sent: an absolute http(s) URL without
-// credentials, query or fragment, https unless allowed, never a link-local or unspecified IP.
+// credentials, query or fragment, https unless allowed, never an address upstream.NeverUpstream refuses.
 func validateURL(raw string, allowHTTP bool) error {
 	if raw == "" {
 		return fmt.Errorf("url: required (the upstream's base URL, e.g. https://acme.plextrac.com)")
@@ -31,10 +30,10 @@ func validateURL(raw string, allowHTTP bool) error {
 	case u.RawQuery != "" || u.Fragment != "":
 		return fmt.Errorf("url: must not have a query or fragment")
 	}
-	if ip := net.ParseIP(strings.TrimSuffix(u.Hostname(), ".")); ip != nil {
-		if err := upstream.NeverUpstream(ip); err != nil {
-			return fmt.Errorf("url: %v", err)
-		}
+	// The same rules as the dial guard (see upstream.NeverUpstream): zones, link-local, the
+	// unspecified address, known metadata services, and IPv4 carried inside IPv6.
+	if err := upstream.NeverUpstreamHost(strings.TrimSuffix(u.Hostname(), ".")); err != nil {
+		return fmt.Errorf("url: %v", err)
 	}
 	return nil
 }

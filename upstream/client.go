@@ -77,7 +77,8 @@ func (m *tokenMemory) values() []string {
 func (c *Client) RememberToken(value string) { c.tokens.remember(value) }
 
 // secretSet is every value scrubbed from upstream text in one call: the configured secrets,
-// the remembered tokens and the extra values (the token the call sends).
+// the remembered tokens and the extra values (what the call sends: its token, Authorization
+// value, MFA challenge and TOTP code).
 func (c *Client) secretSet(extra ...string) []string {
 	out := make([]string, 0, len(c.secrets)+2+len(extra))
 	out = append(out, c.secrets...)
@@ -86,8 +87,9 @@ func (c *Client) secretSet(extra ...string) []string {
 }
 
 // Scrub makes text that may hold upstream words safe to log or show: invisible characters
-// dropped, every configured secret and remembered token replaced (raw, URL-encoded, base64),
-// JWT-shaped strings replaced, and cut to 200 bytes on a character boundary.
+// dropped, every configured secret and remembered token replaced (raw, URL-encoded, base64,
+// JSON- and HTML-escaped), JWT-shaped strings replaced, and cut to 200 bytes on a character
+// boundary.
 func (c *Client) Scrub(text string) string { return scrub(text, c.secretSet()) }
 
 func newClient(cfg Config, deps Deps) (*Client, error) {
@@ -153,6 +155,12 @@ type request struct {
 	rejected         map[int]string // statuses that mean "refused", with the hint to show
 	noLimit          bool           // logout: not an auth call
 	token            string         // the token the call sends, scrubbed from its errors
+	sends            []string       // other values the call sends that its errors must not show: the MFA challenge and TOTP code
+}
+
+// scrubbed is every value scrubbed from r's errors.
+func (c *Client) scrubbed(r request) []string {
+	return c.secretSet(append([]string{r.token, r.authz}, r.sends...)...)
 }
 
 // call sends r through the limiter, decodes a 2xx JSON answer into out and runs check on it.
@@ -171,7 +179,7 @@ func (c *Client) call(ctx context.Context, r request, out any, check func() erro
 	if err != nil {
 		return err
 	}
-	secrets := c.secretSet(r.token, r.authz)
+	secrets := c.scrubbed(r)
 	switch {
 	case status == http.StatusTooManyRequests:
 		retryAt := c.clock.Now().Add(retryAfter(header.Get("Retry-After"), c.clock.Now()))
@@ -214,7 +222,7 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 		}
 		payload = bytes.NewReader(b)
 	}
-	secrets := c.secretSet(r.token, r.authz)
+	secrets := c.scrubbed(r)
 	req, err := http.NewRequestWithContext(ctx, r.method, c.base.String()+r.path, payload)
 	if err != nil {
 		return 0, nil, nil, c.fail(r.op, KindBadResponse, 0, "cannot build the request: "+scrub(err.Error(), secrets), "", time.Time{})

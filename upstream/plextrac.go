@@ -64,7 +64,7 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 	challenge := r.Code
 	r = plextracReply{}
 	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa",
-		body: map[string]string{"code": challenge, "token": code},
+		body: map[string]string{"code": challenge, "token": code}, sends: []string{challenge, code},
 		rejected: map[int]string{401: "check totp_secret: it must be the base32 seed of this account's authenticator",
 			403: "check totp_secret: it must be the base32 seed of this account's authenticator"}}, &r, p.requireToken(OpMFA, &r.Token))
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -77,6 +79,28 @@ var plantForms = []struct {
 	{"basic auth", func(s string, at int) string {
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("u", at%3)+":"+s))
 	}},
+	// An echo of the request body, JSON- or HTML-escaped. The forms that escape the first
+	// character sit in quotes, as in a JSON document: after a stray backslash in the filler
+	// they would not read as escapes to anyone.
+	{"json", func(s string, _ int) string { return jsonString(s) }},
+	{"json escaped slash", func(s string, _ int) string { return strings.ReplaceAll(jsonString(s), "/", `\/`) }},
+	{"json every rune", func(s string, _ int) string { return `"` + escapeEveryRune(s) + `"` }},
+	{"html", func(s string, _ int) string { return html.EscapeString(s) }},
+	{"html numeric", func(s string, at int) string { return htmlNumeric(s, at%2 == 0) }},
+	{"json in html", func(s string, _ int) string { return html.EscapeString(jsonString(s)) }},
+}
+
+// htmlNumeric writes every character of s as a numeric character reference.
+func htmlNumeric(s string, hex bool) string {
+	var b strings.Builder
+	for _, r := range s {
+		if hex {
+			fmt.Fprintf(&b, "&#x%x;", r)
+		} else {
+			fmt.Fprintf(&b, "&#%d;", r)
+		}
+	}
+	return b.String()
 }
 
 // insertAt puts x into s after the rune boundary at or before byte at (mod len(s)).
@@ -119,14 +143,16 @@ func pieceLeft(text, secret, known string) string {
 	return ""
 }
 
-// oracleForms are what must not be seen of a secret: raw (as seen), URL-encoded and base64,
-// of the secret as configured and as seen.
+// oracleForms are what must not be seen of a secret: raw (as seen), URL-encoded, base64,
+// JSON- and HTML-escaped, of the secret as configured and as seen.
 func oracleForms(sec string) []string {
 	var out []string
 	for _, s := range []string{sec, oracleVisible(sec)} {
 		out = append(out, oracleVisible(s), url.QueryEscape(s), url.PathEscape(s),
 			base64.StdEncoding.EncodeToString([]byte(s)), base64.RawStdEncoding.EncodeToString([]byte(s)),
-			base64.URLEncoding.EncodeToString([]byte(s)), base64.RawURLEncoding.EncodeToString([]byte(s)))
+			base64.URLEncoding.EncodeToString([]byte(s)), base64.RawURLEncoding.EncodeToString([]byte(s)),
+			jsonString(s), strings.ReplaceAll(jsonString(s), "/", `\/`), escapeEveryRune(s),
+			html.EscapeString(s), htmlNumeric(s, false), htmlNumeric(s, true))
 	}
 	return out
 }
@@ -134,8 +160,9 @@ func oracleForms(sec string) []string {
 // FuzzScrubPlantedSecrets plants every secret the plugin holds (password, api_key, TOTP seed,
 // header values, one of which holds the password, the current token, which a refresh or
 // logout also sends, and the opaque token before it) in an upstream's answers, raw, with
-// invisible characters inside, URL-encoded, base64 (alone or inside a Basic value), next to
-// multibyte filler at the 200-byte cut; drives every provider's Login, Refresh and Logout
+// invisible characters inside, URL-encoded, base64 (alone or inside a Basic value), JSON-
+// and HTML-escaped (as Go writes it, \/, every character as \uXXXX or a numeric reference,
+// JSON inside HTML), next to multibyte filler at the 200-byte cut; drives every provider's Login, Refresh and Logout
 // against it over loopback; and asserts that no form of any secret survives in an error,
 // and that error text is valid UTF-8 without invisible characters.
 func FuzzScrubPlantedSecrets(f *testing.F) {
@@ -145,6 +172,8 @@ func FuzzScrubPlantedSecrets(f *testing.F) {
 	f.Add("s3cr3t/+?&=", "x", uint8(3), uint16(2048+2))                     // basic auth with the URL-special password
 	f.Add("tok", "", uint8(4), uint16(5*8+4))                               // the refresh's current token, query-escaped
 	f.Add("abc", "|", uint8(5), uint16(0xffff))                             // everything at once
+	f.Add("Tr0ub4dor&3", `\`, uint8(0), uint16(8*2048+3<<3+3))              // the issue's password, Go-JSON-escaped after a backslash
+	f.Add("<\"é/😀'\\>", "&amp", uint8(3), uint16(8*2048+3<<3+5))            // every character escaped, after a cut-off entity
 	f.Fuzz(func(t *testing.T, pw, filler string, statusPick uint8, layout uint16) {
 		if !utf8.ValidString(pw) || !utf8.ValidString(filler) || len(pw) > 64 || len(filler) > 400 {
 			t.Skip() // config values arrive as JSON strings; long ones add nothing

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -240,5 +243,72 @@ func TestClientScrubUsesEverySecret(t *testing.T) {
 	got := c.Scrub("pw-secret key-secret hdr-secret tok-secret ok")
 	if got != strings.Repeat(redacted+" ", 4)+"ok" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// escapeEveryRune writes s as a JSON encoder that escapes every character would: \uXXXX,
+// characters outside the BMP as surrogate pairs.
+func escapeEveryRune(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r > 0xffff {
+			hi, lo := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, `\u%04x\u%04X`, hi, lo)
+			continue
+		}
+		fmt.Fprintf(&b, `\u%04x`, r)
+	}
+	return b.String()
+}
+
+// jsonString is s as Go's encoding/json writes it inside quotes (&, <, > as \u0026 ...).
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b[1 : len(b)-1])
+}
+
+// An upstream that echoes the request body in an error escapes the password as JSON or HTML
+// does: every such form is scrubbed, nested once too.
+func TestScrubEscapedForms(t *testing.T) {
+	const pw = `Tr0ub4dor&3 <"é/😀'\>`
+	var numeric, hexNumeric strings.Builder
+	for _, r := range pw {
+		fmt.Fprintf(&numeric, "&#%d;", r)
+		fmt.Fprintf(&hexNumeric, "&#x%X;", r)
+	}
+	var noHTML strings.Builder
+	enc := json.NewEncoder(&noHTML)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(pw)
+	forms := map[string]string{
+		"go json":            jsonString(pw),
+		"json without html":  strings.TrimSuffix(noHTML.String()[1:], "\"\n"),
+		"json escaped slash": strings.ReplaceAll(jsonString(pw), "/", `\/`),
+		"every rune \\u":     escapeEveryRune(pw),
+		"non-ascii \\u":      strings.NewReplacer("é", `\u00e9`, "😀", `\ud83d\ude00`).Replace(jsonString(pw)),
+		"javascript":         strings.NewReplacer("&", `\x26`, "'", `\'`, `"`, `\"`, `\`, `\\`).Replace(pw),
+		"html":               html.EscapeString(pw),
+		"html named":         strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;", "é", "&eacute;", "/", "&sol;").Replace(pw),
+		"html numeric":       numeric.String(),
+		"html hex":           hexNumeric.String(),
+		"json in html":       html.EscapeString(jsonString(pw)),
+		"json in json":       jsonString(jsonString(pw)),
+		"every rune in html": html.EscapeString(escapeEveryRune(pw)),
+	}
+	for name, f := range forms {
+		got := scrub(`{"error":"bad body","password":"`+f+`","n":1}`, []string{pw})
+		if got != `{"error":"bad body","password":"[redacted]","n":1}` {
+			t.Errorf("%s form %q: got %q", name, f, got)
+		}
+	}
+	// The issue's echo, as an upstream's 400 carries it.
+	if got := scrub(`{"password":"Tr0ub4dor\u00263"}`, []string{"Tr0ub4dor&3"}); got != `{"password":"[redacted]"}` {
+		t.Errorf("got %q", got)
+	}
+	// What is not a whole escape stays as written and hides nothing.
+	for _, text := range []string{`a\u00zz &#; &#x; &nosuch; &amp \`, `&ampxyz; \u12`} {
+		if got := scrub(text, []string{pw}); got != text {
+			t.Errorf("scrub(%q) = %q", text, got)
+		}
 	}
 }

@@ -1,0 +1,43 @@
+package sessiontoken
+
+import (
+	"strings"
+	"testing"
+)
+
+// A URL naming an address the dial guard refuses is refused when it is written, before any
+// connection could be made (verify=false): zones, link-local IPv4 carried inside IPv6 in
+// every form a stack or a translator delivers, and the metadata services outside link-local.
+func TestURLsWithZonesEmbeddedIPv4OrMetadataAreRefused(t *testing.T) {
+	e := newEnv(t)
+	for raw, why := range map[string]string{
+		"http://[fe80::a9fe:a9fe%25eth0]/":     "zone",
+		"http://[fe80::1%25lo]:8080/":          "zone",
+		"http://[::1%25lo]:8200/":              "zone", // any zone, even on loopback
+		"http://[::ffff:a9fe:a9fe]/":           "link-local",
+		"http://[64:ff9b::169.254.169.254]/":   "link-local", // NAT64 64:ff9b::/96
+		"http://[64:ff9b::a9fe:a9fe]/latest":   "link-local",
+		"http://[64:ff9b:1:a9fe:a9:fe00::]/":   "link-local", // NAT64 64:ff9b:1::/48: bytes 6,7,9,10
+		"http://[2002:a9fe:a9fe::1]/":          "link-local", // 6to4
+		"http://[::ffff:0:a9fe:a9fe]/":         "link-local", // IPv4-translated (SIIT)
+		"http://[fd00:ec2::254]/latest":        "AWS",
+		"http://100.100.100.200/latest":        "Alibaba",
+		"http://100.100.100.200./latest":       "Alibaba",
+		"http://[::ffff:100.100.100.200]/":     "Alibaba",
+		"http://[64:ff9b::6464:64c8]/":         "Alibaba",
+		"http://[2002:6464:64c8::]/":           "Alibaba",
+		"http://[64:ff9b:1:6464:64:c800::]/":   "Alibaba",
+		"https://[fe80::a9fe:a9fe%25eth0]:443": "zone",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			msg := expectRejected(t, e, with(e.plextracConfig(false), "url", raw, "verify", false), "url")
+			if !strings.Contains(msg, why) {
+				t.Errorf("%q does not say %s", msg, why)
+			}
+		})
+	}
+	// Private addresses, inside IPv6 or not, stay allowed: self-hosted instances live there.
+	for _, raw := range []string{"http://10.0.0.5:8200", "http://[64:ff9b::a00:5]/", "http://[fd00:ec2::253]/", "http://[::ffff:192.168.1.9]/"} {
+		e.write("config", with(e.plextracConfig(false), "url", raw, "verify", false))
+	}
+}
