@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+	"unicode/utf8"
 )
 
 // The login body template is written by a config writer and rendered in the plugin process
@@ -27,36 +27,78 @@ import (
 //     the longest body any allowed values can render, and a template whose longest body is
 //     over maxLoginBody is refused when the config is written, not at a login.
 //   - Rendering writes each piece into a buffer of that size, allocated once, that refuses to
-//     grow past maxLoginBody as a last line. html and js stream into it; json and urlquery
-//     build their output first (two copies at most). As the outputs add up to at most the
-//     cap, a render allocates at most about 4 times maxLoginBody, whatever the values.
+//     grow past maxLoginBody as a last line. json, html and js stream into it; urlquery builds
+//     its output first (two copies). As the outputs add up to at most the cap, a render
+//     allocates at most about 3 times maxLoginBody, whatever the values.
 const maxLoginBody = 64 << 10
 
 // loginBodyValues are the fields a login body may name, with the longest value each takes.
 var loginBodyValues = map[string]int{"username": MaxNameLen, "password": MaxSecretLen, "api_key": MaxSecretLen}
 
+// writer is what a function writes into: the capped body, or a strings.Builder for a constant.
+type writer interface {
+	io.Writer
+	io.StringWriter
+}
+
 type bodyFunc struct {
-	write func(w io.Writer, s string) // streams the output into w
-	worst func(n int) int             // the longest output for an input of n bytes
+	write func(w writer, s string) // streams the output into w
+	worst func(n int) int          // the longest output for an input of n bytes
 }
 
 // loginBodyFuncs are the functions an action may call. Each escapes one string and writes at
 // most 6 bytes per input byte: json and js write "<" as \u003c, html writes `"` as &#34;,
-// urlquery writes "&" as %26. The empty name is a bare value, written as is. html and js
-// stream into the body; json and urlquery build their output first, at most 6 KiB.
+// urlquery writes "&" as %26. The empty name is a bare value, written as is. All but urlquery
+// stream into the body (html and js copy their input once); urlquery builds its output first.
 var loginBodyFuncs = map[string]bodyFunc{
-	"":         {func(w io.Writer, s string) { _, _ = io.WriteString(w, s) }, func(n int) int { return n }},
+	"":         {func(w writer, s string) { _, _ = w.WriteString(s) }, func(n int) int { return n }},
 	"json":     {writeJSONString, func(n int) int { return 6*n + 2 }},
-	"html":     {func(w io.Writer, s string) { template.HTMLEscape(w, []byte(s)) }, func(n int) int { return 5 * n }},
-	"js":       {func(w io.Writer, s string) { template.JSEscape(w, []byte(s)) }, func(n int) int { return 6 * n }},
-	"urlquery": {func(w io.Writer, s string) { _, _ = io.WriteString(w, url.QueryEscape(s)) }, func(n int) int { return 3 * n }},
+	"html":     {func(w writer, s string) { template.HTMLEscape(w, []byte(s)) }, func(n int) int { return 5 * n }},
+	"js":       {func(w writer, s string) { template.JSEscape(w, []byte(s)) }, func(n int) int { return 6 * n }},
+	"urlquery": {func(w writer, s string) { _, _ = w.WriteString(url.QueryEscape(s)) }, func(n int) int { return 3 * n }},
 }
 
 const loginBodyFuncNames = "json, html, js, urlquery"
 
-func writeJSONString(w io.Writer, s string) {
-	b, _ := json.Marshal(s) // a string always marshals
-	_, _ = w.Write(b)
+var jsonShortEscapes = map[byte]string{'"': `\"`, '\\': `\\`, '\b': `\b`, '\f': `\f`, '\n': `\n`, '\r': `\r`, '\t': `\t`}
+
+// writeJSONString writes s as a JSON string, byte for byte what json.Marshal writes for it
+// (HTML-safe, as v0.1.0's json did), without building it first: json.Marshal's buffer comes
+// from a sync.Pool that a GC empties, so what it allocates is not bounded by its output.
+// TestJSONStringIsWhatMarshalWrites holds it to json.Marshal.
+func writeJSONString(w writer, s string) {
+	const hex = "0123456789abcdef"
+	_, _ = w.WriteString(`"`)
+	start := 0
+	escape := func(i, size int, esc ...string) {
+		_, _ = w.WriteString(s[start:i])
+		for _, e := range esc {
+			_, _ = w.WriteString(e)
+		}
+		start = i + size
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if short, ok := jsonShortEscapes[c]; ok {
+				escape(i, 1, short)
+			} else if c < ' ' || c == '<' || c == '>' || c == '&' { // < > & for HTML safety
+				escape(i, 1, `\u00`, hex[c>>4:c>>4+1], hex[c&0xF:c&0xF+1])
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			escape(i, size, `\ufffd`)
+		case r == '\u2028' || r == '\u2029': // valid JSON, but they end a line in JavaScript
+			escape(i, size, `\u202`, hex[r&0xF:r&0xF+1])
+		}
+		i += size
+	}
+	_, _ = w.WriteString(s[start:])
+	_, _ = w.WriteString(`"`)
 }
 
 // parserFuncs lets the parser accept every name text/template knows, so that a v0.1.0

@@ -182,3 +182,33 @@ func TestLoginBodyRefusesValuesPastTheirLimit(t *testing.T) {
 		t.Fatalf("leaked or sent: %d requests, %v", reached.Load(), err)
 	}
 }
+
+// json writes what v0.1.0's json (json.Marshal of the value) wrote: every 1- and 2-byte
+// string, the runes JSON treats specially, and what the fuzzer finds.
+func TestJSONStringIsWhatMarshalWrites(t *testing.T) {
+	inputs := []string{"", "plain", "\u2028\u2029", "\U0001F600", "é\xffé", "\xe2\x80", "\xed\xa0\x80", "a<b>&c\"d\\e\x7f"}
+	for a := 0; a < 256; a++ {
+		for b := 0; b < 256; b++ {
+			inputs = append(inputs, string([]byte{byte(a), byte(b)}))
+		}
+	}
+	for _, s := range inputs {
+		checkJSONString(t, s)
+	}
+}
+
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{"", "\u2028", "a\x00<\xff\xfe\u2029\U0001F600\"\\"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkJSONString)
+}
+
+func checkJSONString(t *testing.T, s string) {
+	want, _ := json.Marshal(s)
+	var got strings.Builder
+	writeJSONString(&got, s)
+	if got.String() != string(want) {
+		t.Errorf("%q: wrote %s, json.Marshal %s", s, got.String(), want)
+	}
+}
