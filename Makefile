@@ -34,11 +34,13 @@ FUZZ_CONFIG_N   ?= 3000x
 FUZZ_TIMES_N    ?= 20000x
 FUZZ_ANSWERS_N  ?= 1500x
 FUZZ_SCRUB_N    ?= 5000x
+FUZZ_JSONSTR_N  ?= 20000x
 fuzz:
 	go test -run='^$$' -fuzz='^FuzzConfigWrite$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_CONFIG_N)) .
 	go test -run='^$$' -fuzz='^FuzzTokenTimes$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_TIMES_N)) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzProviderAnswers$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_ANSWERS_N)) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzScrubPlantedSecrets$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_SCRUB_N)) ./upstream/
+	go test -run='^$$' -fuzz='^FuzzJSONString$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_JSONSTR_N)) ./upstream/
 
 # Includes TestBench's short variants, which assert counts (logins, 429s, failures, leases), not
 # times. -parallel 16: the long tests (Agent, VSO clients, cluster) mostly wait on the clock, so

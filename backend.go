@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,8 +115,8 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 		return nil, err
 	}
 	p, err := b.newProvider(ctx, s, cfg)
-	if err != nil {
-		return nil, err
+	if err != nil { // e.g. a v0.1.0 login_body that uses template features no longer run
+		return nil, fmt.Errorf("the stored config cannot be used: %w; write config again with that field fixed", err)
 	}
 	a = b.newAccount(cfg, p, key)
 	if err := a.load(ctx, s); err != nil {

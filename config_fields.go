@@ -107,7 +107,7 @@ var configFields = []*fieldSpec{
 		schema: strField("generic: login path, e.g. /api/login.", "Generic", false),
 		ref:    func(c *config) any { return &c.LoginPath }},
 	{name: "login_body", providers: allGeneric, destination: true, identity: true, maxLen: upstream.MaxLoginBodyLen,
-		schema: strField(`generic: template of the JSON login body; default {"username": {{json .username}}, "password": {{json .password}}}.`, "Generic", false),
+		schema: strField(`generic: the JSON login body as text with one value per {{ }} (.username, .password, .api_key or a quoted string, bare or through one of json, html, js, urlquery); default {"username": {{json .username}}, "password": {{json .password}}}.`, "Generic", false),
 		ref:    func(c *config) any { return &c.LoginBody }},
 	genericField("token_field", "generic: dotted path of the token in the login answer (default token).", true),
 	genericField("expiry_field", "generic: dotted path of the expiry (Unix s/ms or RFC 3339) when the token is not a JWT with exp.", false),

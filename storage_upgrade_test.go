@@ -18,7 +18,10 @@ import (
 // version wrote for each provider (its config, session and TOTP step, byte for byte) and a
 // lease it issued. Each test loads those bytes into a fresh mount of this code.
 
-var v010Cases = []string{"plextrac-mfa", "plaspy", "resolver", "generic-apikey", "generic-if"}
+// v010Cases are the fixtures whose config this version still takes as it is. generic-if's
+// login_body uses {{if}}, which the bounded login body language no longer has: see
+// TestV010LoginBodyOutsideTheLanguageIsRefusedClearly.
+var v010Cases = []string{"plextrac-mfa", "plaspy", "resolver", "generic-apikey"}
 
 func loadV010(t *testing.T, name string) v010Fixture {
 	t.Helper()
@@ -230,5 +233,27 @@ func TestNewerStoredFormatsAreRefused(t *testing.T) {
 	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
 	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "newer than this plugin") {
 		t.Fatalf("renewed a lease with data of version 99: %v %s", err, errText(resp))
+	}
+}
+
+// A v0.1.0 login_body that uses what the bounded language dropped ({{if}}) is refused with an
+// error that names the field and what to do, on reads and renewals alike; writing login_body
+// again fixes the mount.
+func TestV010LoginBodyOutsideTheLanguageIsRefusedClearly(t *testing.T) {
+	fx := loadV010(t, "generic-if")
+	e := upgradedEnv(t, fx, time.Minute, true)
+	_, err := e.do(logical.ReadOperation, "token", nil)
+	if err == nil || !strings.Contains(err.Error(), "login_body") || !strings.Contains(err.Error(), "write config again") {
+		t.Fatalf("read with a v0.1.0 {{if}} login_body: %v", err)
+	}
+	_, err = e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s,
+		Secret: &logical.Secret{InternalData: fx.Lease.InternalData, LeaseOptions: logical.LeaseOptions{IssueTime: fx.Clock}}})
+	if err == nil || !strings.Contains(err.Error(), "login_body") {
+		t.Fatalf("renewal with a v0.1.0 {{if}} login_body: %v", err)
+	}
+	e.write("config", map[string]any{"login_body": `{"username": {{json .username}}, "password": {{json .password}}}`,
+		"password": sim.DemoPlexTracPassword})
+	if st := e.callProtected("/api/v1/whoami", e.read("token", nil).Data["authorization"].(string)); st != 200 {
+		t.Fatalf("after login_body was written again the token is refused: %d", st)
 	}
 }

@@ -1,23 +1,22 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"text/template"
-	"text/template/parse"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // GenericConfig describes any JSON login API, so a new upstream needs configuration, not code.
 type GenericConfig struct {
 	LoginMethod   string `json:"login_method,omitempty"`   // default POST
 	LoginPath     string `json:"login_path,omitempty"`     // required, e.g. /api/login
-	LoginBody     string `json:"login_body,omitempty"`     // Go template rendering JSON; default DefaultLoginBody
+	LoginBody     string `json:"login_body,omitempty"`     // JSON text with {{json .password}}-style values (loginbody.go); default DefaultLoginBody
 	TokenField    string `json:"token_field,omitempty"`    // dotted path in the answer; default "token"
 	ExpiryField   string `json:"expiry_field,omitempty"`   // dotted path; optional
 	RefreshMethod string `json:"refresh_method,omitempty"` // default POST when refresh_path is set
@@ -35,17 +34,19 @@ var genericMethods = map[string]bool{"GET": true, "POST": true, "PUT": true, "PA
 type generic struct {
 	*Client
 	g    GenericConfig
-	body *template.Template
-	vars map[string]any
+	body *loginBody
+	vars map[string]string
 }
 
+// newGeneric applies the same rules as Validate: a config stored by an older version that no
+// longer fits them is refused when it is loaded, with the same error naming the field.
 func newGeneric(c *Client, cfg Config) (*generic, error) {
 	g := cfg.Generic.withDefaults()
-	tmpl, err := parseLoginBody(g.LoginBody)
+	body, err := g.check()
 	if err != nil {
 		return nil, err
 	}
-	return &generic{Client: c, g: g, body: tmpl, vars: map[string]any{
+	return &generic{Client: c, g: g, body: body, vars: map[string]string{
 		"username": cfg.Username, "password": cfg.Password, "api_key": cfg.APIKey}}, nil
 }
 
@@ -73,185 +74,68 @@ func (g GenericConfig) withDefaults() GenericConfig {
 
 // Validate checks the generic settings and names the field to fix.
 func (g GenericConfig) Validate() error {
-	g = g.withDefaults()
-	for field, path := range map[string]string{"login_path": g.LoginPath, "refresh_path": g.RefreshPath, "logout_path": g.LogoutPath} {
-		if path != "" && !strings.HasPrefix(path, "/") {
-			return fmt.Errorf("%s: %q must start with /", field, path)
+	_, err := g.withDefaults().check()
+	return err
+}
+
+type setting struct{ name, value string }
+
+// check validates g, defaults applied, and returns its parsed login body. The lengths come
+// first, so that no other error quotes an unbounded value.
+func (g GenericConfig) check() (*loginBody, error) {
+	for _, s := range []setting{{"login_method", g.LoginMethod}, {"login_path", g.LoginPath}, {"token_field", g.TokenField},
+		{"expiry_field", g.ExpiryField}, {"refresh_method", g.RefreshMethod}, {"refresh_path", g.RefreshPath},
+		{"logout_method", g.LogoutMethod}, {"logout_path", g.LogoutPath}, {"auth_scheme", g.AuthScheme}} {
+		if len(s.value) > MaxSettingLen {
+			return nil, fmt.Errorf("%s: %d bytes, longer than %d; shorten it", s.name, len(s.value), MaxSettingLen)
+		}
+	}
+	for _, s := range []setting{{"login_path", g.LoginPath}, {"refresh_path", g.RefreshPath}, {"logout_path", g.LogoutPath}} {
+		if s.value != "" && !strings.HasPrefix(s.value, "/") {
+			return nil, fmt.Errorf("%s: %q must start with /", s.name, s.value)
 		}
 	}
 	if g.LoginPath == "" {
-		return fmt.Errorf("login_path: required for provider generic (the path that takes the login POST, e.g. /api/login)")
+		return nil, fmt.Errorf("login_path: required for provider generic (the path that takes the login POST, e.g. /api/login)")
 	}
-	for field, m := range map[string]string{"login_method": g.LoginMethod, "refresh_method": g.RefreshMethod, "logout_method": g.LogoutMethod} {
-		if m != "" && !genericMethods[strings.ToUpper(m)] {
-			return fmt.Errorf("%s: %q is not one of GET, POST, PUT, PATCH, DELETE", field, m)
+	// The allowed methods are HTTP tokens, so a method can never carry a line break or a space
+	// into the request line.
+	for _, s := range []setting{{"login_method", g.LoginMethod}, {"refresh_method", g.RefreshMethod}, {"logout_method", g.LogoutMethod}} {
+		if s.value != "" && !genericMethods[strings.ToUpper(s.value)] {
+			return nil, fmt.Errorf("%s: %q is not one of GET, POST, PUT, PATCH, DELETE", s.name, s.value)
 		}
 	}
-	tmpl, err := parseLoginBody(g.LoginBody)
-	if err != nil {
-		return err
+	// auth_scheme goes in front of the token in every reader's Authorization header: one
+	// token (RFC 7230 tchar, the same characters as a header name), nothing that could end
+	// the header or add a parameter. The value is not quoted back: it may hold a line break.
+	if !strings.EqualFold(g.AuthScheme, "none") && !httpguts.ValidHeaderFieldName(g.AuthScheme) {
+		return nil, errors.New("auth_scheme: must be one HTTP token such as Bearer or Token (letters, digits and !#$%&'*+-.^_`|~; no spaces or line breaks), or none for the bare token")
 	}
-	// Values as long as real credentials often are, so that a body that only fits the cap
-	// with one-letter samples is refused here rather than at the first login.
-	sample := strings.Repeat("x", 64)
-	out, err := renderLoginBody(tmpl, map[string]any{"username": sample, "password": sample, "api_key": sample})
+	body, err := parseLoginBody(g.LoginBody)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	// The body has no conditions, so its shape is the same for every value: one render with
+	// sample values shows whether it is JSON.
+	sample := strings.Repeat("x", 64)
+	out, err := renderLoginBody(body, map[string]string{"username": sample, "password": sample, "api_key": sample})
+	if err != nil {
+		return nil, err
 	}
 	if !json.Valid(out) {
-		return fmt.Errorf("login_body: the template does not render JSON (write values as {{json .password}})")
+		return nil, fmt.Errorf("login_body: the template does not render JSON (write values as {{json .password}})")
 	}
-	return nil
-}
-
-// The login body template is written by a config writer and rendered in the plugin process
-// that serves every mount, so it must not be able to exhaust it:
-//
-//   - Size: the body is rendered into a writer that fails past maxLoginBody; text/template
-//     stops at the first failed write, so a template that writes too much stops there.
-//   - Time: text/template has no step limit, and a loop that writes nothing ({{range 1000000000}}
-//     {{end}}) or recursion through {{define}}/{{template}}/{{block}} would run unbounded with
-//     nothing for the size cap to see; a timeout would only abandon a goroutine that keeps
-//     burning CPU. So the template language is cut down to what a JSON body needs and cannot
-//     loop: text, actions, {{if}}, {{with}}, variables, and the functions in loginBodyFuncs.
-//     printf is left out too: its width and precision ({{printf "%0999999999d" 0}}) allocate
-//     the whole string before anything is written. Without loops each action runs once, and
-//     none makes more than a few times its arguments (html and js escapes), so the work is
-//     bounded by the template's size, capped at maxLoginBody as well, times the values' size.
-const maxLoginBody = 64 << 10
-
-// loginBodyFuncs are the functions a login body may call: none loops, none can build a string
-// much larger than its arguments.
-var loginBodyFuncs = map[string]bool{
-	"json": true, "print": true, "html": true, "js": true, "urlquery": true, "len": true, "index": true, "slice": true,
-	"and": true, "or": true, "not": true, "eq": true, "ne": true, "lt": true, "le": true, "gt": true, "ge": true,
-}
-
-var errLoginBodyTooLarge = fmt.Errorf("login_body: the rendered body is larger than %d KiB", maxLoginBody>>10)
-
-// cappedBuffer is a bytes.Buffer that refuses to grow past max.
-type cappedBuffer struct {
-	bytes.Buffer
-	max int
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if b.Len()+len(p) > b.max {
-		return 0, errLoginBodyTooLarge
-	}
-	return b.Buffer.Write(p)
-}
-
-// renderLoginBody executes the login body template into at most maxLoginBody bytes.
-func renderLoginBody(t *template.Template, vars map[string]any) ([]byte, error) {
-	out := &cappedBuffer{max: maxLoginBody}
-	if err := t.Execute(out, vars); err != nil {
-		if errors.Is(err, errLoginBodyTooLarge) {
-			return nil, errLoginBodyTooLarge
-		}
-		return nil, fmt.Errorf("login_body: %v", err)
-	}
-	return out.Bytes(), nil
-}
-
-func parseLoginBody(src string) (*template.Template, error) {
-	if len(src) > maxLoginBody {
-		return nil, fmt.Errorf("login_body: the template is longer than %d KiB", maxLoginBody>>10)
-	}
-	t, err := template.New("login_body").Option("missingkey=error").Funcs(template.FuncMap{
-		"json": func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
-	}).Parse(src)
-	if err != nil {
-		return nil, fmt.Errorf("login_body: %v", err)
-	}
-	if len(t.Templates()) > 1 {
-		return nil, errors.New("login_body: {{define}} and {{block}} are not allowed (one template, no loops)")
-	}
-	if t.Tree != nil {
-		if err := checkLoginBodyNode(t.Tree.Root); err != nil {
-			return nil, fmt.Errorf("login_body: %v", err)
-		}
-	}
-	return t, nil
-}
-
-// checkLoginBodyNode refuses everything but the loop-free subset described at maxLoginBody.
-func checkLoginBodyNode(n parse.Node) error {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return nil
-		}
-		for _, c := range n.Nodes {
-			if err := checkLoginBodyNode(c); err != nil {
-				return err
-			}
-		}
-		return nil
-	case *parse.TextNode, *parse.CommentNode:
-		return nil
-	case *parse.ActionNode:
-		return checkLoginBodyPipe(n.Pipe)
-	case *parse.IfNode:
-		return checkLoginBodyBranch(&n.BranchNode)
-	case *parse.WithNode:
-		return checkLoginBodyBranch(&n.BranchNode)
-	case *parse.RangeNode:
-		return errors.New("{{range}} is not allowed (no loops: the body is one JSON object)")
-	case *parse.TemplateNode:
-		return errors.New("{{template}} and {{block}} are not allowed (one template, no loops)")
-	}
-	return fmt.Errorf("%q is not allowed", n)
-}
-
-func checkLoginBodyBranch(b *parse.BranchNode) error {
-	if err := checkLoginBodyPipe(b.Pipe); err != nil {
-		return err
-	}
-	if err := checkLoginBodyNode(b.List); err != nil {
-		return err
-	}
-	if b.ElseList != nil {
-		return checkLoginBodyNode(b.ElseList)
-	}
-	return nil
-}
-
-func checkLoginBodyPipe(p *parse.PipeNode) error {
-	if p == nil {
-		return nil
-	}
-	for _, c := range p.Cmds {
-		for _, a := range c.Args {
-			if err := checkLoginBodyArg(a); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func checkLoginBodyArg(a parse.Node) error {
-	switch a := a.(type) {
-	case *parse.IdentifierNode:
-		if !loginBodyFuncs[a.Ident] {
-			return fmt.Errorf("the function %q is not allowed (allowed: json, print, html, js, urlquery, len, index, slice, and, or, not, eq, ne, lt, le, gt, ge)", a.Ident)
-		}
-		return nil
-	case *parse.PipeNode:
-		return checkLoginBodyPipe(a)
-	case *parse.ChainNode:
-		return checkLoginBodyArg(a.Node)
-	case *parse.FieldNode, *parse.VariableNode, *parse.DotNode, *parse.StringNode, *parse.NumberNode, *parse.BoolNode, *parse.NilNode:
-		return nil
-	}
-	return fmt.Errorf("%q is not allowed", a)
+	return body, nil
 }
 
 func (p *generic) Login(ctx context.Context) (*Token, error) {
 	body, err := renderLoginBody(p.body, p.vars)
 	if err != nil {
-		return nil, p.fail(OpLogin, KindBadResponse, 0, "the login body does not render: "+scrub(err.Error(), p.secretSet()), "fix login_body", time.Time{})
+		hint := "fix login_body"
+		if errors.Is(err, errLoginValueTooLong) {
+			hint = "shorten the credential in config"
+		}
+		return nil, p.fail(OpLogin, KindBadResponse, 0, "the login body does not render: "+scrub(err.Error(), p.secretSet()), hint, time.Time{})
 	}
 	return p.exchange(ctx, OpLogin, p.g.LoginMethod, p.g.LoginPath, json.RawMessage(body), "")
 }

@@ -2,8 +2,7 @@ package upstream
 
 import (
 	"context"
-	"errors"
-	"io"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,96 +15,6 @@ func genericAt(t *testing.T, url, password string, g GenericConfig) (Provider, e
 	t.Helper()
 	return newWithBudget(Config{Provider: Generic, URL: url, Username: "svc", Password: password, MaxAuthPerMinute: 600,
 		RequestTimeout: 2 * time.Second, Generic: g}, Deps{Clock: RealClock{}, Limiters: NewLimiters()})
-}
-
-// A config writer cannot make the shared plugin process loop or allocate without bound
-// through login_body: loops, recursion and printf are refused when the config is written,
-// each with an error naming login_body.
-func TestLoginBodyRefusesWhatCouldRunUnbounded(t *testing.T) {
-	for tmpl, want := range map[string]string{
-		`{"a": 1{{range 10000000}}{{end}}}`:                           "{{range}} is not allowed",
-		`{"a": 1{{range $i, $c := .password}}{{end}}}`:                "{{range}} is not allowed",
-		`{{define "x"}}{{template "x" .}}{{end}}{"a": 1}`:             "{{define}} and {{block}} are not allowed",
-		`{{block "x" .}}{{end}}{"a": 1}`:                              "{{define}} and {{block}} are not allowed",
-		`{"a": 1{{template "login_body" .}}}`:                         "{{template}} and {{block}} are not allowed",
-		`{"a": {{if .username}}{{range 9}}{{end}}{{end}}1}`:           "{{range}} is not allowed",
-		`{"a": {{with .username}}1{{else}}{{range 9}}{{end}}{{end}}}`: "{{range}} is not allowed",
-		`{"a": "{{printf "%0999999999d" 0}}"}`:                        `the function "printf" is not allowed`,
-		`{"a": "{{print (printf "%d" 1)}}"}`:                          `the function "printf" is not allowed`,
-		`{"a": "{{call .username}}"}`:                                 `the function "call" is not allowed`,
-		`{"a": "` + strings.Repeat("x", 64<<10) + `"}`:                "the template is longer than 64 KiB",
-		`{"a": "` + strings.Repeat("{{.password}}", 1100) + `"}`:      "the rendered body is larger than 64 KiB",
-	} {
-		err := GenericConfig{LoginPath: "/login", LoginBody: tmpl}.Validate()
-		if err == nil || !strings.HasPrefix(err.Error(), "login_body: ") || !strings.Contains(err.Error(), want) {
-			t.Errorf("%.60s: want a login_body error saying %q, got %v", tmpl, want, err)
-		}
-		if _, err := genericAt(t, "http://127.0.0.1:1", "pw", GenericConfig{LoginPath: "/login", LoginBody: tmpl}); err == nil &&
-			!strings.Contains(want, "rendered") {
-			t.Errorf("%.60s: New accepted it", tmpl)
-		}
-	}
-}
-
-// What a JSON login body needs stays allowed.
-func TestLoginBodyAllowsConditionsAndFunctions(t *testing.T) {
-	for _, tmpl := range []string{
-		DefaultLoginBody,
-		`{{if .api_key}}{"key": {{json .api_key}}}{{else}}{"user": {{json .username}}}{{end}}`,
-		`{{with .username}}{"user": {{json .}}}{{end}}`,
-		`{{$u := .username}}{"user": {{json $u}}, "n": {{len .password}}}`,
-		`{{/* a comment */}}{"user": {{json (print "x-" .username)}}, "q": "{{urlquery .username}}", "ok": {{and true (not false) (eq 1 1)}}}`,
-		`{"first": {{json (slice .username 0 1)}}, "c": {{index .username 0}}}`,
-	} {
-		if err := (GenericConfig{LoginPath: "/login", LoginBody: tmpl}).Validate(); err != nil {
-			t.Errorf("%s: %v", tmpl, err)
-		}
-	}
-}
-
-// The cap is 64 KiB of rendered body: 65536 bytes render, 65537 do not.
-func TestLoginBodyRenderCap(t *testing.T) {
-	tmpl, err := parseLoginBody(`{{.password}}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := renderLoginBody(tmpl, map[string]any{"password": strings.Repeat("x", 65536)}); err != nil || len(out) != 65536 {
-		t.Fatalf("65536 bytes: %d %v", len(out), err)
-	}
-	if _, err := renderLoginBody(tmpl, map[string]any{"password": strings.Repeat("x", 65537)}); !errors.Is(err, errLoginBodyTooLarge) {
-		t.Fatalf("65537 bytes: %v", err)
-	}
-	// The template text is capped at the same size.
-	if _, err := parseLoginBody(strings.Repeat("x", 65536)); err != nil {
-		t.Fatalf("65536-byte template: %v", err)
-	}
-	if _, err := parseLoginBody(strings.Repeat("x", 65537)); err == nil {
-		t.Fatal("65537-byte template accepted")
-	}
-}
-
-// At login the cap holds for the real credentials: no request is sent, and the error names
-// login_body without quoting the password.
-func TestLoginBodyTooLargeAtLogin(t *testing.T) {
-	var reached atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reached.Add(1)
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Write([]byte(`{"token":"opaque"}`))
-	}))
-	defer srv.Close()
-	password := strings.Repeat("long-password-", 5000) // 70000 bytes
-	p, err := genericAt(t, srv.URL, password, GenericConfig{LoginPath: "/login"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = p.Login(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "login_body: the rendered body is larger than 64 KiB") || !IsKind(err, KindBadResponse) {
-		t.Fatalf("got %v", err)
-	}
-	if strings.Contains(err.Error(), "long-password") || reached.Load() != 0 {
-		t.Fatalf("leaked or sent: %d requests, %v", reached.Load(), err)
-	}
 }
 
 // Generic logout: an upstream that no longer knows the token (401, 403, 404) has nothing left
@@ -153,5 +62,63 @@ func TestGenericLogout(t *testing.T) {
 	before := calls.Load()
 	if err := none.Logout(context.Background(), "tok-123"); err != nil || calls.Load() != before {
 		t.Fatalf("no logout_path: err %v, %d calls", err, calls.Load()-before)
+	}
+}
+
+// auth_scheme goes in front of the token in every reader's Authorization header, so it is one
+// HTTP token or none: a line break, a space or a parameter is refused, by Validate at a write
+// and by New at a load, with an error naming auth_scheme that does not quote the value.
+func TestAuthSchemeIsOneHeaderToken(t *testing.T) {
+	for scheme, ok := range map[string]bool{
+		"": true, "Bearer": true, "Token": true, "none": true, "NONE": true, "JWT-v1.2_x!#$%&'*+^`|~": true,
+		strings.Repeat("B", MaxSettingLen): true, strings.Repeat("B", MaxSettingLen+1): false,
+		"Bearer x\r\nX-Injected: 1": false, "Bearer\nX-Injected: 1": false, "Bearer x": false, " Bearer": false,
+		"Bearer\t": false, "Bearer,realm": false, `Bearer"`: false, "Béarer": false, "Bearer\x00": false, "Bearer:": false,
+	} {
+		cfg := GenericConfig{LoginPath: "/login", AuthScheme: scheme}
+		err := cfg.Validate()
+		_, nerr := genericAt(t, "http://127.0.0.1:1", "pw", cfg)
+		if (err == nil) != ok || fmt.Sprint(err) != fmt.Sprint(nerr) {
+			t.Errorf("%q: Validate %v, New %v; want ok=%v", scheme, err, nerr, ok)
+		}
+		if err != nil && (!strings.HasPrefix(err.Error(), "auth_scheme: ") || strings.Contains(err.Error(), "Injected") ||
+			strings.Contains(err.Error(), "BBB")) {
+			t.Errorf("%q: %v", scheme, err)
+		}
+	}
+}
+
+// Every generic setting is bounded and the error names it without quoting the long value;
+// methods are one of the listed HTTP tokens, so no line break reaches the request line.
+func TestGenericSettingsAreBounded(t *testing.T) {
+	long := "/" + strings.Repeat("a", MaxSettingLen)
+	for field, set := range map[string]func(*GenericConfig, string){
+		"login_method":   func(g *GenericConfig, v string) { g.LoginMethod = v },
+		"login_path":     func(g *GenericConfig, v string) { g.LoginPath = v },
+		"token_field":    func(g *GenericConfig, v string) { g.TokenField = v },
+		"expiry_field":   func(g *GenericConfig, v string) { g.ExpiryField = v },
+		"refresh_method": func(g *GenericConfig, v string) { g.RefreshMethod = v },
+		"refresh_path":   func(g *GenericConfig, v string) { g.RefreshPath = v },
+		"logout_method":  func(g *GenericConfig, v string) { g.LogoutMethod = v },
+		"logout_path":    func(g *GenericConfig, v string) { g.LogoutPath = v },
+	} {
+		cfg := GenericConfig{LoginPath: "/login", RefreshPath: "/r", LogoutPath: "/o"}
+		set(&cfg, long[:MaxSettingLen])
+		if err := cfg.Validate(); strings.HasSuffix(field, "_method") != (err != nil) {
+			t.Errorf("%s of %d bytes: %v", field, MaxSettingLen, err) // a long method is not a method
+		}
+		set(&cfg, long)
+		err := cfg.Validate()
+		_, nerr := genericAt(t, "http://127.0.0.1:1", "pw", cfg)
+		want := fmt.Sprintf("%s: %d bytes, longer than %d; shorten it", field, MaxSettingLen+1, MaxSettingLen)
+		if err == nil || err.Error() != want || fmt.Sprint(nerr) != want {
+			t.Errorf("%s of %d bytes: Validate %v, New %v", field, MaxSettingLen+1, err, nerr)
+		}
+		if strings.HasSuffix(field, "_method") {
+			set(&cfg, "POST\r\nX-Injected: 1")
+			if err := cfg.Validate(); err == nil || !strings.HasPrefix(err.Error(), field+": ") {
+				t.Errorf("%s with a line break: %v", field, err)
+			}
+		}
 	}
 }

@@ -14,7 +14,7 @@ const (
 	MaxTOTPSecretLen = 128      // a base32 seed (160-bit seeds are 32 characters)
 	MaxCACertLen     = 64 << 10 // ca_cert: a few PEM certificates
 	MaxSettingLen    = 256      // short generic settings: methods, paths, field names, auth_scheme
-	MaxLoginBodyLen  = 4096     // generic login_body: the template as written
+	MaxLoginBodyLen  = 4096     // login_body: the template's size (the rendered body is capped at 64 KiB)
 
 	MaxHeaders        = 16   // headers: how many
 	MaxHeaderNameLen  = 64   // headers: each name
