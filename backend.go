@@ -152,7 +152,7 @@ func (b *backend) reset() {
 // invalidate runs on other nodes when a key changes, so they reload what the writer wrote.
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch key {
-	case configKey, sessionKey, fingerprintKeyKey, legacyConfigKey, legacySessionKey:
+	case configKey, sessionKey, fingerprintKeyKey, holdKey, legacyConfigKey, legacySessionKey:
 		b.reset()
 	}
 }

@@ -40,6 +40,7 @@ type config struct {
 	RequestTimeoutSeconds int               `json:"request_timeout_seconds"`
 	MaxAuthPerMinute      int               `json:"max_auth_per_minute"`
 	MinTTLSeconds         int               `json:"min_ttl_seconds"`
+	MaxRefusedLogins      int               `json:"max_refused_logins,omitempty"` // 0: the default (configs from before it existed)
 	LoginMethod           string            `json:"login_method,omitempty"`
 	LoginPath             string            `json:"login_path,omitempty"`
 	LoginBody             string            `json:"login_body,omitempty"`
@@ -59,6 +60,13 @@ func (c *config) requestTimeout() time.Duration {
 	return time.Duration(c.RequestTimeoutSeconds) * time.Second
 }
 func (c *config) minTTL() time.Duration { return time.Duration(c.MinTTLSeconds) * time.Second }
+
+func (c *config) maxRefusedLogins() int {
+	if c.MaxRefusedLogins < 1 {
+		return defaultMaxRefusedLogins
+	}
+	return c.MaxRefusedLogins
+}
 
 func (c *config) genericSetting(name string) *string {
 	return map[string]*string{"login_method": &c.LoginMethod, "token_field": &c.TokenField, "expiry_field": &c.ExpiryField,
@@ -83,7 +91,7 @@ func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 	provider, hasProvider := d.GetOk("provider")
 	name := strings.ToLower(strings.TrimSpace(fmt.Sprint(provider)))
 	c := &config{Version: configVersion, RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
-		MaxAuthPerMinute: upstream.DefaultAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds}
+		MaxAuthPerMinute: upstream.DefaultAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds, MaxRefusedLogins: defaultMaxRefusedLogins}
 	if prev != nil && (!hasProvider || name == prev.Provider) {
 		cp := *prev
 		c = &cp

@@ -145,10 +145,23 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	}
 	var prov upstream.Provider
 	var tok *upstream.Token
+	var hold holdRecord
+	verify, supplied := d.Get("verify").(bool), c != nil && c.suppliesCredentials(req.Data)
 	if err == nil {
 		prov, err = b.newProvider(ctx, req.Storage, c)
 	}
-	if err == nil && d.Get("verify").(bool) {
+	if err == nil {
+		hold, err = readHold(ctx, req.Storage)
+	}
+	var warnings []string
+	if err == nil && verify && hold.Held && !supplied { // held: only an operator's credentials end it
+		verify = false
+		warnings = append(warnings, "stored without a login check: the mount holds its credentials after upstream refused them; write the credentials, or write rotate once the account is fixed upstream")
+	}
+	if err == nil && !verify && supplied && hold != (holdRecord{}) {
+		err = b.storeHold(ctx, req.Storage, holdRecord{}) // new credentials: a new count
+	}
+	if err == nil && verify {
 		attempt := c.checkKey()
 		if now := b.clock.Now(); attempt == b.checkFailed && now.Before(b.checkRetryAt) {
 			prov.HTTP().Close()
@@ -161,6 +174,11 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			b.Logger().Warn("could not store the last TOTP step", "error", serr)
 		}
 		b.noteCheck(attempt, err)
+		if h, changed := hold.next(err, c.maxRefusedLogins(), b.clock.Now()); changed { // this attempt counts
+			if herr := b.storeHold(ctx, req.Storage, h); herr != nil {
+				return nil, herr
+			}
+		}
 		if err != nil {
 			prov.HTTP().Close()
 			err = fmt.Errorf("the login check failed (set verify=false to store without checking): %w", err)
@@ -193,6 +211,9 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	b.limiters.Register(b.mountID, prov.HTTP().Host(), c.MaxAuthPerMinute, b.clock.Now())
 	b.endSession(ctx, prevAcct, next.fingerprint)
 	b.Logger().Info("config written", "provider", c.Provider, "url", c.URL, "verified", tok != nil)
+	if len(warnings) > 0 {
+		return &logical.Response{Warnings: warnings}, nil
+	}
 	return nil, nil
 }
 

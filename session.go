@@ -49,6 +49,7 @@ type account struct {
 	lastErrAt   time.Time
 	retryAt     time.Time
 	failures    int
+	hold        holdRecord // see hold.go
 }
 
 // newProvider builds cfg's provider, told which TOTP step was used last by any node.
@@ -90,7 +91,15 @@ func (a *account) owns(fingerprint string) bool {
 // load reads the stored session, so a restart or leader change costs no login. A session
 // that belongs to another account than the config's is never served.
 func (a *account) load(ctx context.Context, s logical.Storage) error {
+	h, err := readHold(ctx, s)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.hold = h
+	a.mu.Unlock()
 	t, stamp, err := readSession(ctx, s, a.clock.Now())
+
 	var newer *newerFormatError
 	switch {
 	case errors.As(err, &newer):
@@ -194,10 +203,10 @@ func (a *account) renewUpstream(ctx context.Context, s logical.Storage) (*upstre
 			a.logger.Info("upstream refused the refresh; logging in again", "error", err)
 		}
 		if errors.Is(err, upstream.ErrNoRefresh) || upstream.IsKind(err, upstream.KindRejected) {
-			t, err = a.login(ctx, s)
+			t, err = a.login(ctx, s, false)
 		}
 	} else {
-		t, err = a.login(ctx, s)
+		t, err = a.login(ctx, s, false)
 	}
 	if err == nil && a.usable(cur) && !t.ExpiresAt.After(cur.ExpiresAt) {
 		// Not better than what is served: counted as a failure, so the backoff keeps readers
@@ -215,12 +224,20 @@ func (a *account) renewUpstream(ctx context.Context, s logical.Storage) (*upstre
 	return t, nil
 }
 
-func (a *account) login(ctx context.Context, s logical.Storage) (*upstream.Token, error) {
+// login logs in with the account's credentials, unless the mount holds them (hold.go);
+// force is rotate's one attempt, which the hold does not stop.
+func (a *account) login(ctx context.Context, s logical.Storage, force bool) (*upstream.Token, error) {
+	if h := a.holdState(); h.Held && !force {
+		return nil, h.heldError(a.cfg.Provider, a.prov.HTTP().Host())
+	}
 	t, err := a.prov.Login(ctx)
 	if serr := saveTOTPStep(ctx, s, a.prov); errors.Is(serr, logical.ErrReadOnly) {
 		return nil, serr
 	} else if serr != nil {
 		a.logger.Warn("could not store the last TOTP step", "error", serr)
+	}
+	if herr := a.noteLogin(ctx, s, err); herr != nil {
+		return nil, herr
 	}
 	return t, err
 }

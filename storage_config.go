@@ -108,7 +108,7 @@ func upgradeConfigV0(raw []byte) (*config, error) {
 	c := &config{Version: configVersion, Provider: v.Provider, URL: v.URL, Username: v.Username, Email: v.Email,
 		Password: v.Password, APIKey: v.APIKey, TOTPSecret: v.TOTPSecret, OrgID: v.OrgID, Headers: v.Headers,
 		CACert: v.CACert, AllowInsecureHTTP: v.AllowInsecureHTTP, RequestTimeoutSeconds: int(v.RequestTimeout / time.Second),
-		MaxAuthPerMinute: v.MaxAuthPerMinute, MinTTLSeconds: int(v.MinTTL / time.Second),
+		MaxAuthPerMinute: v.MaxAuthPerMinute, MinTTLSeconds: int(v.MinTTL / time.Second), MaxRefusedLogins: defaultMaxRefusedLogins,
 		LoginMethod: g.LoginMethod, LoginPath: g.LoginPath, LoginBody: g.LoginBody, TokenField: g.TokenField,
 		ExpiryField: g.ExpiryField, RefreshMethod: g.RefreshMethod, RefreshPath: g.RefreshPath,
 		LogoutMethod: g.LogoutMethod, LogoutPath: g.LogoutPath, AuthScheme: g.AuthScheme}

@@ -15,7 +15,27 @@ const (
 	KindRateLimited Kind = "rate_limited" // upstream 429, or the plugin's own limiter: wait until RetryAt
 	KindUnavailable Kind = "unavailable"  // network error, timeout or 5xx: retry later
 	KindBadResponse Kind = "bad_response" // an answer the plugin cannot use
+	// KindMisconfigured: a config problem no retry can fix (MFA required, no totp_secret).
+	KindMisconfigured Kind = "misconfigured"
+	// KindHeld: not tried. The backend stopped logging in with credentials upstream refused,
+	// so that the account is not locked out.
+	KindHeld Kind = "held"
 )
+
+// IsRefusedLogin says whether err is upstream refusing the stored credentials at login: a
+// 401/403 on the login or MFA step, Plaspy's success:false, Resolver's 404 (no org), and for
+// generic any 4xx but 408 and 429. Not a 429, a 5xx, a timeout or an unusable answer: those
+// say nothing about the credentials, and retrying them cannot lock the account out.
+func IsRefusedLogin(err error) bool {
+	e, ok := AsError(err)
+	if !ok || (e.Op != OpLogin && e.Op != OpMFA) {
+		return false
+	}
+	if e.Kind == KindRejected {
+		return true
+	}
+	return e.Provider == Generic && e.Status >= 400 && e.Status < 500 && e.Status != 408 && e.Status != 429
+}
 
 // ErrNoRefresh says the upstream has no refresh call: log in again instead.
 var ErrNoRefresh = errors.New("upstream has no refresh call")

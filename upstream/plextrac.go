@@ -40,7 +40,7 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 		body:     map[string]string{"username": p.username, "password": p.password},
 		rejected: map[int]string{401: plextracCredHint, 403: plextracCredHint}}, &r, func() error {
 		if r.MFAEnabled && p.totp == nil {
-			return p.fail(OpLogin, KindRejected, 200, "the account requires MFA and no totp_secret is configured",
+			return p.fail(OpLogin, KindMisconfigured, 200, "the account requires MFA and no totp_secret is configured",
 				"set totp_secret to the account's authenticator seed (base32), or use a Service Account user, which is exempt from MFA", time.Time{})
 		}
 		if r.MFAEnabled && r.Code == "" {

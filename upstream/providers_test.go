@@ -140,7 +140,7 @@ func TestPlexTracLoginRefreshAndMFA(t *testing.T) {
 	cfg.TOTPSecret = ""
 	p = providerAt(t, cfg, clock)
 	_, err = p.Login(context.Background())
-	wantErr(t, err, KindRejected, "requires MFA and no totp_secret")
+	wantErr(t, err, KindMisconfigured, "requires MFA and no totp_secret")
 	p.(TOTPStepper).SkipTOTPStepsThrough(99)
 	if p.(TOTPStepper).LastTOTPStep() != 0 {
 		t.Fatal("a provider without MFA has a TOTP step")

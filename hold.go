@@ -1,0 +1,162 @@
+package sessiontoken
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
+)
+
+// The credentials hold: upstreams lock a user out after repeated failed logins (PlexTrac; the
+// threshold is unpublished) and expire passwords (Resolver). A locked service account takes
+// down every consumer of every mount of that account and needs an upstream admin to unlock.
+// So after max_refused_logins refused logins in a row (upstream.IsRefusedLogin), or a config
+// problem no retry can fix, the mount holds: no reader, renewal, periodic run or other node
+// logs in with those credentials until an operator acts (a config write that supplies
+// credentials, or rotate; each makes one attempt, which counts). Refreshing a still-valid
+// token is not a credential login and goes on. The count and the hold are stored, so a
+// restart, reload or failover keeps them.
+
+const (
+	holdKey     = "credentials_hold"
+	holdVersion = 1
+
+	defaultMaxRefusedLogins = 3
+)
+
+// holdRecord is the stored count of refused logins in a row, and the hold.
+type holdRecord struct {
+	Version int       `json:"version"`
+	Refused int       `json:"refused"` // refused logins in a row
+	Held    bool      `json:"held"`
+	// Misconfigured: held for a config problem no retry fixes, not for refusals.
+	Misconfigured bool `json:"misconfigured,omitempty"`
+	Since   time.Time `json:"since,omitempty"`  // when the mount started holding
+	Reason  string    `json:"reason,omitempty"` // the last refusal, as its error says it (scrubbed of secrets)
+	At      time.Time `json:"at,omitempty"`     // when upstream last refused
+}
+
+func readHold(ctx context.Context, s logical.Storage) (holdRecord, error) {
+	e, err := s.Get(ctx, holdKey)
+	if err != nil || e == nil {
+		return holdRecord{}, err
+	}
+	if _, err := storedVersion(holdKey, e.Value, holdVersion); err != nil {
+		return holdRecord{}, err
+	}
+	var h holdRecord
+	if err := json.Unmarshal(e.Value, &h); err != nil {
+		return holdRecord{}, fmt.Errorf("stored %s is unreadable: %w", holdKey, err)
+	}
+	return h, nil
+}
+
+func writeHold(ctx context.Context, s logical.Storage, h holdRecord) error {
+	if h == (holdRecord{}) {
+		return s.Delete(ctx, holdKey)
+	}
+	h.Version = holdVersion
+	e, err := logical.StorageEntryJSON(holdKey, h)
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, e)
+}
+
+// next is the hold after a login attempt ended with err, for a mount that holds after max
+// refused logins in a row. changed says whether it differs from h.
+func (h holdRecord) next(err error, max int, now time.Time) (holdRecord, bool) {
+	out := h
+	switch {
+	case err == nil:
+		out = holdRecord{}
+	case upstream.IsKind(err, upstream.KindMisconfigured):
+		out.Held, out.Misconfigured, out.Reason, out.At = true, true, err.Error(), now
+	case upstream.IsRefusedLogin(err):
+		out.Refused++
+		out.Reason, out.At = err.Error(), now
+		out.Held = out.Held || out.Refused >= max
+	default:
+		return h, false // says nothing about the credentials
+	}
+	if out.Held && !h.Held {
+		out.Since = now
+	}
+	return out, out != h
+}
+
+// heldError is what a login that the hold stops answers: which upstream refused, when, that
+// the plugin stopped trying to protect the account, and what to do.
+func (h holdRecord) heldError(provider, host string) *upstream.Error {
+	what := fmt.Sprintf("upstream refused the stored credentials %d times in a row", h.Refused)
+	if h.Misconfigured {
+		what = "the config cannot log in"
+	}
+	return &upstream.Error{Provider: provider, Host: host, Op: upstream.OpLogin, Kind: upstream.KindHeld,
+		Msg: fmt.Sprintf("not tried: %s (the last at %s: %s); the plugin stopped logging in with these credentials so that the account is not locked out",
+			what, h.At.UTC().Format(time.RFC3339), h.Reason),
+		Hint: "write the credentials to config, or write rotate once the account is fixed upstream"}
+}
+
+// noteLogin records how a login attempt with the account's credentials ended: the count of
+// refusals in a row, and the hold. The change to held is logged once, at error level, for
+// teams without metrics.
+func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) error {
+	a.mu.Lock()
+	prev := a.hold
+	h, changed := prev.next(err, a.cfg.maxRefusedLogins(), a.clock.Now())
+	a.hold = h
+	a.mu.Unlock()
+	if !changed {
+		return nil
+	}
+	if h.Held && !prev.Held {
+		a.logger.Error("holding: upstream refused the stored credentials; no more logins until config gets credentials or rotate is written",
+			"refused_in_a_row", h.Refused, "last_error", h.Reason)
+	}
+	if werr := writeHold(ctx, s, h); errors.Is(werr, logical.ErrReadOnly) {
+		return werr
+	} else if werr != nil {
+		a.logger.Warn("could not store the credentials hold; this node keeps it in memory", "error", werr)
+	}
+	return nil
+}
+
+func (a *account) holdState() holdRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.hold
+}
+
+// storeHold stores h and makes it the loaded account's, for a config write or rotate that
+// decided it. The caller holds configMu.
+func (b *backend) storeHold(ctx context.Context, s logical.Storage, h holdRecord) error {
+	if err := writeHold(ctx, s, h); err != nil {
+		return err
+	}
+	b.mu.RLock()
+	a := b.acct
+	b.mu.RUnlock()
+	if a != nil {
+		a.mu.Lock()
+		a.hold = h
+		a.mu.Unlock()
+	}
+	return nil
+}
+
+// suppliesCredentials says whether a write names any secret field: the operator's act that
+// ends a hold (with one login attempt when verify is on).
+func (c *config) suppliesCredentials(given map[string]any) bool {
+	for _, f := range configFields {
+		if _, ok := given[f.name]; ok && f.secret && f.takenBy(c.Provider) {
+			return true
+		}
+	}
+	return false
+}
