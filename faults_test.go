@@ -23,6 +23,9 @@ type faultCase struct {
 	heal    func(e *env)
 	want    string // in the cold error
 	status  int    // cold HTTP status
+	// holds: upstream refuses the credentials, so the mount holds (max_refused_logins=1 here)
+	// and does not recover by itself once the fault clears: an operator's write does it.
+	holds bool
 }
 
 func faultCases() []faultCase {
@@ -46,8 +49,8 @@ func faultCases() []faultCase {
 		{name: "JWT expired at issue", fault: f(sim.Fault{Token: "expired"}), want: "expired at", status: 502},
 		{name: "wrong MFA code", mfa: true, breakIt: func(e *env) {
 			e.sim.AddPlexTracUser(sim.DemoPlexTracUser, sim.PlexTracUser{Password: sim.DemoPlexTracPassword, TOTPSecret: "GEZDGNBVGY3TQOJQ", TenantID: 7})
-		}, heal: restore, want: "check totp_secret", status: 502},
-		{name: "credentials revoked upstream", breakIt: newPassword, heal: restore, want: "check username and password", status: 502},
+		}, heal: restore, want: "check totp_secret", status: 502, holds: true},
+		{name: "credentials revoked upstream", breakIt: newPassword, heal: restore, want: "check username and password", status: 502, holds: true},
 	}
 }
 
@@ -58,6 +61,9 @@ func TestUpstreamFaultsColdReadersGetClearBoundedErrors(t *testing.T) {
 			cfg := with(e.plextracConfig(fc.mfa), "verify", false)
 			if fc.timeout != "" {
 				cfg["request_timeout"] = fc.timeout
+			}
+			if fc.holds {
+				cfg["max_refused_logins"] = 1
 			}
 			e.write("config", cfg)
 			breakUpstream(e, fc)
@@ -74,6 +80,10 @@ func TestUpstreamFaultsColdReadersGetClearBoundedErrors(t *testing.T) {
 				t.Fatalf("20 failing reads made %d upstream auth calls; want at most one login attempt", calls)
 			}
 			healUpstream(e, fc)
+			if fc.holds {
+				heldUntilAnOperatorActs(t, e, fc)
+				return
+			}
 			recoverWithinOneCycle(t, e, nil)
 		})
 	}
@@ -86,6 +96,9 @@ func TestUpstreamFaultsWarmReadersKeepTheValidToken(t *testing.T) {
 			cfg := e.plextracConfig(fc.mfa)
 			if fc.timeout != "" {
 				cfg["request_timeout"] = fc.timeout
+			}
+			if fc.holds {
+				cfg["max_refused_logins"] = 1
 			}
 			e.write("config", cfg)
 			held := e.read("token", nil).Data["token"].(string)
@@ -106,6 +119,10 @@ func TestUpstreamFaultsWarmReadersKeepTheValidToken(t *testing.T) {
 				t.Fatalf("20 reads made %d upstream auth calls; want one refresh and one login attempt", calls)
 			}
 			healUpstream(e, fc)
+			if fc.holds {
+				heldUntilAnOperatorActs(t, e, fc)
+				return
+			}
 			recoverWithinOneCycle(t, e, &held)
 		})
 	}
@@ -124,6 +141,31 @@ func healUpstream(e *env, fc faultCase) {
 	e.sim.ClearFaults()
 	if fc.heal != nil {
 		fc.heal(e)
+	}
+}
+
+// heldUntilAnOperatorActs: after upstream refused the credentials, the mount holds. Once the
+// account is fixed upstream, neither readers nor periodic runs log in again (that is what
+// protects the account from a lockout); a config write with the credentials ends the hold.
+func heldUntilAnOperatorActs(t *testing.T, e *env, fc faultCase) {
+	t.Helper()
+	before := e.sim.Stats(sim.PlexTrac).AuthCalls
+	for range 3 {
+		e.clock.Advance(10 * time.Minute) // past every backoff
+		if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
+			t.Fatal(err)
+		}
+		code, msg := e.readFailure("token")
+		if code != 503 || !strings.Contains(msg, "not tried") || !strings.Contains(msg, fc.want) || !strings.Contains(msg, "write the credentials to config") {
+			t.Fatalf("held mount: %d %q; want 503 saying it stopped trying, why, and what to do", code, msg)
+		}
+	}
+	if calls := e.sim.Stats(sim.PlexTrac).AuthCalls - before; calls != 0 {
+		t.Fatalf("a held mount made %d upstream auth calls", calls)
+	}
+	e.write("config", map[string]any{"password": sim.DemoPlexTracPassword})
+	if st := e.callProtected("/api/v1/whoami", e.read("token", nil).Data["authorization"].(string)); st != 200 {
+		t.Fatalf("after the operator's write the token is refused: %d", st)
 	}
 }
 

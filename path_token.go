@@ -184,6 +184,8 @@ func upstreamStatus(err error) (code int, ok bool) {
 		return 0, false
 	case e.Kind == upstream.KindRateLimited:
 		return http.StatusTooManyRequests, true
+	case e.Kind == upstream.KindHeld: // the plugin stopped trying until an operator acts
+		return http.StatusServiceUnavailable, true
 	case e.Kind == upstream.KindUnavailable && e.Status == 0:
 		return http.StatusGatewayTimeout, true
 	}

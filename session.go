@@ -250,7 +250,10 @@ func (a *account) noteFailure(err error) error {
 	a.failures++
 	backoff := min(firstFailureBackoff<<min(a.failures-1, 10), maxFailureBackoff)
 	a.retryAt = now.Add(backoff)
-	if e, ok := upstream.AsError(err); ok {
+	if e, ok := upstream.AsError(err); ok && e.Kind == upstream.KindHeld {
+		a.lastErr, a.lastErrAt = err, now // held: nothing to retry until an operator acts
+		return err
+	} else if ok {
 		if e.RetryAt.After(a.retryAt) {
 			a.retryAt = e.RetryAt
 		}
