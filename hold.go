@@ -31,14 +31,14 @@ const (
 
 // holdRecord is the stored count of refused logins in a row, and the hold.
 type holdRecord struct {
-	Version int       `json:"version"`
-	Refused int       `json:"refused"` // refused logins in a row
-	Held    bool      `json:"held"`
+	Version int  `json:"version"`
+	Refused int  `json:"refused"` // refused logins in a row
+	Held    bool `json:"held"`
 	// Misconfigured: held for a config problem no retry fixes, not for refusals.
-	Misconfigured bool `json:"misconfigured,omitempty"`
-	Since   time.Time `json:"since,omitempty"`  // when the mount started holding
-	Reason  string    `json:"reason,omitempty"` // the last refusal, as its error says it (scrubbed of secrets)
-	At      time.Time `json:"at,omitempty"`     // when upstream last refused
+	Misconfigured bool      `json:"misconfigured,omitempty"`
+	Since         time.Time `json:"since,omitempty"`  // when the mount started holding
+	Reason        string    `json:"reason,omitempty"` // the last refusal, as its error says it (scrubbed of secrets)
+	At            time.Time `json:"at,omitempty"`     // when upstream last refused
 }
 
 func readHold(ctx context.Context, s logical.Storage) (holdRecord, error) {

@@ -2,6 +2,7 @@ package sessiontoken
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -43,6 +44,10 @@ var statusFields = map[string]*framework.FieldSchema{
 	"last_error":               {Type: framework.TypeString, Description: "The last upstream failure, scrubbed of secrets."},
 	"last_error_at":            {Type: framework.TypeString, Description: "When it happened, RFC 3339."},
 	"retry_after":              {Type: framework.TypeString, Description: "No upstream attempt before this time, RFC 3339."},
+	"health":                   {Type: framework.TypeString, Description: "ok, degraded (serving a valid token while refreshes fail), failing (no token that can be served) or held (credentials refused, no more attempts); held wins over failing, failing over degraded."},
+	"reason":                   {Type: framework.TypeString, Description: "Why, in one line."},
+	"action":                   {Type: framework.TypeString, Description: "What an operator should do."},
+	"credentials_hold":         {Type: framework.TypeMap, Description: "held, refused_in_a_row, max_refused_logins, since, last_refused_at."},
 	"limiter":                  {Type: framework.TypeMap, Description: "The host's auth budget: host, max_auth_per_minute, rule, mounts_on_host, this_mount_asked, tokens_left, blocked_until."},
 }
 
@@ -62,30 +67,57 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
 	now := b.clock.Now()
-	a.mu.Lock()
-	t, lastRefresh, lastErr, lastErrAt, retryAt := a.tok, a.lastRefresh, a.lastErr, a.lastErrAt, a.retryAt
-	a.mu.Unlock()
-
+	st := a.snapshot()
+	t := st.tok
 	session := map[string]any{"state": "none"}
 	if t != nil {
 		session = map[string]any{"state": "valid", "issued_at": rfc3339(t.IssuedAt), "expires_at": rfc3339(t.ExpiresAt),
-			"ttl": int(t.ExpiresAt.Sub(now).Seconds()), "obtained_by": t.ObtainedBy, "last_refresh": rfc3339(lastRefresh)}
+			"ttl": int(t.ExpiresAt.Sub(now).Seconds()), "obtained_by": t.ObtainedBy, "last_refresh": rfc3339(st.lastRefresh)}
 		if !a.usable(t) {
 			session["state"] = "expired"
 		}
 	}
+	health, reason, action := st.health(a.usable(t))
 	data := map[string]any{"provider": a.cfg.Provider, "url": a.cfg.URL, "session": session,
+		"health": health, "reason": reason, "action": action,
 		"upstream_calls": a.prov.HTTP().Stats().Snapshot(), "reads_waited_on_upstream": a.waits.Load()}
-	if lastErr != nil {
-		data["last_error"] = lastErr.Error()
-		data["last_error_at"] = rfc3339(lastErrAt)
-		if retryAt.After(now) {
-			data["retry_after"] = rfc3339(retryAt)
+	if st.lastErr != nil {
+		data["last_error"] = st.lastErr.Error()
+		data["last_error_at"] = rfc3339(st.lastErrAt)
+		if st.retryAt.After(now) {
+			data["retry_after"] = rfc3339(st.retryAt)
 		}
 	}
+	data["credentials_hold"] = map[string]any{"held": st.hold.Held, "refused_in_a_row": st.hold.Refused,
+		"max_refused_logins": a.cfg.maxRefusedLogins(), "since": rfc3339(st.hold.Since), "last_refused_at": rfc3339(st.hold.At)}
 	ls := a.prov.HTTP().Limiter().State(now)
 	data["limiter"] = map[string]any{"host": a.prov.HTTP().Host(), "max_auth_per_minute": ls.PerMinute, "rule": ls.Rule(),
 		"mounts_on_host": ls.Mounts, "this_mount_asked": a.cfg.MaxAuthPerMinute,
 		"tokens_left": int(ls.TokensLeft), "blocked_until": rfc3339(ls.BlockedUntil)}
 	return &logical.Response{Data: data}, nil
+}
+
+// health says how the mount is doing, for status and metrics: held wins over failing, which
+// wins over degraded. A mount that has never been read (no session, no error) is ok: nothing
+// has failed, and its first read logs in.
+func (st accountState) health(usable bool) (health, reason, action string) {
+	switch {
+	case st.hold.Held:
+		why := fmt.Sprintf("upstream refused the stored credentials %d times in a row, the last at %s", st.hold.Refused, rfc3339(st.hold.At))
+		if st.hold.Misconfigured {
+			why = "the config cannot log in: " + st.hold.Reason
+		}
+		return "held", why + "; the plugin stopped logging in to protect the account",
+			"fix the account or config, then write the credentials to config, or write rotate"
+	case !usable && st.lastErr != nil && st.failures > 0:
+		return "failing", "no token can be served: the last attempt failed", "see last_error; readers get errors until the upstream answers"
+	case usable && st.failures > 0:
+		return "degraded", fmt.Sprintf("serving a valid token (it expires at %s) while refreshes fail", rfc3339(st.tok.ExpiresAt)),
+			"see last_error before the token expires"
+	case st.tok == nil:
+		return "ok", "no session yet: the first read logs in", "none"
+	case !usable:
+		return "ok", "the token expired while nothing read the mount: the next read logs in", "none"
+	}
+	return "ok", fmt.Sprintf("serving a token that expires at %s", rfc3339(st.tok.ExpiresAt)), "none"
 }

@@ -120,6 +120,22 @@ func (a *account) load(ctx context.Context, s logical.Storage) error {
 	return nil
 }
 
+// accountState is a consistent copy of what status and metrics show about an account.
+type accountState struct {
+	tok                             *upstream.Token
+	lastRefresh, lastErrAt, retryAt time.Time
+	lastErr                         error
+	failures                        int // failed attempts since the last success
+	hold                            holdRecord
+}
+
+func (a *account) snapshot() accountState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return accountState{tok: a.tok, lastRefresh: a.lastRefresh, lastErrAt: a.lastErrAt, retryAt: a.retryAt,
+		lastErr: a.lastErr, failures: a.failures, hold: a.hold}
+}
+
 func (a *account) current() *upstream.Token {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -1,0 +1,137 @@
+package sessiontoken
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+// revokeDemoPassword changes the demo account's password upstream, as an admin would.
+func revokeDemoPassword(e *env) {
+	e.sim.AddPlexTracUser(sim.DemoPlexTracNoMFAUser, sim.PlexTracUser{Password: "rotated-elsewhere", TenantID: 7})
+}
+
+// A day of readers and periodic runs against credentials upstream refuses costs the account
+// exactly max_refused_logins refused logins, not the ~12 an hour a backoff alone allows.
+func TestHoldStopsLoginsForADay(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	e.read("token", nil)
+	revokeDemoPassword(e)
+	e.sim.Forget() // the refresh is refused too: every path to a new token is a login
+	for minute := 0; minute < 24*60; minute++ {
+		e.clock.Advance(time.Minute)
+		_ = e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s})
+		_, _ = e.do(logical.ReadOperation, "token", nil)
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.LoginFailures != defaultMaxRefusedLogins {
+		t.Fatalf("refused logins in 24 h: %d, want %d", st.LoginFailures, defaultMaxRefusedLogins)
+	}
+	if n := strings.Count(e.logs.String(), "[ERROR] holding"); n != 1 {
+		t.Errorf("the change to held was logged %d times at error level, want once", n)
+	}
+	status := e.read("status", nil).Data
+	if status["health"] != "held" {
+		t.Errorf("status health %v, want held", status["health"])
+	}
+}
+
+// The count and the hold are stored: a reload (invalidation, plugin restart, failover) keeps
+// them, so a new process does not get three fresh tries.
+func TestHoldSurvivesAReload(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 2))
+	revokeDemoPassword(e)
+	e.clock.Advance(15 * time.Minute) // the session expired: the next read logs in
+	e.readFailure("token")            // refused once
+	e.b.reset()
+	e.clock.Advance(10 * time.Minute)
+	e.readFailure("token") // twice: held
+	restarted, _, _ := e.newMount(e.s, nil)
+	e.b = restarted
+	before := e.sim.Stats(sim.PlexTrac).LoginFailures
+	for range 5 {
+		e.clock.Advance(10 * time.Minute)
+		if code, msg := e.readFailure("token"); code != 503 || !strings.Contains(msg, "refused the stored credentials 2 times") {
+			t.Fatalf("after a restart: %d %q", code, msg)
+		}
+	}
+	if n := e.sim.Stats(sim.PlexTrac).LoginFailures - before; n != 0 {
+		t.Fatalf("a restarted process logged in %d times while held", n)
+	}
+}
+
+// While held, a config write without credentials stores its change and does not log in; one
+// with credentials makes one attempt, which counts.
+func TestConfigWritesWhileHeld(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1))
+	revokeDemoPassword(e)
+	e.clock.Advance(15 * time.Minute)
+	e.readFailure("token") // refused: held
+	before := e.sim.Stats(sim.PlexTrac)
+	resp := e.write("config", map[string]any{"min_ttl": 120})
+	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "without a login check") {
+		t.Fatalf("a write without credentials while held: warnings %v", resp.Warnings)
+	}
+	if c := e.read("config", nil).Data; c["min_ttl"] != 120 {
+		t.Fatal("the change was not stored")
+	}
+	r, _ := e.do(logical.UpdateOperation, "config", map[string]any{"password": "still-wrong"})
+	if !r.IsError() {
+		t.Fatal("a wrong password was stored")
+	}
+	after := e.sim.Stats(sim.PlexTrac)
+	if after.AuthCalls-before.AuthCalls != 1 {
+		t.Fatalf("writes while held made %d upstream calls, want 1 (the write with credentials)", after.AuthCalls-before.AuthCalls)
+	}
+	if h, _ := readHold(context.Background(), e.s); !h.Held || h.Refused != 2 {
+		t.Fatalf("hold after a refused attempt: %+v, want held with 2 refusals", h)
+	}
+	e.sim.AddDemoUsers() // fixed upstream
+	e.clock.Advance(time.Minute)
+	e.write("config", map[string]any{"password": sim.DemoPlexTracPassword})
+	if h, _ := readHold(context.Background(), e.s); h.Held || h.Refused != 0 {
+		t.Fatalf("hold after a good login: %+v", h)
+	}
+	e.read("token", nil)
+}
+
+// Refreshing a still-valid token is not a credential login: it goes on while held.
+func TestRefreshGoesOnWhileHeld(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	first := e.read("token", nil).Data["token"]
+	a, _ := e.b.account(context.Background(), e.s)
+	a.mu.Lock()
+	a.hold = holdRecord{Refused: 3, Held: true, Reason: "test", At: e.clock.Now()}
+	a.mu.Unlock()
+	e.clock.Advance(11 * time.Minute)
+	if got := e.read("token", nil); got.Data["token"] == first || len(got.Warnings) != 0 {
+		t.Fatalf("a valid token was not refreshed while held: %v", got.Warnings)
+	}
+}
+
+// MFA required and no totp_secret: no retry can fix it, so the mount holds at once, without
+// counting a refused login.
+func TestMisconfiguredMFAHoldsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "username", sim.DemoPlexTracUser, "verify", false))
+	code, msg := e.readFailure("token")
+	if code != 502 || !strings.Contains(msg, "requires MFA") {
+		t.Fatalf("%d %q", code, msg)
+	}
+	h, _ := readHold(context.Background(), e.s)
+	if !h.Held || h.Refused != 0 {
+		t.Fatalf("hold %+v, want held with no refusal counted", h)
+	}
+	e.clock.Advance(10 * time.Minute)
+	if code, msg := e.readFailure("token"); code != 503 || !strings.Contains(msg, "cannot log in") {
+		t.Fatalf("%d %q", code, msg)
+	}
+}
