@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 )
 
