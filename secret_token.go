@@ -44,6 +44,12 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 		return logical.ErrorResponse("cannot renew: the mount's account changed since this lease was issued; read the token path again"), nil
 	}
 	now := b.clock.Now()
+	if cur := a.current(); a.usable(cur) && tokenHash(cur.Value) != held.sha256 {
+		// The session moved on (rotated or refreshed) since this lease got its token: told
+		// apart by identity, since a rotated token may have the same expiry. Hand out the
+		// session's token and end renewability, so the holder moves to it now.
+		return b.renewOnto(req, a, cur, now)
+	}
 	if now.Before(held.expiresAt.Add(-held.lifetime() / 3)) {
 		return b.renewSame(req, a, held)
 	}
@@ -64,6 +70,13 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 		}
 		return resp, rerr
 	}
+	return b.renewOnto(req, a, newer, now)
+}
+
+// renewOnto hands a lease's holder the session's newer token: the lease now holds it, ends
+// with it (shorter than a requested increment, see newLeaseEnd) and is no longer renewable,
+// since Agent and VSO ignore renewal data and read the path again only when a lease ends.
+func (b *backend) renewOnto(req *logical.Request, a *account, newer *upstream.Token, now time.Time) (*logical.Response, error) {
 	lease, err := encodeLeaseData(newer)
 	if err != nil {
 		return nil, err
