@@ -73,7 +73,7 @@ func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: sealWrapped,
 		},
-		Paths:          []*framework.Path{b.pathConfig(), b.pathToken(), b.pathStaticToken(), b.pathStatus()},
+		Paths:          []*framework.Path{b.pathConfig(), b.pathToken(), b.pathStaticToken(), b.pathStatus(), b.pathRotate()},
 		Secrets:        []*framework.Secret{b.tokenSecret()},
 		Invalidate:     b.invalidate,
 		PeriodicFunc:   b.periodic,

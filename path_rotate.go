@@ -1,0 +1,121 @@
+package sessiontoken
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
+)
+
+const pathRotateHelpSyn = `Replace the shared upstream session now with a full login.`
+
+const pathRotateHelpDesc = `
+Waits for any refresh in flight, then logs in upstream with the stored credentials (with MFA)
+and makes that the mount's session: reads serve the new token at once, static-token's
+last_vault_rotation changes, and renewing a lease that holds the replaced token hands out the
+new one and ends that lease's renewability. It ends a credentials hold (its one attempt
+counts), skips the failure backoff (an operator asked), and respects the host's auth budget
+(429 with the time to retry) and the TOTP rules (it may wait for the next 30 s step).
+revoke_previous=true also ends the replaced token upstream where the provider has a logout
+(generic with logout_path); PlexTrac, Plaspy and Resolver publish none, so there the replaced
+token stays valid upstream until it expires. Answers the new session's times, never the token.
+Needs update capability.
+`
+
+func (b *backend) pathRotate() *framework.Path {
+	return &framework.Path{
+		Pattern:      "rotate",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "session"},
+		Fields: map[string]*framework.FieldSchema{
+			"revoke_previous": {Type: framework.TypeBool, Description: "Also end the replaced token upstream, where the provider has a logout (generic logout_path). Breaks every reader still holding it."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.rotateWrite, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "rotate"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: rotateFields}}}},
+		},
+		HelpSynopsis:    pathRotateHelpSyn,
+		HelpDescription: strings.TrimSpace(pathRotateHelpDesc),
+	}
+}
+
+var rotateFields = map[string]*framework.FieldSchema{
+	"issued_at":        {Type: framework.TypeString, Description: "The new token's issue time, RFC 3339."},
+	"expires_at":       {Type: framework.TypeString, Description: "The new token's expiry, RFC 3339."},
+	"obtained_by":      {Type: framework.TypeString, Description: "login or mfa."},
+	"previous_revoked": {Type: framework.TypeBool, Description: "Whether the replaced token was ended upstream."},
+}
+
+func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if !b.WriteSafeReplicationState() {
+		return nil, logical.ErrReadOnly // forwarded: a login here would be a second one
+	}
+	// Under configMu, so that a config change cannot swap the account (or end the hold)
+	// in the middle; a rotate that waits for the next TOTP step holds config writes that long.
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
+	a, err := b.account(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
+	}
+	prev, t, err := a.rotate(ctx, req.Storage)
+	if err != nil {
+		return upstreamFailure(err)
+	}
+	data := map[string]any{"issued_at": rfc3339(t.IssuedAt), "expires_at": rfc3339(t.ExpiresAt), "obtained_by": t.ObtainedBy, "previous_revoked": false}
+	resp := &logical.Response{Data: data}
+	if d.Get("revoke_previous").(bool) && prev != nil && prev.Value != t.Value {
+		lctx, cancel := context.WithTimeout(ctx, a.cfg.requestTimeout())
+		defer cancel()
+		switch err := a.prov.Logout(lctx, prev.Value); {
+		case err == nil && a.cfg.Provider == upstream.Generic && a.cfg.LogoutPath != "":
+			data["previous_revoked"] = true
+		case err == nil:
+			resp.AddWarning("provider " + a.cfg.Provider + " has no logout: the replaced token stays valid upstream until it expires at " + prev.ExpiresAt.UTC().Format(time.RFC3339))
+		default:
+			resp.AddWarning("the replaced token could not be ended upstream; it stays valid until it expires: " + err.Error())
+		}
+	}
+	b.Logger().Info("upstream session rotated", "by", t.ObtainedBy, "expires_at", t.ExpiresAt.UTC().Format(time.RFC3339))
+	return resp, nil
+}
+
+// rotate replaces the session with a full login, after any refresh in flight: it joins the
+// shared upstream call's singleflight, so no reader's refresh runs beside it. It skips the
+// failure backoff and the hold (its one attempt counts), not the host's budget or the TOTP
+// rules. It returns the replaced token and the new one.
+func (a *account) rotate(ctx context.Context, s logical.Storage) (prev, next *upstream.Token, err error) {
+	for range 3 { // a reader's refresh may win the key first: wait for it, then try again
+		ran := false
+		ch := a.sf.DoChan("refresh", func() (any, error) {
+			ran = true
+			prev = a.current()
+			t, err := a.login(ctx, s, true)
+			if err != nil {
+				return nil, a.noteFailure(err)
+			}
+			return t, a.store(ctx, s, t)
+		})
+		select {
+		case r := <-ch:
+			if !ran {
+				continue
+			}
+			if r.Err != nil {
+				return nil, nil, r.Err
+			}
+			return prev, r.Val.(*upstream.Token), nil
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	return nil, nil, errors.New("readers kept refreshing the session; write rotate again")
+}

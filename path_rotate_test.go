@@ -1,0 +1,100 @@
+package sessiontoken
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+// rotate replaces the session at once: reads serve the new token, static-token's
+// last_vault_rotation changes, a lease holding the replaced token renews onto the new one
+// (told apart by identity, not expiry) and ends its renewability. Its answer has times, never
+// the token.
+func TestRotateReplacesTheSessionNow(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(true))
+	lease := e.read("token", nil)
+	lease.Secret.IssueTime = e.clock.Now()
+	oldStatic := e.read("static-token", nil).Data["last_vault_rotation"]
+	e.clock.Advance(time.Minute)
+	resp := e.write("rotate", nil)
+	b, _ := json.Marshal(resp.Data)
+	if strings.Contains(string(b), lease.Data["token"].(string)) || strings.Contains(string(b), "eyJ") || resp.Data["expires_at"] == nil {
+		t.Fatalf("rotate answered %s; want the new session's times and no token", b)
+	}
+	got := e.read("token", nil).Data["token"]
+	if got == lease.Data["token"] {
+		t.Fatal("reads after rotate still serve the replaced token")
+	}
+	if st := e.read("static-token", nil).Data["last_vault_rotation"]; st == oldStatic {
+		t.Error("static-token's last_vault_rotation did not change")
+	}
+	r := renew(t, e, lease.Secret) // outside the renewal window
+	if r.Data["token"] != got || r.Secret.Renewable {
+		t.Fatalf("renewing a lease of the replaced token: token changed %v, renewable %v", r.Data["token"] != lease.Data["token"], r.Secret.Renewable)
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.MFA != 2 {
+		t.Fatalf("MFA logins %d, want 2 (config check and rotate)", st.MFA)
+	}
+	if _, err := e.do(logical.ReadOperation, "rotate", nil); err == nil {
+		t.Error("rotate answered a read: it must need update capability")
+	}
+}
+
+// rotate ends a credentials hold with one attempt, skipping the failure backoff; it respects
+// the host's budget.
+func TestRotateEndsAHoldAndRespectsTheBudget(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1))
+	revokeDemoPassword(e)
+	e.clock.Advance(15 * time.Minute)
+	e.readFailure("token")       // refused: held, and in backoff
+	e.sim.AddDemoUsers()         // the account is fixed upstream
+	e.clock.Advance(time.Second) // still in the failure backoff (10 s): rotate skips it
+	if resp := e.write("rotate", nil); resp.Data["expires_at"] == nil {
+		t.Fatalf("rotate: %v", resp.Data)
+	}
+	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+		t.Fatalf("hold after rotate: %+v", h)
+	}
+	if d := e.read("status", nil).Data; d["health"] != "ok" {
+		t.Fatalf("health after rotate: %v (%v)", d["health"], d["reason"])
+	}
+	for i := 0; ; i++ { // the host's budget (10 a minute, 5 as a burst) runs out: 429, nothing sent
+		resp, err := e.do(logical.UpdateOperation, "rotate", nil)
+		if resp != nil && resp.Data["expires_at"] != nil {
+			if i > 10 {
+				t.Fatal("rotate never ran out of the host's budget")
+			}
+			continue
+		}
+		if code, msg := failure(t, resp, err); code != 429 || !strings.Contains(msg, "retry after") {
+			t.Fatalf("rotate over the host budget: %d %q", code, msg)
+		}
+		break
+	}
+}
+
+// revoke_previous ends the replaced token upstream where the provider has a logout.
+func TestRotateRevokesThePreviousTokenWhenAsked(t *testing.T) {
+	var logouts atomic.Int64
+	e := newEnvWrapped(t, countPath("/logout", &logouts))
+	e.write("config", genericPlexTrac(e))
+	e.read("token", nil)
+	e.clock.Advance(time.Minute)
+	if resp := e.write("rotate", map[string]any{"revoke_previous": true}); resp.Data["previous_revoked"] != true || logouts.Load() != 1 {
+		t.Fatalf("previous_revoked %v, logouts %d", resp.Data["previous_revoked"], logouts.Load())
+	}
+	p := newEnv(t)
+	p.write("config", p.plextracConfig(false))
+	if resp := p.write("rotate", map[string]any{"revoke_previous": true}); resp.Data["previous_revoked"] != false || len(resp.Warnings) == 0 {
+		t.Fatalf("plextrac has no logout: %v %v", resp.Data, resp.Warnings)
+	}
+}
