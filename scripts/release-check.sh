@@ -52,4 +52,5 @@ if ! cmp "$tmp/plugin-1" "$tmp/plugin-2"; then
   } >&2
   exit 1
 fi
+check_version_flag "$os" "$arch" "$tmp/plugin-1"
 echo "release-check: $os/$arch $version built twice in two directories${RELEASE_CHECK_COLD:+ (second with an empty cache)}: identical ($(sha256sum <"$tmp/plugin-1" | cut -c1-16)…)"

@@ -48,3 +48,18 @@ release_build() {
     -ldflags "-s -w -buildid= -X $MODULE.Version=$4" \
     -o "$3" "./cmd/$PLUGIN_NAME"
 }
+
+# check_version_flag GOOS GOARCH BIN: fails unless BIN, built by release_build, differs from a
+# build with another version. The linker ignores -X for a variable that does not exist, so a
+# renamed package or Version var would otherwise ship binaries that report the default, and
+# Vault refuses to register a -version the plugin does not report. (-trimpath keeps -ldflags
+# out of `go version -m`, so the build info cannot tell.)
+check_version_flag() {
+  local other=$3.versioncheck
+  release_build "$1" "$2" "$other" v0.0.0-versioncheck
+  if cmp -s "$3" "$other"; then
+    rm -f "$other"
+    die "-X $MODULE.Version has no effect: is Version still a string variable in package $MODULE?"
+  fi
+  rm -f "$other"
+}
