@@ -12,8 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/release-lib.sh
 
-version=$(release_version)
-check_tag "$version"
+# The tag must match the VERSION file (checked here too, so CI on a tagged commit catches it);
+# the build uses VERSION from make when set (make test VERSION=...), as the other targets do.
+check_tag "$(release_version)"
+version=${VERSION:-$(release_version)}
 
 tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT

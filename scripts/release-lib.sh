@@ -11,9 +11,7 @@ RELEASE_GO=go1.26.8
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
-# release_version prints the VERSION file's version. VERSION in the environment (make passes
-# it) must agree: a release whose binaries say one version and whose file says another would
-# register under a version nobody can rebuild from the tag.
+# release_version prints the VERSION file's version.
 release_version() {
   local v
   [ -f VERSION ] || die "no VERSION file at the repository root"
@@ -21,9 +19,6 @@ release_version() {
   # Vault refuses a -version that is not semantic, and its catalog sorts by it.
   [[ $v =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] ||
     die "VERSION holds '$v': write a semantic version with a leading v, e.g. v0.2.0"
-  if [ -n "${VERSION:-}" ] && [ "$VERSION" != "$v" ]; then
-    die "VERSION=$VERSION but the VERSION file says $v: releases take the version from the file; edit it"
-  fi
   echo "$v"
 }
 

@@ -13,6 +13,11 @@ cd "$(dirname "$0")/.."
 PLATFORMS="linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64"
 
 version=$(release_version)
+# VERSION from make or the environment must agree: binaries that say one version beside a
+# VERSION file that says another could not be rebuilt from the tag.
+if [ -n "${VERSION:-}" ] && [ "$VERSION" != "$version" ]; then
+  die "VERSION=$VERSION but the VERSION file says $version: releases take the version from the file; edit it"
+fi
 check_tag "$version"
 # Uncommitted changes would ship bytes that no commit reproduces.
 if [ -z "${RELEASE_ALLOW_DIRTY:-}" ] && git rev-parse --git-dir >/dev/null 2>&1 &&
