@@ -1,11 +1,19 @@
-# sessiontoken: build, test, run locally, benchmark.
-VERSION  ?= v0.1.0
+# sessiontoken: build, test, run locally, benchmark, release.
+# The version every target builds into the plugin and registers with Vault (-version).
+VERSION  ?= $(shell cat VERSION)
 MODULE   := github.com/sessiontoken/vault-plugin-secrets-sessiontoken
 LDFLAGS  := -X $(MODULE).Version=$(VERSION)
 PLUGIN   := bin/vault-plugin-secrets-sessiontoken
 SIM      := bin/upstream-sim
+# The Vault binary the tests and `make dev` use: VAULT_BIN=/path/to/vault (environment or command
+# line) if set, otherwise scripts/vault.sh finds one >= 1.15 on PATH or builds Vault 1.21.0.
+VAULT_BIN ?=
+export VAULT_BIN
+# Stops the recipe when no Vault is found (a failed command substitution inside an assignment
+# that prefixes a command would not).
+FIND_VAULT := vault_bin="$$(scripts/vault.sh)" &&
 
-.PHONY: all build vault test unit fuzz integration dev bench mutate clean
+.PHONY: all build vault test unit fuzz integration dev bench mutate release release-check clean
 
 all: build
 
@@ -13,13 +21,14 @@ build:
 	go build -ldflags "$(LDFLAGS)" -o $(PLUGIN) ./cmd/vault-plugin-secrets-sessiontoken
 	go build -o $(SIM) ./cmd/upstream-sim
 
-# Prints the path of a Vault binary, building and caching Vault $(VAULT_VERSION) on first use.
+# Prints the path of the Vault binary: VAULT_BIN, or one scripts/vault.sh finds or builds and caches.
 vault:
 	@scripts/vault.sh
 
-# The one test command: vet, unit tests with -race, then the real-Vault integration suite
-# (plugin built with -race too: a data race in the plugin fails the suite).
-test: unit fuzz integration
+# The one test command: vet, unit tests with -race, fuzzing, the reproducible-build check, then
+# the real-Vault integration suite (plugin built with -race too: a data race in the plugin fails
+# the suite). Against another Vault: make test VAULT_BIN=/path/to/vault
+test: unit fuzz release-check integration
 
 unit:
 	go vet ./...
@@ -49,26 +58,37 @@ integration:
 	go build -race -ldflags "$(LDFLAGS)" -o bin/race/vault-plugin-secrets-sessiontoken ./cmd/vault-plugin-secrets-sessiontoken
 	go build -o $(SIM) ./cmd/upstream-sim
 	go build -o bin/noopplugin ./bench/noopplugin
-	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_BIN="$(CURDIR)/bin/race/vault-plugin-secrets-sessiontoken" \
+	$(FIND_VAULT) VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(CURDIR)/bin/race/vault-plugin-secrets-sessiontoken" \
 	SIM_BIN="$(CURDIR)/$(SIM)" NOOP_PLUGIN_BIN="$(CURDIR)/bin/noopplugin" PLUGIN_VERSION=$(VERSION) \
 	go test -race -count=1 -tags integration -timeout 20m -parallel 16 -v ./integration/
 
 # The published figures (about 16 minutes on 2 cores): bench/RESULTS.md and the README's table.
 bench: build
 	go build -o bin/noopplugin ./bench/noopplugin
-	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_BIN="$(CURDIR)/$(PLUGIN)" SIM_BIN="$(CURDIR)/$(SIM)" \
+	$(FIND_VAULT) VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(CURDIR)/$(PLUGIN)" SIM_BIN="$(CURDIR)/$(SIM)" \
 	NOOP_PLUGIN_BIN="$(CURDIR)/bin/noopplugin" PLUGIN_VERSION=$(VERSION) BENCH_FULL=1 BENCH_OUT="$(CURDIR)/bench/RESULTS.md" \
 	go test -count=1 -tags integration -timeout 60m -run '^TestBench$$' -v ./integration/
 
 # A local Vault dev server with the plugin at plextrac/, plaspy/ and resolver/ against the
 # simulator. Ctrl-C stops everything it started.
 dev: build
-	VAULT_BIN="$$(scripts/vault.sh)" PLUGIN_VERSION=$(VERSION) scripts/dev.sh
+	$(FIND_VAULT) VAULT_BIN="$$vault_bin" PLUGIN_VERSION=$(VERSION) scripts/dev.sh
 
 # Mutation testing of the backend package and upstream/ with gremlins (about an hour on
 # 2 cores; not in CI): mutation/RESULTS.md with the date, the efficacy and what lived.
 mutate:
 	scripts/mutate.sh
 
+# dist/: the plugin for linux/amd64, linux/arm64, darwin/amd64, darwin/arm64 and freebsd/amd64,
+# reproducibly built (scripts/release-lib.sh), SHA256SUMS, and SHA256SUMS.sig with SIGN_KEY=<gpg key>.
+# Refuses a VERSION that differs from the VERSION file or from a version tag on HEAD.
+release:
+	VERSION=$(VERSION) SIGN_KEY="$(SIGN_KEY)" scripts/release.sh
+
+# Builds the plugin twice (this platform, two directories) with the release flags; fails unless
+# the bytes are identical. RELEASE_CHECK_COLD=1: the second build from an empty cache (minutes).
+release-check:
+	VERSION=$(VERSION) scripts/release-check.sh
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

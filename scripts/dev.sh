@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VAULT_BIN=${VAULT_BIN:-$(scripts/vault.sh)}
-PLUGIN_VERSION=${PLUGIN_VERSION:-v0.1.0}
+VAULT_BIN=$(scripts/vault.sh) # honours a VAULT_BIN you set, as an absolute path (it is linked)
+# The version `make build` bakes into bin/: Vault refuses a -version the plugin does not report.
+PLUGIN_VERSION=${PLUGIN_VERSION:-$(cat VERSION)}
 VAULT_PORT=${DEV_VAULT_PORT:-8200}
 SIM_PORT=${DEV_SIM_PORT:-8210}
 dir=${TMPDIR:-/tmp}/sessiontoken-dev
