@@ -192,7 +192,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err != nil {
 		return nil, err
 	}
-	b.limiters.Register(b.id, prov.HTTP().Host(), c.MaxAuthPerMinute, b.clock.Now())
+	b.limiters.Register(b.id, prov, c.MaxAuthPerMinute, b.clock.Now())
 	b.endSession(ctx, prevAcct, next.id)
 	b.Logger().Info("config written", "provider", c.Provider, "url", c.URL, "verified", tok != nil)
 	return nil, nil
@@ -204,7 +204,15 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	}
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
-	prev, err := b.replaceAccount(ctx, req.Storage, nil, func() error { return req.Storage.Delete(ctx, configKey) })
+	// The stored TOTP step goes too: a step from a node whose clock ran fast would otherwise
+	// outlive every rewrite. This process's own record of the account still protects a quick
+	// rewrite until its step is past.
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func() error {
+		if err := req.Storage.Delete(ctx, configKey); err != nil {
+			return err
+		}
+		return req.Storage.Delete(ctx, totpStepKey)
+	})
 	if err != nil {
 		return nil, err
 	}
