@@ -163,7 +163,8 @@ type hostRecord struct {
 // neutral says whether the record is as a new one would be: no mount registered, no 429
 // block, a full bucket. Dropping it earlier would reset the host's budget.
 func (r *hostRecord) neutral(now time.Time) bool {
-	return len(r.budgets) == 0 && !now.Before(r.blockedUntil) && r.lim.TokensAt(now) >= float64(r.lim.Burst())
+	const refilled = 1e-6 // a bucket refilled in float steps can end a rounding error short of full
+	return len(r.budgets) == 0 && !now.Before(r.blockedUntil) && r.lim.TokensAt(now) >= float64(r.lim.Burst())-refilled
 }
 
 // apply sizes the bucket to the smallest registered budget.
