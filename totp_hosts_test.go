@@ -82,7 +82,7 @@ func TestTOTPStepAheadOfTheClockFailsFastAndDeleteClearsIt(t *testing.T) {
 	if err := e.s.Put(context.Background(), ahead); err != nil {
 		t.Fatal(err)
 	}
-	e.withClock(clock) // the node that takes over loads config and step
+	e.withClock(clock)      // the node that takes over loads config and step
 	other := e.otherMount() // same process and account, own storage, a clock that does not stall
 	other.write("config", with(other.plextracConfig(true), "verify", false))
 
