@@ -122,7 +122,7 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 	if err := a.load(ctx, s); err != nil {
 		return nil, err
 	}
-	b.limiters.Register(b.mountID, p.HTTP().Host(), cfg.MaxAuthPerMinute, b.clock.Now())
+	b.limiters.Register(b.mountID, p, cfg.MaxAuthPerMinute, b.clock.Now())
 	b.acct = a
 	return a, nil
 }

@@ -180,6 +180,9 @@ func (e *env) write(path string, data map[string]any) *logical.Response {
 	if err != nil || resp.IsError() {
 		e.t.Fatalf("write %s: err=%v resp=%v", path, err, errText(resp))
 	}
+	if resp != nil && resp.Data[logical.HTTPStatusCode] != nil { // a raw error answer (429, 502, …)
+		e.t.Fatalf("write %s: HTTP %v %v", path, resp.Data[logical.HTTPStatusCode], resp.Data[logical.HTTPRawBody])
+	}
 	return resp
 }
 

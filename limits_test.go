@@ -53,7 +53,7 @@ func TestMountsOnOneHostShareTheSmallestBudget(t *testing.T) {
 }
 
 // Two mounts for one MFA account, with the host spelled differently, never send the same
-// TOTP code: the used-step record is keyed by the normalized host and user.
+// TOTP code: the used-step record is keyed by the account (its seed).
 func TestTOTPStepIsSharedAcrossSpellingsOfOneAccount(t *testing.T) {
 	a := newEnv(t)
 	b := a.otherMount()

@@ -208,7 +208,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err != nil {
 		return nil, err
 	}
-	b.limiters.Register(b.mountID, prov.HTTP().Host(), c.MaxAuthPerMinute, b.clock.Now())
+	b.limiters.Register(b.mountID, prov, c.MaxAuthPerMinute, b.clock.Now())
 	b.endSession(ctx, prevAcct, next.fingerprint)
 	b.Logger().Info("config written", "provider", c.Provider, "url", c.URL, "verified", tok != nil)
 	if len(warnings) > 0 {
@@ -223,7 +223,21 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	}
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
-	prev, err := b.replaceAccount(ctx, req.Storage, nil, func() error { return deleteConfig(ctx, req.Storage) })
+	b.checkFailed, b.checkFailures, b.checkRetryAt = "", 0, time.Time{} // a new start: nothing to space out
+	// The stored TOTP step goes too: a step from a node whose clock ran fast would otherwise
+	// outlive every rewrite. This process's own record of the account still protects a quick
+	// rewrite until its step is past.
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func() error {
+		if err := deleteConfig(ctx, req.Storage); err != nil {
+			return err
+		}
+		for _, k := range []string{totpStepKey, legacyTOTPStepKey} {
+			if err := req.Storage.Delete(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -63,7 +63,9 @@ func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *confi
 		if err != nil {
 			return nil, err
 		}
-		st.SkipTOTPStepsThrough(step)
+		if step > 0 { // no step stored: leave the process's record (if any) as it is
+			st.SkipTOTPStepsThrough(step)
+		}
 	}
 	return p, nil
 }

@@ -120,7 +120,7 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
-		limiter: deps.Limiters.Host(HostKey(base), deps.Clock.Now()),
+		limiter: deps.Limiters.Host(HostKey(base)),
 		secrets: []string{cfg.Password, cfg.APIKey, cfg.TOTPSecret},
 	}
 	for _, v := range cfg.Headers {

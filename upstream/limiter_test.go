@@ -31,8 +31,8 @@ func TestLimiterNeverExceedsBudgetInAnyMinute(t *testing.T) {
 	for _, perMinute := range []int{1, 2, 3, 10, 25} {
 		clock := newTestClock()
 		l := NewLimiters()
-		l.Register("mount", "upstream.example:443", perMinute, clock.Now())
-		h := l.Host("upstream.example:443", clock.Now())
+		l.registerHost("mount", "upstream.example:443", perMinute, clock.Now())
+		h := l.Host("upstream.example:443")
 		start := clock.Now()
 		rng := rand.New(rand.NewPCG(1, uint64(perMinute)))
 		var passed []time.Time
@@ -63,7 +63,7 @@ func TestLimiterNeverExceedsBudgetInAnyMinute(t *testing.T) {
 
 func TestLimiterRefusesWithRetryTimeInsteadOfWaitingLong(t *testing.T) {
 	clock := newTestClock()
-	h := NewLimiters().Host("upstream.example:443", clock.Now())
+	h := NewLimiters().Host("upstream.example:443")
 	for range 5 { // the burst: half the budget
 		if _, err := h.Acquire(context.Background(), clock, 0); err != nil {
 			t.Fatal(err)
@@ -83,29 +83,52 @@ func TestLimiterRefusesWithRetryTimeInsteadOfWaitingLong(t *testing.T) {
 	}
 }
 
+func hostKeyOf(t *testing.T, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return HostKey(u)
+}
+
 func TestLimitersAreSharedPerNormalizedHost(t *testing.T) {
+	for want, spellings := range map[string][]string{
+		"localhost:443": {"https://LOCALHOST", "https://localhost.", "https://localhost:443/api", "HTTPS://Localhost:443"},
+		"[::1]:80":      {"http://[::1]", "http://[0:0:0:0:0:0:0:1]:80", "http://[::0001]"},
+		// IP literals in canonical form: an IPv4-mapped IPv6 address is its IPv4 address, and
+		// a zone (which names the interface, not the host) is dropped.
+		"127.0.0.1:8200":      {"http://127.0.0.1:8200", "http://[::ffff:127.0.0.1]:8200", "http://[::FFFF:7F00:1]:8200", "http://127.0.0.1.:8200"},
+		"[2001:db8::1]:443":   {"https://[2001:DB8:0:0::1]", "https://[2001:db8::0:1]:443"},
+		"[fe80::1]:443":       {"https://[fe80::1%25eth0]", "https://[FE80::1%25eth1]:443"},
+		"10.0.0.5:443":        {"https://[::ffff:a00:5]"},
+		"acme.example.com:80": {"http://Acme.Example.COM."},
+	} {
+		for _, raw := range spellings {
+			if got := hostKeyOf(t, raw); got != want {
+				t.Errorf("HostKey(%s) = %s, want %s", raw, got, want)
+			}
+		}
+	}
+	// Names are not resolved: a name and its address are two hosts.
+	if hostKeyOf(t, "http://localhost:80") == hostKeyOf(t, "http://127.0.0.1:80") {
+		t.Error("a name and an address share a key")
+	}
+
+	// One budget per key: what one spelling spends, the other cannot spend again.
+	clock := newTestClock()
 	l := NewLimiters()
-	now := time.Now()
-	key := func(raw string) string {
-		u, err := url.Parse(raw)
-		if err != nil {
+	a, b := l.Host(hostKeyOf(t, "http://127.0.0.1:8200")), l.Host(hostKeyOf(t, "http://[::ffff:127.0.0.1]:8200"))
+	for range DefaultAuthPerMinute / 2 {
+		if _, err := a.Acquire(context.Background(), clock, 0); err != nil {
 			t.Fatal(err)
 		}
-		return HostKey(u)
 	}
-	for _, same := range []string{"https://LOCALHOST", "https://localhost.", "https://localhost:443/api", "HTTPS://Localhost:443"} {
-		if got := key(same); got != "localhost:443" {
-			t.Errorf("HostKey(%s) = %s, want localhost:443", same, got)
-		}
+	if _, err := b.Acquire(context.Background(), clock, 0); err == nil {
+		t.Fatal("[::ffff:127.0.0.1] got a budget of its own beside 127.0.0.1")
 	}
-	if got := key("http://[::1]"); got != "[::1]:80" {
-		t.Errorf("HostKey(http://[::1]) = %s, want [::1]:80", got)
-	}
-	if l.Host(key("https://LOCALHOST"), now) != l.Host(key("https://localhost.:443"), now) {
-		t.Fatal("two spellings of one host must share a limiter")
-	}
-	if l.Host("a.example:443", now) == l.Host("b.example:443", now) {
-		t.Fatal("different hosts must not share a limiter")
+	if _, err := l.Host("other.example:443").Acquire(context.Background(), clock, 0); err != nil {
+		t.Fatalf("different hosts must not share a budget: %v", err)
 	}
 }
 
@@ -114,25 +137,25 @@ func TestLimitersAreSharedPerNormalizedHost(t *testing.T) {
 func TestHostBudgetIsTheSmallestRegistered(t *testing.T) {
 	l := NewLimiters()
 	now := time.Now()
-	h := l.Host("h:443", now)
+	h := l.Host("h:443")
 	budget := func() int { return h.State(now).PerMinute }
 	if budget() != 10 || h.State(now).Mounts != 0 {
 		t.Fatalf("unregistered host: %+v, want the default 10", h.State(now))
 	}
-	l.Register("a", "h:443", 4, now)
-	l.Register("b", "h:443", 600, now)
+	l.registerHost("a", "h:443", 4, now)
+	l.registerHost("b", "h:443", 600, now)
 	if budget() != 4 {
 		t.Fatalf("a=4, b=600: budget %d, want 4", budget())
 	}
-	l.Register("b", "h:443", 2, now)
+	l.registerHost("b", "h:443", 2, now)
 	if budget() != 2 {
 		t.Fatalf("b lowered to 2: budget %d", budget())
 	}
-	l.Register("b", "other:443", 600, now) // b moves to another host
+	l.registerHost("b", "other:443", 600, now) // b moves to another host
 	if budget() != 4 || h.State(now).Mounts != 1 {
 		t.Fatalf("after b moved away: %+v, want 4 from a alone", h.State(now))
 	}
-	l.Host("h:443", now) // a failed config check only looks the limiter up
+	l.Host("h:443") // a failed config check only looks the limiter up
 	if budget() != 4 {
 		t.Fatalf("a lookup changed the budget to %d", budget())
 	}
@@ -147,7 +170,7 @@ func TestHostBudgetIsTheSmallestRegistered(t *testing.T) {
 func newWithBudget(cfg Config, deps Deps) (Provider, error) {
 	p, err := New(cfg, deps)
 	if err == nil && cfg.MaxAuthPerMinute > 0 {
-		deps.Limiters.Register("test-mount", p.HTTP().Host(), cfg.MaxAuthPerMinute, deps.Clock.Now())
+		deps.Limiters.Register("test-mount", p, cfg.MaxAuthPerMinute, deps.Clock.Now())
 	}
 	return p, err
 }

@@ -2,8 +2,8 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -20,7 +20,7 @@ const plextracCredHint = "check username and password in config (SSO users canno
 func newPlexTrac(c *Client, cfg Config, l *Limiters) *plextrac {
 	p := &plextrac{Client: c, username: cfg.Username, password: cfg.Password}
 	if cfg.TOTPSecret != "" {
-		p.totp = &totpSource{seed: NormalizeTOTPSecret(cfg.TOTPSecret), clock: c.clock, used: l.usedStep(c.Host() + "|" + strings.ToLower(cfg.Username))}
+		p.totp = newTOTPSource(cfg.TOTPSecret, c.clock, l.steps)
 	}
 	return p
 }
@@ -35,6 +35,11 @@ type plextracReply struct {
 }
 
 func (p *plextrac) Login(ctx context.Context) (*Token, error) {
+	if p.totp != nil {
+		if err := p.totp.check(); err != nil { // before the login call: it would spend the host's budget for nothing
+			return nil, p.totpFailure(err)
+		}
+	}
 	var r plextracReply
 	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/v1/authenticate",
 		body:     map[string]string{"username": p.username, "password": p.password},
@@ -59,7 +64,7 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 	}
 	code, err := p.totp.Code(ctx)
 	if err != nil {
-		return nil, p.fail(OpMFA, KindUnavailable, 0, "cancelled while waiting for the next TOTP step: "+err.Error(), "", time.Time{})
+		return nil, p.totpFailure(err)
 	}
 	challenge := r.Code
 	r = plextracReply{}
@@ -71,6 +76,18 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 		return nil, err
 	}
 	return p.token(r, OpMFA)
+}
+
+// totpFailure: no code could be had. A clock skew is not a refused login (the credentials may
+// be right): it says when codes can be sent again, and the session waits until then.
+func (p *plextrac) totpFailure(err error) error {
+	var skew *clockSkewError
+	if errors.As(err, &skew) {
+		return p.fail(OpMFA, KindUnavailable, 0, skew.Error()+
+			" (a node whose clock ran fast used it, or this node's clock was set back); no code is sent until that step is past, since upstream may have taken it",
+			"check that every Vault node's clock is synchronised (NTP); deleting the config and writing it again clears the step stored by another node", skew.until())
+	}
+	return p.fail(OpMFA, KindUnavailable, 0, "cancelled while waiting for the next TOTP step: "+err.Error(), "", time.Time{})
 }
 
 func (p *plextrac) Refresh(ctx context.Context, cur *Token) (*Token, error) {

@@ -75,7 +75,9 @@ const (
 // Providers lists the provider names in the order docs show them.
 var Providers = []string{PlexTrac, Plaspy, Resolver, Generic}
 
-// Deps are what a provider takes from its process: the clock and the shared limiters.
+// Deps are what a provider takes from its process: the clock, and the shared limiters (host
+// budgets and TOTP steps). New makes no record in them: records are made by the calls that
+// spend from them and by Limiters.Register.
 type Deps struct {
 	Clock    Clock
 	Limiters *Limiters
@@ -92,6 +94,9 @@ func New(cfg Config, deps Deps) (Provider, error) {
 	}
 	if deps.Limiters == nil {
 		deps.Limiters = SharedLimiters
+	}
+	if len(cfg.URL) > MaxURLLen { // it names the host's budget record
+		return nil, fmt.Errorf("url: longer than %d bytes", MaxURLLen)
 	}
 	c, err := newClient(cfg, deps)
 	if err != nil {

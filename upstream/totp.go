@@ -2,6 +2,10 @@ package upstream
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -12,31 +16,112 @@ import (
 
 const totpPeriod = 30 // seconds, RFC 6238 as authenticator apps use it
 
-// totpSource computes TOTP codes from a stored seed and never hands out a code for the same
-// 30-second step twice: upstreams may reject a replayed code, so it waits for the next step.
-type totpSource struct {
-	seed  string
-	clock Clock
-	used  *usedStep // shared by every source for the same upstream account in the process
+// TOTPSteps is the process's record of the last TOTP step used per upstream account, shared
+// by every mount: upstreams may refuse a replayed code, so no two logins send a code for the
+// same 30-second step. An account is its seed, whoever logs in with it and wherever the URL
+// points, named by an HMAC-SHA256 under a key made for this process: the map holds no seed,
+// nor a hash a seed could be tested against elsewhere.
+//
+// A record made in this process treats the current step as used: another process (before a
+// failover or reload) may have sent its code. That costs at most one step's wait, once. A
+// record is dropped when no mount is registered on it and its step is past.
+type TOTPSteps struct {
+	mu        sync.Mutex
+	key       [32]byte
+	m         map[totpKey]*stepRecord
+	owners    map[string]totpKey // mount -> the account it is registered on
+	nextSweep int
 }
 
-// usedStep is the last TOTP step used for one upstream account. It outlives provider
-// instances: a config rewrite builds a new provider, which must not resend the old code.
-type usedStep struct {
-	mu   sync.Mutex
-	last int64
+type totpKey [sha256.Size]byte
+
+// stepRecord is one account's. Its fields are guarded by TOTPSteps.mu.
+type stepRecord struct {
+	last   int64 // the last step used, or known used
+	mounts int   // mounts registered on the account
 }
 
-// usedStep returns the process's record for one upstream account (host|user).
-func (l *Limiters) usedStep(account string) *usedStep {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	u := l.steps[account]
-	if u == nil {
-		u = &usedStep{}
-		l.steps[account] = u
+func newTOTPSteps() *TOTPSteps {
+	s := &TOTPSteps{m: map[totpKey]*stepRecord{}, owners: map[string]totpKey{}, nextSweep: minSweep}
+	_, _ = rand.Read(s.key[:]) // never fails (crypto/rand panics instead)
+	return s
+}
+
+func (s *TOTPSteps) keyOf(seed string) totpKey {
+	mac := hmac.New(sha256.New, s.key[:])
+	mac.Write([]byte(seed))
+	var k totpKey
+	copy(k[:], mac.Sum(nil))
+	return k
+}
+
+// record returns k's record, made if there is none. s.mu is held.
+func (s *TOTPSteps) record(k totpKey, now time.Time) *stepRecord {
+	r := s.m[k]
+	if r == nil {
+		if len(s.m) >= s.nextSweep {
+			s.sweepLocked(now)
+		}
+		r = &stepRecord{last: stepAt(now)}
+		s.m[k] = r
 	}
-	return u
+	return r
+}
+
+func (s *TOTPSteps) sweepLocked(now time.Time) {
+	for k, r := range s.m {
+		if r.mounts == 0 && r.last < stepAt(now) {
+			delete(s.m, k)
+		}
+	}
+	s.nextSweep = max(minSweep, 2*len(s.m))
+}
+
+func (s *TOTPSteps) sweep(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked(now)
+	return len(s.m)
+}
+
+// register moves mount onto account k (nil: none), whose record then stays while it is there.
+func (s *TOTPSteps) register(mount string, k *totpKey, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.owners[mount]; ok {
+		s.m[old].mounts-- // never nil: a record with a mount registered is never dropped
+		delete(s.owners, mount)
+	}
+	if k != nil {
+		s.record(*k, now).mounts++
+		s.owners[mount] = *k
+	}
+}
+
+func stepAt(t time.Time) int64 { return t.Unix() / totpPeriod }
+
+func stepStart(step int64) time.Time { return time.Unix(step*totpPeriod, 0) }
+
+// totpSource computes TOTP codes from a stored seed, never twice for one step of its account.
+type totpSource struct {
+	seed    string
+	clock   Clock
+	steps   *TOTPSteps
+	account totpKey
+	told    int64 // guarded by steps.mu: steps up to this one were used, as storage says
+}
+
+func newTOTPSource(seed string, clock Clock, steps *TOTPSteps) *totpSource {
+	seed = NormalizeTOTPSecret(seed)
+	return &totpSource{seed: seed, clock: clock, steps: steps, account: steps.keyOf(seed)}
+}
+
+// totpAccount is p's TOTP account, or nil when p sends no codes.
+func totpAccount(p Provider) *totpKey {
+	if pt, ok := p.(*plextrac); ok && pt.totp != nil {
+		return &pt.totp.account
+	}
+	return nil
 }
 
 // TOTPStepper is implemented by providers that send TOTP codes. The backend keeps the last
@@ -48,16 +133,59 @@ type TOTPStepper interface {
 	SkipTOTPStepsThrough(step int64)
 }
 
-func (t *totpSource) lastStep() int64 {
-	t.used.mu.Lock()
-	defer t.used.mu.Unlock()
-	return t.used.last
+// clockSkewError: the last step known used is more than one step ahead of the clock, so a
+// node whose clock ran fast used it (or this one's was set back). Waiting for it could take
+// any time, so the login fails at once instead.
+type clockSkewError struct {
+	last int64
+	now  time.Time
 }
 
+func (e *clockSkewError) Error() string {
+	return fmt.Sprintf("clock skew: the last TOTP step used for this account starts %s after this node's clock",
+		stepStart(e.last).Sub(e.now).Round(time.Second))
+}
+
+// until is when the step is past and codes can be sent again.
+func (e *clockSkewError) until() time.Time { return stepStart(e.last + 1) }
+
+// lastLocked is the last step known used for the account. steps.mu is held.
+func (t *totpSource) lastLocked() int64 {
+	if r := t.steps.m[t.account]; r != nil {
+		return max(r.last, t.told)
+	}
+	return t.told
+}
+
+func (t *totpSource) lastStep() int64 {
+	t.steps.mu.Lock()
+	defer t.steps.mu.Unlock()
+	return t.lastLocked()
+}
+
+// skipThrough is told by storage that step was used. A step at most one ahead of the clock
+// is recorded for the account, so every mount of it skips the step; one further ahead is kept
+// by this source alone (it fails its logins with a clock-skew error), so that deleting the
+// config, which deletes the stored step, lets a rewritten config log in again.
 func (t *totpSource) skipThrough(step int64) {
-	t.used.mu.Lock()
-	defer t.used.mu.Unlock()
-	t.used.last = max(t.used.last, step)
+	t.steps.mu.Lock()
+	defer t.steps.mu.Unlock()
+	t.told = max(t.told, step)
+	if now := t.clock.Now(); step <= stepAt(now)+1 {
+		r := t.steps.record(t.account, now)
+		r.last = max(r.last, step)
+	}
+}
+
+// check fails with a clock-skew error when the last step used is more than one step ahead.
+func (t *totpSource) check() error {
+	t.steps.mu.Lock()
+	defer t.steps.mu.Unlock()
+	now := t.clock.Now()
+	if last := t.lastLocked(); last > stepAt(now)+1 {
+		return &clockSkewError{last: last, now: now}
+	}
+	return nil
 }
 
 // NormalizeTOTPSecret upper-cases a base32 seed and drops spaces and padding, as apps show it.
@@ -75,24 +203,37 @@ func totpCode(seed string, t time.Time) (string, error) {
 	return totp.GenerateCodeCustom(seed, t, totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 }
 
-// Code returns the code for the current step, waiting for the next step when the current
-// one was already used.
+// Code returns the code for the current step. When that step was used, it waits for the next
+// one, holding no lock and for as long as ctx allows, and looks again after waking: another
+// login may have taken that step meanwhile. A step more than one ahead fails at once.
 func (t *totpSource) Code(ctx context.Context) (string, error) {
-	t.used.mu.Lock()
-	defer t.used.mu.Unlock()
-	now := t.clock.Now()
-	step := now.Unix() / totpPeriod
-	if step <= t.used.last {
-		next := time.Unix((t.used.last+1)*totpPeriod, 0)
-		if err := t.clock.Sleep(ctx, next.Sub(now)); err != nil {
+	for {
+		step, wait, err := t.take()
+		if err != nil {
 			return "", err
 		}
-		step = t.used.last + 1
+		if wait == 0 {
+			return totpCode(t.seed, stepStart(step))
+		}
+		if err := t.clock.Sleep(ctx, wait); err != nil {
+			return "", err
+		}
 	}
-	code, err := totpCode(t.seed, time.Unix(step*totpPeriod, 0))
-	if err != nil {
-		return "", err
+}
+
+// take claims the current step for a code, or says how long until the next one may be free.
+func (t *totpSource) take() (step int64, wait time.Duration, err error) {
+	t.steps.mu.Lock()
+	defer t.steps.mu.Unlock()
+	now := t.clock.Now()
+	cur := stepAt(now)
+	r := t.steps.record(t.account, now)
+	switch last := max(r.last, t.told); {
+	case last > cur+1:
+		return 0, 0, &clockSkewError{last: last, now: now}
+	case last >= cur:
+		return 0, stepStart(last + 1).Sub(now), nil
 	}
-	t.used.last = step
-	return code, nil
+	r.last = cur
+	return cur, 0, nil
 }

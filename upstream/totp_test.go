@@ -12,6 +12,27 @@ import (
 // rfc6238Seed is RFC 6238 Appendix B's SHA-1 key, ASCII "12345678901234567890", in base32.
 const rfc6238Seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 
+// knownSource is a TOTP source for an account its process has known for long: its first code
+// is the current step's. (A process's first code for an account skips the current step: see
+// TestFirstCodeOfAnAccountInAProcessSkipsTheCurrentStep.)
+func knownSource(seed string, clock Clock) *totpSource {
+	src := newTOTPSource(seed, clock, newTOTPSteps())
+	src.steps.m[src.account] = &stepRecord{}
+	return src
+}
+
+// knownAccount makes p's TOTP account one its process has known for long (see knownSource).
+func knownAccount(p Provider) {
+	src := p.(*plextrac).totp
+	src.steps.mu.Lock()
+	defer src.steps.mu.Unlock()
+	if r := src.steps.m[src.account]; r != nil {
+		r.last = 0
+	} else {
+		src.steps.m[src.account] = &stepRecord{}
+	}
+}
+
 // validAt checks a 6-digit code against pquerna/otp at the given instant (not the wall clock),
 // with no skew: exactly that 30-second step.
 func validAt(t *testing.T, code, seed string, at time.Time) bool {
@@ -39,7 +60,7 @@ func TestTOTPCodesMatchRFC6238Vectors(t *testing.T) {
 		{20000000000, "65353130"},
 	} {
 		clock := &testClock{t: time.Unix(v.unix, 0)}
-		src := &totpSource{seed: NormalizeTOTPSecret(rfc6238Seed), clock: clock, used: &usedStep{}}
+		src := knownSource(rfc6238Seed, clock)
 		code, err := src.Code(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -62,7 +83,7 @@ func TestTOTPCodesMatchRFC6238Vectors(t *testing.T) {
 // A seed as an authenticator app shows it (lower case, spaces, padding) gives the same codes.
 func TestTOTPSeedAsAppsShowIt(t *testing.T) {
 	clock := &testClock{t: time.Unix(1111111109, 0)}
-	src := &totpSource{seed: NormalizeTOTPSecret("gezd gnbv gy3t qojq gezd gnbv gy3t qojq===="), clock: clock, used: &usedStep{}}
+	src := knownSource("gezd gnbv gy3t qojq gezd gnbv gy3t qojq====", clock)
 	if code, err := src.Code(context.Background()); err != nil || code != "081804" {
 		t.Fatalf("got %q %v", code, err)
 	}
@@ -72,7 +93,7 @@ func TestTOTPCodeIsNeverReusedWithinAStep(t *testing.T) {
 	clock := newTestClock()
 	clock.Advance(5 * time.Second) // mid-step
 	start := clock.Now()
-	src := &totpSource{seed: "JBSWY3DPEHPK3PXP", clock: clock, used: &usedStep{}}
+	src := knownSource("JBSWY3DPEHPK3PXP", clock)
 	first, err := src.Code(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +112,7 @@ func TestTOTPCodeIsNeverReusedWithinAStep(t *testing.T) {
 		t.Fatalf("second code %s (first %s) is a replay or not the next step's code", second, first)
 	}
 	// Another source for the same account (a rebuilt provider) shares the record.
-	other := &totpSource{seed: "JBSWY3DPEHPK3PXP", clock: clock, used: src.used}
+	other := newTOTPSource("JBSWY3DPEHPK3PXP", clock, src.steps)
 	if _, err := other.Code(context.Background()); err != nil || clock.Now().Sub(start) != 55*time.Second {
 		t.Fatalf("a rebuilt source did not wait for the step after: %v, %s", err, clock.Now().Sub(start))
 	}
@@ -106,7 +127,7 @@ func TestTOTPCodeIsNeverReusedWithinAStep(t *testing.T) {
 // step is not spent.
 func TestTOTPWaitIsCancellable(t *testing.T) {
 	clock := newTestClock()
-	src := &totpSource{seed: "JBSWY3DPEHPK3PXP", clock: clock, used: &usedStep{}}
+	src := knownSource("JBSWY3DPEHPK3PXP", clock)
 	if _, err := src.Code(context.Background()); err != nil {
 		t.Fatal(err)
 	}

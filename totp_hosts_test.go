@@ -1,0 +1,225 @@
+package sessiontoken
+
+import (
+	"context"
+	"encoding/base32"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
+)
+
+// stallClock is the env's fake clock, except that while stalled a Sleep waits for its context
+// to end, as the real clock waits out a long sleep.
+type stallClock struct {
+	*fakeClock
+	stalled atomic.Bool
+}
+
+func (c *stallClock) Sleep(ctx context.Context, d time.Duration) error {
+	if c.stalled.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return c.fakeClock.Sleep(ctx, d)
+}
+
+// withClock makes e's mount a backend of the same process (limiters) on the same storage,
+// with clock.
+func (e *env) withClock(clock upstream.Clock) {
+	e.t.Helper()
+	e.b = newBackend(clock, e.limiters)
+	conf := logical.TestBackendConfig()
+	conf.StorageView = e.s
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace})
+	if err := e.b.Setup(context.Background(), conf); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// promptly runs a request with a deadline and fails the test unless it returns before the
+// deadline: a request that waits out its context, or hangs past it, is wedged.
+func (e *env) promptly(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type result struct {
+		resp *logical.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() { r, err := e.doCtx(ctx, op, path, data); done <- result{r, err} }()
+	select {
+	case r := <-done:
+		if ctx.Err() != nil {
+			e.t.Fatalf("%s %s returned only when its context ended: %v %s", op, path, r.err, errText(r.resp))
+		}
+		return r.resp, r.err
+	case <-time.After(30 * time.Second):
+		e.t.Fatalf("%s %s hung past its context's deadline", op, path)
+	}
+	return nil, nil
+}
+
+// A node whose clock ran fast left a TOTP step far ahead in storage before a failover. Reads
+// and config writes fail at once with a clock-skew error (not a refused login, and before any
+// upstream call); other mounts of the account are not held up; a config delete clears the
+// stored step, after which a rewrite logs in.
+func TestTOTPStepAheadOfTheClockFailsFastAndDeleteClearsIt(t *testing.T) {
+	e := newEnv(t)
+	clock := &stallClock{fakeClock: e.clock}
+	clock.stalled.Store(true)
+	e.withClock(clock)
+	e.write("config", with(e.plextracConfig(true), "verify", false))
+	if err := writeTOTPStep(context.Background(), e.s, e.clock.Now().Unix()/30+100); err != nil {
+		t.Fatal(err)
+	}
+	e.withClock(clock)      // the node that takes over loads config and step
+	other := e.otherMount() // same process and account, own storage, a clock that does not stall
+	other.write("config", with(other.plextracConfig(true), "verify", false))
+
+	resp, err := e.promptly(logical.ReadOperation, "token", nil)
+	code, msg := failure(t, resp, err)
+	if !strings.Contains(msg, "clock skew") || !strings.Contains(msg, "NTP") || code == 400 || code == 403 {
+		t.Fatalf("read: %d %s, want a clock-skew error", code, msg)
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.MFAChallenges != 0 || st.Logins != 0 {
+		t.Fatalf("the skewed mount called upstream: %+v", st)
+	}
+	if _, err := other.promptly(logical.ReadOperation, "token", nil); err != nil {
+		t.Fatalf("another mount of the account: %v", err)
+	}
+
+	resp, err = e.promptly(logical.UpdateOperation, "config", e.plextracConfig(true))
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "clock skew") || strings.Contains(errText(resp), "rejected") {
+		t.Fatalf("rewrite: %v %s, want a clock-skew error", err, errText(resp))
+	}
+	if resp, err = e.promptly(logical.DeleteOperation, "config", nil); err != nil || resp.IsError() {
+		t.Fatalf("delete: %v %s", err, errText(resp))
+	}
+	if entry, err := e.s.Get(context.Background(), totpStepKey); err != nil || entry != nil {
+		t.Fatalf("the config delete left the stored TOTP step: %v", err)
+	}
+	clock.stalled.Store(false) // the other mount took the current step: this one waits for the next
+	e.write("config", e.plextracConfig(true))
+	if st := e.sim.Stats(sim.PlexTrac); st.MFA != 2 || st.MFAFailures != 0 {
+		t.Fatalf("want 2 MFA logins and no code refused, got %+v", st)
+	}
+}
+
+// offsetClock is the env's fake clock as a node whose clock runs off by off sees it.
+type offsetClock struct {
+	*fakeClock
+	off time.Duration
+}
+
+func (c offsetClock) Now() time.Time { return c.fakeClock.Now().Add(c.off) }
+
+// The config delete takes the stored step, but this process's record of the account still
+// keeps a quick rewrite from sending a code upstream already took. Here the step came from
+// the node before a failover, whose clock ran 30 s fast (within the one step tolerated).
+func TestConfigDeleteKeepsTheProcessRecordOfTheStep(t *testing.T) {
+	e := newEnv(t)
+	fast := *e
+	fast.limiters = upstream.NewLimiters() // the node before the failover: another process
+	fast.withClock(offsetClock{e.clock, 30 * time.Second})
+	fast.write("config", e.plextracConfig(true)) // sends the code of the step after this one
+	// The failover: this node loads the mount, then its config is deleted and written again.
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	if entry, err := e.s.Get(context.Background(), totpStepKey); err != nil || entry != nil {
+		t.Fatalf("the config delete left the stored TOTP step: %v", err)
+	}
+	e.write("config", e.plextracConfig(true)) // at once
+	if st := e.sim.Stats(sim.PlexTrac); st.MFA != 2 || st.MFAFailures != 0 {
+		t.Fatalf("the rewrite resent the code the other node sent: %+v", st)
+	}
+}
+
+// After a failover, another process serves another mount of the same account (own storage)
+// within the step the old process used: its first login waits for the next step.
+func TestAnotherMountOfTheAccountInANewProcessSkipsTheCurrentStep(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(true))
+	f := *e
+	f.limiters = upstream.NewLimiters() // another process
+	f.b, f.s, f.logs = f.newMount(nil, nil)
+	f.write("config", f.plextracConfig(true))
+	if st := e.sim.Stats(sim.PlexTrac); st.MFA != 2 || st.MFAFailures != 0 {
+		t.Fatalf("want 2 MFA logins and no replayed code, got %+v", st)
+	}
+}
+
+// The TOTP record is the account, not the host: a name and an address of one upstream (two
+// budgets) still never send one step's code twice.
+func TestTOTPRecordIsTheAccountNotTheHost(t *testing.T) {
+	a := newEnv(t)
+	b := a.otherMount()
+	port := a.url[strings.LastIndex(a.url, ":"):]
+	a.write("config", with(a.plextracConfig(true), "url", "http://localhost"+port, "verify", false))
+	b.write("config", with(b.plextracConfig(true), "url", "http://127.0.0.1"+port, "verify", false))
+	a.clock.Advance(time.Minute) // long known to the process: no first-login skip hides a shared step
+	a.read("token", nil)
+	b.read("token", nil) // at once: must wait for the next step
+	if st := a.sim.Stats(sim.PlexTrac); st.MFA != 2 || st.MFAFailures != 0 {
+		t.Fatalf("want 2 MFA logins and no replayed code, got %+v", st)
+	}
+	if limiterOf(a)["host"] == limiterOf(b)["host"] {
+		t.Fatal("a name and an address share a budget: names are not resolved")
+	}
+}
+
+// [::ffff:127.0.0.1] is 127.0.0.1: one host, one budget.
+func TestIPv4MappedAddressSharesTheHostBudget(t *testing.T) {
+	a := newEnv(t)
+	b := a.otherMount()
+	port := a.url[strings.LastIndex(a.url, ":"):]
+	a.write("config", with(a.plextracConfig(false), "url", "http://127.0.0.1"+port, "max_auth_per_minute", 2, "verify", false))
+	b.write("config", with(b.plextracConfig(false), "url", "http://[::ffff:127.0.0.1]"+port, "max_auth_per_minute", 2, "verify", false))
+	if la, lb := limiterOf(a), limiterOf(b); la["host"] != "127.0.0.1"+port || lb["host"] != la["host"] || lb["mounts_on_host"] != 2 {
+		t.Fatalf("one host spelled two ways: %v / %v", la, lb)
+	}
+	a.read("token", nil) // the host's one call for now (2 a minute: 1 at once, 1 refilled)
+	if code, msg := b.readFailure("token"); code != 429 || !strings.Contains(msg, "auth limiter") {
+		t.Fatalf("the other spelling got a budget of its own: %d %s", code, msg)
+	}
+	if st := a.sim.Stats(sim.PlexTrac); st.Logins != 1 {
+		t.Fatalf("upstream saw %d logins, want 1", st.Logins)
+	}
+}
+
+// Failed config writes to many hosts and accounts leave records only while they matter: a
+// host's spent budget until it has refilled. Then nothing of them is left.
+func TestFailedConfigWritesLeaveNoRecordsBehind(t *testing.T) {
+	e := newEnv(t)
+	port := e.url[strings.LastIndex(e.url, ":"):] // nothing listens there on 127.0.0.2 and up
+	const n = 30
+	for i := range n {
+		seed := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(fmt.Appendf(nil, "seed-%012d", i))
+		resp, err := e.do(logical.UpdateOperation, "config", with(e.plextracConfig(true), "url", fmt.Sprintf("http://127.0.0.%d%s", i+2, port),
+			"username", fmt.Sprintf("%d-%s@acme.com", i, strings.Repeat("u", 200)), "totp_secret", seed))
+		if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "cannot reach upstream") {
+			t.Fatalf("write %d: %v %s", i, err, errText(resp))
+		}
+	}
+	spent := e.limiters.Host("127.0.0.2" + port)
+	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != n || accounts != 0 {
+		t.Fatalf("right after the writes: %d host and %d account records, want %d (budgets spent) and 0", hosts, accounts, n)
+	}
+	e.clock.Advance(11 * time.Second)
+	if hosts, _ := e.limiters.Sweep(e.clock.Now()); hosts != n || spent.State(e.clock.Now()).TokensLeft >= 5 {
+		t.Fatalf("11 s on, a budget not yet refilled was dropped or reset: %d hosts", hosts)
+	}
+	e.clock.Advance(time.Second)
+	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 0 || accounts != 0 {
+		t.Fatalf("once refilled: %d host and %d account records left", hosts, accounts)
+	}
+}

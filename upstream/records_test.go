@@ -1,0 +1,108 @@
+package upstream
+
+import (
+	"context"
+	"encoding/base32"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Building a provider (as a config write does before its login check) leaves nothing in the
+// process-wide maps, whatever the size of the user name; a URL past the bound is refused.
+func TestNewLeavesNoRecords(t *testing.T) {
+	clock := newTestClock()
+	l := NewLimiters()
+	for i := range 20 {
+		_, err := New(Config{Provider: PlexTrac, URL: fmt.Sprintf("https://h%d.example", i), Username: strings.Repeat("u", 1<<20),
+			Password: "pw-secret", TOTPSecret: seedN(i)}, Deps{Clock: clock, Limiters: l})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hosts, accounts := l.Sweep(clock.Now()); hosts != 0 || accounts != 0 {
+		t.Fatalf("20 providers built and dropped left %d host and %d account records", hosts, accounts)
+	}
+	_, err := New(Config{Provider: PlexTrac, URL: "https://h.example/" + strings.Repeat("p", MaxURLLen)}, Deps{Clock: clock, Limiters: l})
+	if err == nil || !strings.Contains(err.Error(), "url: longer than 2048 bytes") {
+		t.Fatalf("a URL past the bound: %v", err)
+	}
+}
+
+func seedN(i int) string {
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(fmt.Appendf(nil, "seed-%012d", i))
+}
+
+// A record is dropped only once it is as a new one would be. Dropping a host's earlier would
+// hand out a fresh budget; dropping an account's earlier would let a quick rewrite resend a
+// code. A record a mount is registered on stays however old.
+func TestRecordsAreDroppedOnlyWhenNeutral(t *testing.T) {
+	clock := newTestClock()
+	l := NewLimiters()
+	src := newTOTPSource(seedN(1), clock, l.steps)
+	if _, err := src.Code(context.Background()); err != nil { // a new account: the next step's code, 30 s on
+		t.Fatal(err)
+	}
+	spent, blocked := l.Host("spent.example:443"), l.Host("blocked.example:443")
+	if _, err := spent.Acquire(context.Background(), clock, 0); err != nil {
+		t.Fatal(err)
+	}
+	blocked.Block(clock.Now().Add(5 * time.Minute))
+	l.registerHost("m", "registered.example:443", 4, clock.Now())
+	registered := newTOTPSource(seedN(2), clock, l.steps)
+	l.steps.register("m", &registered.account, clock.Now())
+
+	if hosts, accounts := l.Sweep(clock.Now()); hosts != 3 || accounts != 2 {
+		t.Fatalf("nothing is neutral yet, but %d hosts and %d accounts are left", hosts, accounts)
+	}
+	if left := spent.State(clock.Now()).TokensLeft; left > 4.01 {
+		t.Fatalf("the spent host's budget was reset: %.2f tokens left", left)
+	}
+	clock.Advance(29 * time.Second) // the step used is the current one: not past
+	if _, accounts := l.Sweep(clock.Now()); accounts != 2 {
+		t.Fatalf("an account whose step is not past was dropped: %d left", accounts)
+	}
+	clock.Advance(time.Second)
+	if hosts, accounts := l.Sweep(clock.Now()); hosts != 2 || accounts != 1 {
+		t.Fatalf("after 30 s (bucket full, step past): %d hosts, %d accounts, want 2 and 1", hosts, accounts)
+	}
+	if !blocked.State(clock.Now()).BlockedUntil.After(clock.Now()) {
+		t.Fatal("the 429 block was forgotten")
+	}
+	clock.Advance(time.Hour)
+	if hosts, accounts := l.Sweep(clock.Now()); hosts != 1 || accounts != 1 {
+		t.Fatalf("an hour on: %d hosts, %d accounts, want only the registered ones", hosts, accounts)
+	}
+	l.Unregister("m", clock.Now())
+	// Its bucket was sized to the mount's 4 a minute (2 tokens); the default's holds 5, and a
+	// new record would start full: the record stays until it has refilled.
+	if hosts, accounts := l.Sweep(clock.Now()); hosts != 1 || accounts != 0 {
+		t.Fatalf("after the mount left: %d hosts, %d accounts, want 1 (refilling) and 0", hosts, accounts)
+	}
+	clock.Advance(time.Minute)
+	if hosts, _ := l.Sweep(clock.Now()); hosts != 0 {
+		t.Fatalf("a minute after the mount left: %d hosts", hosts)
+	}
+	// A handle outlives its record: the host's next call makes a new one with a full budget.
+	if st := spent.State(clock.Now()); st.PerMinute != DefaultAuthPerMinute || st.TokensLeft != DefaultAuthPerMinute/2 {
+		t.Fatalf("a dropped host reads %+v", st)
+	}
+}
+
+// Failed logins to many hosts and accounts, one a second: the maps hold what is not neutral
+// yet (a few dozen), not one record per host or account ever seen.
+func TestRecordsStayBoundedUnderManyFailedLogins(t *testing.T) {
+	clock := newTestClock()
+	l := NewLimiters()
+	for i := range 2000 {
+		clock.Advance(time.Second)
+		if _, err := l.Host(fmt.Sprintf("h%d.example:443", i)).Acquire(context.Background(), clock, 0); err != nil {
+			t.Fatal(err)
+		}
+		newTOTPSource(seedN(i), clock, l.steps).skipThrough(stepAt(clock.Now())) // as storage tells a new provider
+		if len(l.m) > minSweep || len(l.steps.m) > minSweep {
+			t.Fatalf("after %d logins: %d host and %d account records", i+1, len(l.m), len(l.steps.m))
+		}
+	}
+}
