@@ -177,8 +177,8 @@ func validateHeaders(headers map[string]string) error {
 			return fmt.Errorf("headers: %q is not a valid header name", name)
 		case canon == "Authorization" || canon == "Content-Type" || canon == "Host" || canon == "Content-Length":
 			return fmt.Errorf("headers: %s is set by the plugin and cannot be configured", canon)
-		case strings.ContainsAny(value, "\r\n\x00"):
-			return fmt.Errorf("headers: the value of %s contains a line break or NUL, which would inject into the request; remove it", name)
+		case !httpguts.ValidHeaderFieldValue(value):
+			return fmt.Errorf("headers: the value of %s contains a control character (a line break, NUL or other), which would inject into the request or be refused at send time; remove it", name)
 		}
 	}
 	return nil

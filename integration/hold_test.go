@@ -46,7 +46,7 @@ func TestCredentialsHoldSurvivesAPluginReload(t *testing.T) {
 	}
 	before := sim.stats(t, "plextrac")["login_failures"]
 	sim.admin(t, http.MethodPost, "/_sim/forget", nil, nil) // every path to a new token is now a login
-	time.Sleep(time.Until(expires.Add(-4 * time.Second))) // the token is too close to expiry to serve
+	time.Sleep(time.Until(expires.Add(-4 * time.Second)))   // the token is too close to expiry to serve
 	_, errOut, err = vault.cli("read", "held/token")
 	if err == nil || !strings.Contains(errOut, "Code: 503") || !strings.Contains(errOut, "not tried") || !strings.Contains(errOut, "rotate") {
 		t.Fatalf("read of a held mount: %v %s", err, errOut)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Ops name the upstream calls in errors and stats.
@@ -123,7 +124,10 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		limiter: deps.Limiters.Host(HostKey(base)),
 		secrets: []string{cfg.Password, cfg.APIKey, cfg.TOTPSecret},
 	}
-	for _, v := range cfg.Headers {
+	for k, v := range cfg.Headers {
+		if !httpguts.ValidHeaderFieldValue(v) { // never echoed: it is a secret
+			return nil, fmt.Errorf("headers: the value of %s contains a control character; remove it", k)
+		}
 		c.secrets = append(c.secrets, v)
 	}
 	if deps.Secrets != nil {

@@ -225,6 +225,9 @@ func FuzzScrubPlantedSecrets(f *testing.F) {
 						Headers:        map[string]string{"X-Tenant": secrets["header with the password"], "X-Other": secrets["header with invisibles"]},
 						Generic:        GenericConfig{LoginPath: "/login", RefreshPath: "/refresh", LogoutPath: "/logout"}},
 						Deps{Clock: RealClock{}, Limiters: NewLimiters()})
+					if err != nil && strings.HasPrefix(err.Error(), "headers:") {
+						return nil // such a header value is refused at config write, and by New
+					}
 					if err != nil {
 						t.Fatal(err)
 					}
