@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -91,6 +92,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "the plugin reported a data race; see %s\n", vault.logPath)
 		code = 1
 	}
+	// Every process the suite started is gone: Vault's, the plugin's (Vault's children), the
+	// simulator's and Agent's.
+	if left := leftoverProcesses(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "processes left running after the suite:\n%s\n", strings.Join(left, "\n"))
+		code = 1
+	}
 	if code == 0 {
 		os.RemoveAll(dir)
 	} else {
@@ -143,7 +150,7 @@ func startVault(dir string, extraArgs []string) (*vaultServer, error) {
 	}
 	args := append([]string{"server", "-dev", "-dev-root-token-id=" + v.token, "-dev-listen-address=" + v.addr,
 		"-config=" + hcl, "-log-level=debug"}, extraArgs...)
-	v.cmd = exec.Command(vaultBin, args...)
+	v.cmd = ownGroup(exec.Command(vaultBin, args...))
 	v.cmd.Stdout, v.cmd.Stderr = logf, logf
 	v.cmd.Env = append(os.Environ(), "VAULT_DEV_ROOT_TOKEN_ID="+v.token)
 	if err := v.cmd.Start(); err != nil {
@@ -172,7 +179,7 @@ func startServer(dir, addr, hcl string) (*vaultServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.cmd = exec.Command(vaultBin, "server", "-config="+cfg, "-log-level=debug")
+	v.cmd = ownGroup(exec.Command(vaultBin, "server", "-config="+cfg, "-log-level=debug"))
 	v.cmd.Stdout, v.cmd.Stderr = logf, logf
 	if err := v.cmd.Start(); err != nil {
 		return nil, err
@@ -227,7 +234,9 @@ func stopProcess(cmd *exec.Cmd, grace time.Duration) {
 	case <-done:
 	case <-time.After(grace):
 		_ = cmd.Process.Kill()
+		<-done
 	}
+	killGroup(cmd, syscall.SIGKILL) // what it started and left behind (Vault's plugin processes)
 }
 
 func (v *vaultServer) env() []string {

@@ -20,7 +20,7 @@ func startProcess(t *testing.T, logPath, bin string, args ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := ownGroup(exec.Command(bin, args...))
 	cmd.Env = vault.env()
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {

@@ -25,7 +25,7 @@ type simulator struct {
 func startSim(t *testing.T, lifetime time.Duration) *simulator {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
-	cmd := exec.Command(simBin, "-listen=127.0.0.1:0", "-addr-file="+addrFile, "-token-lifetime="+lifetime.String())
+	cmd := ownGroup(exec.Command(simBin, "-listen=127.0.0.1:0", "-addr-file="+addrFile, "-token-lifetime="+lifetime.String()))
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
