@@ -86,10 +86,18 @@ func (c *config) upstreamConfig() upstream.Config {
 }
 
 // mergeConfig applies the fields of a write to the stored config (a new provider starts
-// over). Values are kept as written, so that a read gives back what was written.
+// over). Values are kept as written, so that a read gives back what was written; a value a
+// read would give back in another form is refused first (checkAsWritten).
 func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
+	for _, f := range configFields {
+		if raw, ok := d.Raw[f.name]; ok {
+			if err := f.checkAsWritten(raw); err != nil {
+				return nil, err
+			}
+		}
+	}
 	provider, hasProvider := d.GetOk("provider")
-	name := strings.ToLower(strings.TrimSpace(fmt.Sprint(provider)))
+	name, _ := provider.(string) // as written: another spelling of a provider was refused above
 	c := &config{Version: configVersion, RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
 		MaxAuthPerMinute: upstream.DefaultAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds, MaxRefusedLogins: defaultMaxRefusedLogins}
 	if prev != nil && (!hasProvider || name == prev.Provider) {
@@ -125,6 +133,9 @@ func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 		}
 	}
 	if c.Provider == upstream.Plaspy && c.URL == "" {
+		if _, given := d.Raw["url"]; given { // it would read back as the default
+			return nil, fmt.Errorf("url: write %q (plaspy's default) or leave url out, %s", plaspyDefaultURL, asWritten)
+		}
 		c.URL = plaspyDefaultURL
 	}
 	return c, nil

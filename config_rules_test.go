@@ -17,7 +17,7 @@ func TestSessionFollowsTheAccountNotTheWrite(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
 	first := e.read("token", nil).Data["token"]
-	e.write("config", map[string]any{"min_ttl": "4m", "verify": false})
+	e.write("config", map[string]any{"min_ttl": 240, "verify": false})
 	e.write("config", map[string]any{"url": e.url + "/", "password": sim.DemoPlexTracPassword, "verify": false})
 	e.b.reset() // and from storage
 	if got := e.read("token", nil).Data["token"]; got != first {
@@ -71,7 +71,7 @@ func TestEverydayOperationsLogNoWarnings(t *testing.T) {
 	e.read("token", nil) // logs in (with MFA) from the read path
 	e.write("config", e.plextracConfig(true))
 	e.read("token", nil)
-	e.write("config", map[string]any{"min_ttl": "4m"})
+	e.write("config", map[string]any{"min_ttl": 240})
 	e.clock.Advance(12 * time.Minute)
 	e.read("token", nil)
 	e.write("config", genericPlexTrac(e))

@@ -59,13 +59,23 @@ func genericPlexTrac(e *env) map[string]any {
 		"password": sim.DemoPlexTracPassword, "login_path": "/api/v1/authenticate", "logout_path": "/logout", "auth_scheme": "none"}
 }
 
+// A provider named in another case or with spaces is not a switch to another provider, which
+// would start over and drop the stored secrets. It is refused, naming the spelling a read
+// gives back (so Terraform sees no diff), and stores nothing; the same provider as written
+// keeps the stored config.
 func TestProviderNameInAnotherCaseIsNotASwitch(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(true))
-	e.write("config", map[string]any{"provider": " PlexTrac ", "min_ttl": "2m"})
+	for _, spelling := range []string{" PlexTrac ", "PLEXTRAC", "plextrac\n"} {
+		msg := expectRejected(t, e, map[string]any{"provider": spelling, "min_ttl": 120}, "provider")
+		if !strings.Contains(msg, `write "plextrac"`) {
+			t.Errorf("provider %q: %q does not give the canonical form", spelling, msg)
+		}
+	}
+	e.write("config", map[string]any{"provider": "plextrac", "min_ttl": 120})
 	c := e.read("config", nil).Data
-	if c["password_set"] != true || c["totp_secret_set"] != true || c["min_ttl"] != 120 {
-		t.Fatalf("provider=PlexTrac wiped the stored config: %v", c)
+	if c["password_set"] != true || c["totp_secret_set"] != true || c["min_ttl"] != 120 || c["provider"] != "plextrac" {
+		t.Fatalf("provider=plextrac wiped the stored config: %v", c)
 	}
 }
 
@@ -89,7 +99,7 @@ func TestGenericLogoutOnlyWhenTheAccountChanges(t *testing.T) {
 	logouts := func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), loggedOut...) }
 	e.write("config", genericPlexTrac(e))
 	tok := e.read("token", nil).Data["token"].(string)
-	e.write("config", map[string]any{"min_ttl": "2m"})
+	e.write("config", map[string]any{"min_ttl": 120})
 	e.write("config", map[string]any{"password": sim.DemoPlexTracPassword, "max_auth_per_minute": 5})
 	if got := logouts(); len(got) != 0 {
 		t.Fatalf("writes that keep the account logged out %d sessions", len(got))

@@ -17,7 +17,7 @@ import (
 type faultCase struct {
 	name    string
 	mfa     bool
-	timeout string     // request_timeout, when the fault is about time
+	timeout int        // request_timeout in seconds, when the fault is about time
 	fault   *sim.Fault // injected at the simulator
 	breakIt func(e *env)
 	heal    func(e *env)
@@ -39,7 +39,7 @@ func faultCases() []faultCase {
 		{name: "502", fault: f(sim.Fault{Status: 502}), want: "HTTP 502", status: 502},
 		{name: "503", fault: f(sim.Fault{Status: 503}), want: "HTTP 503", status: 502},
 		{name: "connection refused", breakIt: (*env).upstreamDown, heal: (*env).upstreamUp, want: "cannot reach upstream", status: 504},
-		{name: "hang past request_timeout", timeout: "1s", fault: f(sim.Fault{Delay: 3 * time.Second}), want: "no answer within request_timeout (1s)", status: 504},
+		{name: "hang past request_timeout", timeout: 1, fault: f(sim.Fault{Delay: 3 * time.Second}), want: "no answer within request_timeout (1s)", status: 504},
 		{name: "429 with Retry-After", fault: f(sim.Fault{Status: 429, RetryAfter: "90"}), want: "HTTP 429", status: 429},
 		{name: "429 without Retry-After", fault: f(sim.Fault{Status: 429}), want: "HTTP 429", status: 429},
 		{name: "HTML page with 200", fault: f(sim.Fault{Body: "html"}), want: "not JSON (text/html)", status: 502},
@@ -59,7 +59,7 @@ func TestUpstreamFaultsColdReadersGetClearBoundedErrors(t *testing.T) {
 		t.Run(fc.name, func(t *testing.T) {
 			e := newEnv(t)
 			cfg := with(e.plextracConfig(fc.mfa), "verify", false)
-			if fc.timeout != "" {
+			if fc.timeout != 0 {
 				cfg["request_timeout"] = fc.timeout
 			}
 			if fc.holds {
@@ -94,7 +94,7 @@ func TestUpstreamFaultsWarmReadersKeepTheValidToken(t *testing.T) {
 		t.Run(fc.name, func(t *testing.T) {
 			e := newEnv(t)
 			cfg := e.plextracConfig(fc.mfa)
-			if fc.timeout != "" {
+			if fc.timeout != 0 {
 				cfg["request_timeout"] = fc.timeout
 			}
 			if fc.holds {

@@ -13,7 +13,7 @@ import (
 // is planted (password, api_key, TOTP seed, a header value) and searched for in the write's
 // error, the config and status reads, and the backend's log.
 func FuzzConfigWrite(f *testing.F) {
-	f.Add("plextrac", "https://acme.plextrac.com", "svc@acme.com", "JBSWY3DPEHPK3PXP", "10s", "5m", "10", "cf-access-token=abc")
+	f.Add("plextrac", "https://acme.plextrac.com", "svc@acme.com", "JBSWY3DPEHPK3PXP", "10", "300", "10", "cf-access-token=abc")
 	f.Add("resolver", "http://127.0.0.1:1", "a@b", "", "1", "-1", "0", "")
 	f.Add("generic", "https://u:p@x", "", "zz", "2h", "soon", "x", "Authorization=y")
 	f.Add("plaspy", "ftp://x", "svc", "0189", "", "", "600", "=")

@@ -123,7 +123,7 @@ func TestReadPathLoginRecordsItsTOTPStep(t *testing.T) {
 	fresh := *e
 	fresh.limiters = newEnv(t).limiters // another process: no memory of the step
 	fresh.b, _, fresh.logs = fresh.newMount(e.s, nil)
-	fresh.write("config", map[string]any{"min_ttl": "4m"}) // same instant: must wait a step
+	fresh.write("config", map[string]any{"min_ttl": 240}) // same instant: must wait a step
 	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
 		t.Fatalf("want 2 MFA logins and no replayed code, got %+v", st)
 	}

@@ -60,9 +60,9 @@ func TestBadConfigIsRejectedNamingTheField(t *testing.T) {
 		{"bad totp seed", with(p, "totp_secret", "not-base32!"), "totp_secret"},
 		{"bad ca_cert", with(p, "ca_cert", "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----"), "ca_cert"},
 		{"ca_cert not PEM", with(p, "ca_cert", "hello"), "ca_cert"},
-		{"timeout too long", with(p, "request_timeout", "2h"), "request_timeout"},
+		{"timeout too long", with(p, "request_timeout", 7200), "request_timeout"},
 		{"timeout not a duration", with(p, "request_timeout", "soon"), "request_timeout"},
-		{"negative min_ttl", with(p, "min_ttl", "-5m"), "min_ttl"},
+		{"negative min_ttl", with(p, "min_ttl", -300), "min_ttl"},
 		{"zero auth budget", with(p, "max_auth_per_minute", 0), "max_auth_per_minute"},
 		{"org_id not a number", with(e.resolverConfig(), "org_id", "acme"), "org_id"},
 		{"Authorization header", with(p, "headers", map[string]any{"Authorization": "x"}), "headers"},
@@ -137,7 +137,7 @@ func TestConfigUpdateMergesAndDropsSession(t *testing.T) {
 	e.write("config", e.plextracConfig(false))
 	first := e.read("token", nil).Data["token"]
 	// An update naming only min_ttl keeps the credentials, logs in again and drops the old session.
-	e.write("config", map[string]any{"min_ttl": "2m"})
+	e.write("config", map[string]any{"min_ttl": 120})
 	r := e.read("config", nil)
 	if r.Data["min_ttl"] != 120 || r.Data["password_set"] != true {
 		t.Fatalf("merge lost fields: %v", r.Data)

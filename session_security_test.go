@@ -149,7 +149,7 @@ func TestRenewAfterTheAccountChangedIsRefused(t *testing.T) {
 	e.write("config", e.plextracConfig(false))
 	lease := e.read("token", nil)
 	lease.Secret.IssueTime = e.clock.Now()
-	e.write("config", map[string]any{"min_ttl": "4m"}) // same account: its leases still renew
+	e.write("config", map[string]any{"min_ttl": 240}) // same account: its leases still renew
 	renew(t, e, lease.Secret)
 	e.write("config", e.plextracConfig(true))                           // another user: another account
 	for _, at := range []time.Duration{time.Minute, 10 * time.Minute} { // outside and inside the window
@@ -187,7 +187,7 @@ func TestReadOnlyNodeForwardsInsteadOfLoggingIn(t *testing.T) {
 			return standby.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: standby.s, Secret: lease.Secret, Data: lease.Data})
 		}},
 		{"config write", func() (*logical.Response, error) {
-			return standby.do(logical.UpdateOperation, "config", map[string]any{"min_ttl": "1m"})
+			return standby.do(logical.UpdateOperation, "config", map[string]any{"min_ttl": 60})
 		}},
 		{"config delete", func() (*logical.Response, error) { return standby.do(logical.DeleteOperation, "config", nil) }},
 	} {

@@ -246,7 +246,7 @@ disable_mlock = true
 	// it: the session lapses and the next run logs in again.)
 	const life = 180 * time.Second
 	sim.admin(t, "POST", "/_sim/lifetime", map[string]any{"seconds": int(life / time.Second)}, nil)
-	on(t, leader, "write", "plextrac/config", "min_ttl=10s") // the check's login: a new 180 s session
+	on(t, leader, "write", "plextrac/config", "min_ttl=10") // the check's login: a new 180 s session
 	base := sim.stats(t, "plextrac")
 	start := time.Now()
 	var st2 map[string]float64
