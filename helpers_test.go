@@ -11,42 +11,20 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // fakeClock is shared by the plugin and the simulator; Sleep advances it, so nothing waits.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = testclock.Clock
 
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	c.Advance(d)
-	return ctx.Err()
-}
+func newFakeClock() *fakeClock { return testclock.New() }
 
 // env is one mount of the real framework backend, in-memory storage, and a simulator.
 type env struct {

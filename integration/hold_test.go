@@ -25,11 +25,11 @@ func TestCredentialsHoldSurvivesAPluginReload(t *testing.T) {
 	first := firstRead.Data["token"].(string)
 	expires, _ := time.Parse(time.RFC3339, firstRead.Data["expires_at"].(string))
 	sim.admin(t, http.MethodPost, "/_sim/users/plextrac", map[string]any{"name": "svc-nomfa@acme.com", "password": "changed-by-an-admin", "tenant_id": 7}, nil)
-	rotateOut, errOut, err := vault.cli("write", "-format=json", "held/rotate") // refused once
+	rotateOut, errOut, err := vault.cli("write", "-f", "-format=json", "held/rotate") // refused once
 	if err == nil || !strings.Contains(errOut, "check username and password") {
 		t.Fatalf("rotate with revoked credentials: %v %s %s", err, rotateOut, errOut)
 	}
-	_, errOut, err = vault.cli("write", "-format=json", "held/rotate") // twice: held
+	_, errOut, err = vault.cli("write", "-f", "-format=json", "held/rotate") // twice: held
 	if err == nil {
 		t.Fatalf("rotate with revoked credentials succeeded: %s", errOut)
 	}
@@ -61,13 +61,13 @@ func TestCredentialsHoldSurvivesAPluginReload(t *testing.T) {
 	}
 	mustCLI(t, "policy", "write", "held-reader", policy)
 	reader := strings.TrimSpace(mustCLI(t, "token", "create", "-field=token", "-policy=held-reader", "-ttl=5m"))
-	cmd := exec.Command(vaultBin, "write", "held/rotate")
+	cmd := exec.Command(vaultBin, "write", "-f", "held/rotate")
 	cmd.Env = append(vault.env(), "VAULT_TOKEN="+reader)
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "permission denied") {
 		t.Fatalf("a read-only token rotated: %v %s", err, out)
 	}
 	sim.admin(t, http.MethodPost, "/_sim/users/plextrac", map[string]any{"name": "svc-nomfa@acme.com", "password": "plextrac-demo-pass", "tenant_id": 7}, nil)
-	out := mustCLI(t, "write", "-format=json", "held/rotate")
+	out := mustCLI(t, "write", "-f", "-format=json", "held/rotate")
 	if strings.Contains(out, "eyJ") || !strings.Contains(out, "expires_at") {
 		t.Fatalf("rotate answer: %s", out)
 	}

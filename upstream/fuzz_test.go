@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
 )
 
 // FuzzTokenTimes: any token and expiry field yields times the plugin can store and serve, or
@@ -74,7 +76,7 @@ func FuzzProviderAnswers(f *testing.F) {
 		mu.Unlock()
 		// A clock whose Sleep advances it: the first MFA login of an account in a process
 		// waits for the next TOTP step, which must not take real time under the fuzzer.
-		clock := &testClock{t: time.Now()}
+		clock := testclock.At(time.Now())
 		for _, name := range Providers {
 			p, err := newWithBudget(Config{Provider: name, URL: srv.URL, Username: "u", Email: "e", Password: "fuzz-secret-pw",
 				APIKey: "fuzz-secret-key", TOTPSecret: "JBSWY3DPEHPK3PXP", OrgID: 1, MaxAuthPerMinute: 600,

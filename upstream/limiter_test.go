@@ -4,26 +4,16 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
 )
 
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// testClock is the tests' one fake clock (internal/testclock).
+type testClock = testclock.Clock
 
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-	return ctx.Err()
-}
-func (c *testClock) Advance(d time.Duration) { _ = c.Sleep(context.Background(), d) }
-
-func newTestClock() *testClock { return &testClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)} }
+func newTestClock() *testClock { return testclock.New() }
 
 // The limiter's promise: in no 60-second window do more than max_auth_per_minute calls pass,
 // whatever the pattern of callers and however long they are willing to wait.

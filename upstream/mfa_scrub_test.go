@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
 )
 
 // The MFA challenge and the TOTP code a call sends are scrubbed from its errors: an upstream
@@ -20,7 +22,7 @@ func TestMFAValuesAreScrubbedFromTheMFACallsErrors(t *testing.T) {
 				"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"` + challenge + `"}`},
 				"POST /api/v1/authenticate/mfa": {status, echo},
 			})
-			clock := &testClock{t: time.Unix(1111111109, 0)}
+			clock := testclock.At(time.Unix(1111111109, 0))
 			p := providerAt(t, Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: rfc6238Seed}, clock)
 			knownAccount(p) // no first-login skip: the code is the one for T
 			_, err := p.Login(context.Background())

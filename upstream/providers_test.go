@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
 )
 
 // recorder is an upstream that answers from a script and records what it was sent.
@@ -88,7 +90,7 @@ func wantErr(t *testing.T, err error, kind Kind, says ...string) {
 
 func TestPlexTracLoginRefreshAndMFA(t *testing.T) {
 	// RFC 6238's SHA-1 seed at T=1111111109: the 6-digit code is 081804.
-	clock := &testClock{t: time.Unix(1111111109, 0)}
+	clock := testclock.At(time.Unix(1111111109, 0))
 	rec := newRecorder(t, map[string]answer{
 		"POST /api/v1/authenticate":     {200, `{"status":"success","tenant_id":7,"token":"opaque-login"}`},
 		"PUT /api/v1/token/refresh":     {200, `{"status":"success","tenant_id":7,"token":"opaque-refreshed"}`},
@@ -347,7 +349,7 @@ func (sleepFails) Sleep(context.Context, time.Duration) error { return context.C
 // A login that would have to wait (for the next TOTP step, or for the host's auth budget)
 // and whose caller gives up returns an unavailable error saying so, and sends nothing more.
 func TestWaitsEndWhenTheCallerGivesUp(t *testing.T) {
-	clock := sleepFails{&testClock{t: time.Unix(1111111109, 0)}}
+	clock := sleepFails{testclock.At(time.Unix(1111111109, 0))}
 	rec := newRecorder(t, map[string]answer{
 		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-1"}`},
 		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
 )
 
 // waitClock is a fake clock whose Sleep really waits: until the test advances the clock past
@@ -71,7 +73,7 @@ var midStep = time.Unix(1111111080+10, 0)
 // A new process (a failover or reload) cannot know which code another process sent last for
 // an account, so its first code for the account is the next step's: one wait, at most 30 s.
 func TestFirstCodeOfAnAccountInAProcessSkipsTheCurrentStep(t *testing.T) {
-	clock := &testClock{t: midStep}
+	clock := testclock.At(midStep)
 	steps := newTOTPSteps()
 	first, err := newTOTPSource(rfc6238Seed, clock, steps).Code(context.Background())
 	if err != nil {
@@ -93,7 +95,7 @@ func TestFirstCodeOfAnAccountInAProcessSkipsTheCurrentStep(t *testing.T) {
 // providers on two spellings of a host (or two hosts) with two user spellings never send one
 // step's code twice. The record is named by a keyed hash, never the seed.
 func TestTOTPRecordIsTheAccountNotTheHostOrUser(t *testing.T) {
-	clock := &testClock{t: midStep}
+	clock := testclock.At(midStep)
 	rec := newRecorder(t, map[string]answer{
 		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal"}`},
 		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},

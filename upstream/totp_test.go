@@ -7,6 +7,8 @@ import (
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
 )
 
 // rfc6238Seed is RFC 6238 Appendix B's SHA-1 key, ASCII "12345678901234567890", in base32.
@@ -59,7 +61,7 @@ func TestTOTPCodesMatchRFC6238Vectors(t *testing.T) {
 		{2000000000, "69279037"},
 		{20000000000, "65353130"},
 	} {
-		clock := &testClock{t: time.Unix(v.unix, 0)}
+		clock := testclock.At(time.Unix(v.unix, 0))
 		src := knownSource(rfc6238Seed, clock)
 		code, err := src.Code(context.Background())
 		if err != nil {
@@ -82,7 +84,7 @@ func TestTOTPCodesMatchRFC6238Vectors(t *testing.T) {
 
 // A seed as an authenticator app shows it (lower case, spaces, padding) gives the same codes.
 func TestTOTPSeedAsAppsShowIt(t *testing.T) {
-	clock := &testClock{t: time.Unix(1111111109, 0)}
+	clock := testclock.At(time.Unix(1111111109, 0))
 	src := knownSource("gezd gnbv gy3t qojq gezd gnbv gy3t qojq====", clock)
 	if code, err := src.Code(context.Background()); err != nil || code != "081804" {
 		t.Fatalf("got %q %v", code, err)
