@@ -48,7 +48,7 @@ func TestConfigAndTokenThroughTheCLI(t *testing.T) {
 	if !strings.Contains(cfg, `"cf-access-token"`) {
 		t.Errorf("config read does not list the header name: %s", cfg)
 	}
-	for _, secret := range []string{"plextrac-demo-pass", "JBSWY3DPEHPK3PXP", cfAccessToken} {
+	for _, secret := range []string{"plextrac-demo-pass", sim.seed, cfAccessToken} {
 		if strings.Contains(cfg, secret) {
 			t.Fatal("config read shows a secret")
 		}

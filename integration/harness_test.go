@@ -320,5 +320,5 @@ func enable(t *testing.T, path string, config ...string) {
 
 func plextracConfig(s *simulator) []string {
 	return []string{"provider=plextrac", "url=" + s.url, "allow_insecure_http=true", "username=svc-ci@acme.com",
-		"password=plextrac-demo-pass", "totp_secret=JBSWY3DPEHPK3PXP", "max_auth_per_minute=10"}
+		"password=plextrac-demo-pass", "totp_secret=" + s.seed, "max_auth_per_minute=10"}
 }

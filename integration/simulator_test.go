@@ -5,6 +5,8 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,8 +20,9 @@ import (
 
 // simulator is a running cmd/upstream-sim.
 type simulator struct {
-	url string
-	cmd *exec.Cmd
+	url  string
+	cmd  *exec.Cmd
+	seed string // the TOTP seed of its MFA user svc-ci@acme.com: one of its own (see startSim)
 }
 
 func startSim(t *testing.T, lifetime time.Duration) *simulator {
@@ -39,6 +42,16 @@ func startSim(t *testing.T, lifetime time.Duration) *simulator {
 	}) {
 		t.Fatal("simulator did not start")
 	}
+	// Each simulator's MFA user gets a seed of its own. The plugin keeps one TOTP record per
+	// account, named by its seed, across every mount of the process, and sends no two codes
+	// in one 30 s step for it, whatever upstream they go to. With one demo seed shared by every
+	// parallel test, their MFA logins would queue behind each other, one per step.
+	var raw [20]byte
+	_, _ = rand.Read(raw[:])
+	s.seed = base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(raw[:])
+	rememberSecret(s.seed)
+	s.admin(t, http.MethodPost, "/_sim/users/plextrac", map[string]any{"name": "svc-ci@acme.com",
+		"password": "plextrac-demo-pass", "totp_secret": s.seed, "tenant_id": 7}, nil)
 	return s
 }
 

@@ -24,7 +24,7 @@ func TestTerraformExampleReadsBackWithoutADiff(t *testing.T) {
 	t.Parallel()
 	sim := startSim(t, 15*time.Minute)
 	enable(t, "tf-plextrac")
-	data := exampleDataJSON(t, map[string]any{"plextrac_password": "plextrac-demo-pass", "plextrac_totp_secret": "JBSWY3DPEHPK3PXP"})
+	data := exampleDataJSON(t, map[string]any{"plextrac_password": "plextrac-demo-pass", "plextrac_totp_secret": sim.seed})
 	// The simulator stands in for acme.plextrac.com: its loopback http URL and demo account.
 	data["url"], data["allow_insecure_http"], data["username"] = sim.url, true, "svc-ci@acme.com"
 
