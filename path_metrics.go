@@ -25,8 +25,9 @@ version=0.0.4), for a Prometheus scrape job, as sys/metrics does; the default is
 a list of {name, type, labels, value}.
 `
 
-// prometheusContentType is what Prometheus expects of the text exposition format.
-const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
+// promFormat is the text exposition format, which Prometheus expects as
+// "text/plain; version=0.0.4; charset=utf-8".
+var promFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
 
 func (b *backend) pathMetrics() *framework.Path {
 	return &framework.Path{
@@ -67,7 +68,7 @@ func (b *backend) metricsRead(ctx context.Context, req *logical.Request, d *fram
 	}
 	if format == "prometheus" {
 		var buf bytes.Buffer
-		enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+		enc := expfmt.NewEncoder(&buf, promFormat)
 		for _, f := range families {
 			if err := enc.Encode(f); err != nil {
 				return nil, err
@@ -75,7 +76,7 @@ func (b *backend) metricsRead(ctx context.Context, req *logical.Request, d *fram
 		}
 		// []byte, not string: Vault base64-decodes a string raw body when it can.
 		return &logical.Response{Data: map[string]any{
-			logical.HTTPContentType: prometheusContentType, logical.HTTPStatusCode: http.StatusOK, logical.HTTPRawBody: buf.Bytes()}}, nil
+			logical.HTTPContentType: string(promFormat), logical.HTTPStatusCode: http.StatusOK, logical.HTTPRawBody: buf.Bytes()}}, nil
 	}
 	return &logical.Response{Data: map[string]any{"series": seriesJSON(families)}}, nil
 }
