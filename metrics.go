@@ -2,6 +2,7 @@ package sessiontoken
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -22,8 +23,11 @@ import (
 var (
 	upstreamKinds    = []string{upstream.OpLogin, upstream.OpMFA, upstream.OpRefresh, upstream.OpLogout}
 	upstreamOutcomes = []string{"ok", string(upstream.KindRejected), string(upstream.KindRateLimited), string(upstream.KindUnavailable),
-		string(upstream.KindBadResponse), string(upstream.KindMisconfigured), string(upstream.KindHeld), "error"}
-	healthStates = []string{"ok", "degraded", "failing", "held"}
+		string(upstream.KindBadResponse), "error"}
+	// Only a login is stopped by the hold or finds the config unable to log in (MFA required
+	// and no totp_secret): these outcomes exist for logins only.
+	loginOnlyOutcomes = []string{string(upstream.KindMisconfigured), string(upstream.KindHeld)}
+	healthStates      = []string{"ok", "degraded", "failing", "held"}
 )
 
 // Reads by path and outcome, and renewals by outcome: indexes into mountMetrics' arrays.
@@ -70,7 +74,11 @@ func newMountMetrics(b *backend) *mountMetrics {
 		Help: "Upstream calls by kind (login, mfa, refresh, logout) and outcome; held: a login the credentials hold stopped before it was sent."},
 		[]string{"kind", "outcome"})
 	for _, k := range upstreamKinds {
-		for _, o := range upstreamOutcomes {
+		outcomes := upstreamOutcomes
+		if k == upstream.OpLogin {
+			outcomes = append(slices.Clone(outcomes), loginOnlyOutcomes...)
+		}
+		for _, o := range outcomes {
 			m.calls[callKey{k, o}] = m.callVec.WithLabelValues(k, o)
 		}
 	}
@@ -97,7 +105,7 @@ func newMountMetrics(b *backend) *mountMetrics {
 // observeUpstream is upstream.Deps.Observe: it counts one upstream call.
 func (m *mountMetrics) observeUpstream(kind, outcome string) {
 	c, ok := m.calls[callKey{kind, outcome}]
-	if !ok { // not in the fixed sets (a new Kind): counted under error, never a new label value
+	if !ok { // not in the fixed sets (a new Kind, or a kind/outcome pair not expected): counted under error, never a new label value
 		c, ok = m.calls[callKey{kind, "error"}]
 	}
 	if ok {

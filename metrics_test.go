@@ -185,7 +185,7 @@ func TestScrapeAgreesWithStatus(t *testing.T) {
 			t.Errorf("the scrape names %q", s)
 		}
 	}
-	allowed := map[string][]string{"kind": upstreamKinds, "outcome": append(append(slices.Clone(upstreamOutcomes), readOutcomes[:]...), renewOutcomes[:]...),
+	allowed := map[string][]string{"kind": upstreamKinds, "outcome": slices.Concat(upstreamOutcomes, loginOnlyOutcomes, readOutcomes[:], renewOutcomes[:]),
 		"path": readPaths[:], "state": healthStates}
 	for name, f := range fams {
 		if !strings.HasPrefix(name, "sessiontoken_") {
