@@ -57,6 +57,7 @@ fuzz:
 # (fake clock, simulator: the same every run). promtool comes with Debian's prometheus package
 # (.ci/run installs it).
 monitoring:
+	@command -v promtool >/dev/null || { echo "promtool not found: apt-get install --no-install-recommends prometheus (.ci/run does)" >&2; exit 1; }
 	promtool check rules monitoring/sessiontoken.rules.yml
 	promtool test rules monitoring/sessiontoken.rules.test.yml
 	@mkdir -p bin
