@@ -13,7 +13,7 @@ export VAULT_BIN
 # that prefixes a command would not).
 FIND_VAULT := vault_bin="$$(scripts/vault.sh)" &&
 
-.PHONY: all build vault test unit fuzz integration dev bench mutate release release-check clean
+.PHONY: all build vault test unit fuzz monitoring integration dev bench mutate release release-check clean
 
 all: build
 
@@ -25,10 +25,11 @@ build:
 vault:
 	@scripts/vault.sh
 
-# The one test command: vet, unit tests with -race, fuzzing, the reproducible-build check, then
-# the real-Vault integration suite (plugin built with -race too: a data race in the plugin fails
-# the suite). Against another Vault: make test VAULT_BIN=/path/to/vault
-test: unit fuzz release-check integration
+# The one test command: vet, unit tests with -race, fuzzing, the reproducible-build check, the
+# alert rules and a scrape checked with promtool, then the real-Vault integration suite (plugin
+# built with -race too: a data race in the plugin fails the suite). Against another Vault:
+# make test VAULT_BIN=/path/to/vault
+test: unit fuzz release-check monitoring integration
 
 unit:
 	go vet ./...
@@ -50,6 +51,18 @@ fuzz:
 	go test -run='^$$' -fuzz='^FuzzProviderAnswers$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_ANSWERS_N)) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzScrubPlantedSecrets$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_SCRUB_N)) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzJSONString$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_JSONSTR_N)) ./upstream/
+
+# The shipped alert rules (monitoring/): promtool checks them and runs their unit tests, then
+# lints a scrape of <mount>/metrics?format=prometheus that the real backend makes in-process
+# (fake clock, simulator: the same every run). promtool comes with Debian's prometheus package
+# (.ci/run installs it).
+monitoring:
+	@command -v promtool >/dev/null || { echo "promtool not found: apt-get install --no-install-recommends prometheus (.ci/run does)" >&2; exit 1; }
+	promtool check rules monitoring/sessiontoken.rules.yml
+	promtool test rules monitoring/sessiontoken.rules.test.yml
+	@mkdir -p bin
+	METRICS_SCRAPE_OUT="$(CURDIR)/bin/metrics.prom" go test -count=1 -run '^TestMetricsScrapeForPromtool$$' .
+	promtool check metrics < bin/metrics.prom
 
 # Includes TestBench's short variants, which assert counts (logins, 429s, failures, leases), not
 # times. -parallel 16: the long tests (Agent, VSO clients, cluster) mostly wait on the clock, so

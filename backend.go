@@ -36,7 +36,8 @@ type backend struct {
 	*framework.Backend
 	clock    upstream.Clock
 	limiters *upstream.Limiters
-	mountID  string // this mount's name for the process's host limiters, where it registers its budget
+	mountID  string        // this mount's name for the process's host limiters, where it registers its budget
+	metrics  *mountMetrics // this mount's registry and counters (metrics.go): kept across config writes
 
 	// configMu runs config writes and deletes one at a time. sessionGate orders session
 	// writes against them: an account stores its session under the read lock and only while
@@ -73,13 +74,14 @@ func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: sealWrapped,
 		},
-		Paths:          []*framework.Path{b.pathConfig(), b.pathToken(), b.pathStaticToken(), b.pathStatus(), b.pathRotate()},
+		Paths:          []*framework.Path{b.pathConfig(), b.pathToken(), b.pathStaticToken(), b.pathStatus(), b.pathRotate(), b.pathMetrics()},
 		Secrets:        []*framework.Secret{b.tokenSecret()},
 		Invalidate:     b.invalidate,
 		PeriodicFunc:   b.periodic,
 		Clean:          b.clean,
 		RunningVersion: Version,
 	}
+	b.metrics = newMountMetrics(b)
 	return b
 }
 

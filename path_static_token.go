@@ -49,6 +49,7 @@ func (b *backend) pathStaticToken() *framework.Path {
 func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	r, resp, err := b.readShared(ctx, req, d)
 	if r.tok == nil {
+		b.metrics.readFailed(readStaticToken, err)
 		return resp, err
 	}
 	t := r.tok
@@ -57,6 +58,7 @@ func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *
 	switchAt := t.ExpiresAt.Add(-r.minTTL)
 	sv, err := r.a.served(t)
 	if err != nil {
+		b.metrics.readFailed(readStaticToken, err)
 		return nil, err
 	}
 	data := maps.Clone(sv.data)
@@ -65,6 +67,7 @@ func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *
 	data["last_vault_rotation"] = sv.rotated
 	resp = &logical.Response{Data: data}
 	r.warn(resp)
+	b.metrics.readDone(readStaticToken, r)
 	return resp, nil
 }
 

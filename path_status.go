@@ -16,7 +16,7 @@ const pathStatusHelpSyn = `Show the upstream session's state, without secrets.`
 const pathStatusHelpDesc = `
 provider and url; the shared session (state, issued_at, expires_at, how and when it was last
 obtained); the last upstream error and when to retry; counts of upstream calls by kind
-(login, mfa, refresh) and outcome since the plugin started;
+(login, mfa, refresh) and outcome since the plugin started (kept across config writes);
 the host's auth budget (the smallest max_auth_per_minute of the mounts on that
 host in this plugin process) and the rule that set it; and how many reads had to wait on
 the upstream. Never a token or credential.
@@ -80,7 +80,7 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 	health, reason, action := st.health(a.usable(t))
 	data := map[string]any{"provider": a.cfg.Provider, "url": a.cfg.URL, "session": session,
 		"health": health, "reason": reason, "action": action,
-		"upstream_calls": a.prov.HTTP().Stats().Snapshot(), "reads_waited_on_upstream": a.waits.Load()}
+		"upstream_calls": b.metrics.upstreamCalls(), "reads_waited_on_upstream": int64(counterValue(b.metrics.waited))}
 	if st.lastErr != nil {
 		data["last_error"] = st.lastErr.Error()
 		data["last_error_at"] = rfc3339(st.lastErrAt)

@@ -58,10 +58,12 @@ var tokenFields = map[string]*framework.FieldSchema{
 func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	r, resp, err := b.readShared(ctx, req, d)
 	if r.tok == nil {
+		b.metrics.readFailed(readToken, err)
 		return resp, err
 	}
 	sv, err := r.a.served(r.tok)
 	if err != nil {
+		b.metrics.readFailed(readToken, err)
 		return nil, err
 	}
 	ttl := leaseEnd(r.tok).Sub(b.clock.Now())
@@ -73,6 +75,7 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 		InternalData: map[string]any{"secret_type": secretTokenType, leaseDataKey: sv.lease, leaseAccountKey: sv.account},
 	}}
 	r.warn(resp)
+	b.metrics.readDone(readToken, r)
 	return resp, nil
 }
 

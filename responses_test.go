@@ -26,6 +26,7 @@ func TestAnswersMatchTheirDeclaredResponses(t *testing.T) {
 		check("config", logical.ReadOperation, e.read("config", nil))
 		check("token", logical.ReadOperation, e.read("token", nil))
 		check("static-token", logical.ReadOperation, e.read("static-token", nil))
+		check("metrics", logical.ReadOperation, e.read("metrics", nil)) // the JSON form; format=prometheus is raw text
 		e.upstreamDown()
 		e.clock.Advance(11 * time.Minute) // a refresh fails: status shows the error
 		e.read("token", nil)

@@ -18,9 +18,41 @@ func (b *backend) tokenSecret() *framework.Secret {
 	return &framework.Secret{
 		Type:   secretTokenType,
 		Fields: tokenFields,
-		Renew:  b.tokenRenew,
+		Renew:  b.countRenewal(b.tokenRenew),
 		Revoke: b.tokenRevoke,
 	}
+}
+
+// countRenewal counts each renewal by outcome: error, refused (an error response), new_token
+// (renewOnto gave the lease another token) or same.
+func (b *backend) countRenewal(renew framework.OperationFunc) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		var before any
+		if req.Secret != nil {
+			before = req.Secret.InternalData[leaseDataKey]
+		}
+		resp, err := renew(ctx, req, d)
+		switch {
+		case errors.Is(err, logical.ErrReadOnly): // forwarded: the active node counts it
+		case err != nil:
+			b.metrics.renewals[renewError].Inc()
+		case resp == nil || resp.IsError():
+			b.metrics.renewals[renewRefused].Inc()
+		case leaseChanged(before, req.Secret.InternalData[leaseDataKey]):
+			b.metrics.renewals[renewNewToken].Inc()
+		default:
+			b.metrics.renewals[renewSameToken].Inc()
+		}
+		return resp, err
+	}
+}
+
+// leaseChanged says whether a renewal stored another token's lease data (renewOnto) in place
+// of the one the lease had. Lease data is a JSON string; anything else never matched.
+func leaseChanged(before, after any) bool {
+	a, _ := before.(string)
+	b, _ := after.(string)
+	return a != b
 }
 
 // tokenRenew: in the token's last third, hand out the refreshed shared token, extend the lease

@@ -38,8 +38,8 @@ type account struct {
 	clock       upstream.Clock
 	logger      hclog.Logger
 	sf          singleflight.Group
-	closed      atomic.Bool // replaced by a config change: must not write its session any more
-	waits       atomic.Int64
+	closed      atomic.Bool            // replaced by a config change: must not write its session any more
+	metrics     *mountMetrics          // the mount's, which outlive the account
 	cache       atomic.Pointer[served] // what reads return for the current token
 
 	mu          sync.Mutex
@@ -54,7 +54,8 @@ type account struct {
 
 // newProvider builds cfg's provider, told which TOTP step was used last by any node.
 func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *config) (upstream.Provider, error) {
-	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.clock, Limiters: b.limiters, Secrets: cfg.secretValues()})
+	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.clock, Limiters: b.limiters, Secrets: cfg.secretValues(),
+		Observe: b.metrics.observeUpstream})
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +83,8 @@ func saveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider) e
 
 func (b *backend) newAccount(cfg *config, p upstream.Provider, fingerprintKey []byte) *account {
 	return &account{cfg: cfg, prov: p, fingerprint: cfg.fingerprint(fingerprintKey), legacy: cfg.LegacyAccount,
-		gate: &b.sessionGate, writable: b.WriteSafeReplicationState, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider)}
+		gate: &b.sessionGate, writable: b.WriteSafeReplicationState, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider),
+		metrics: b.metrics}
 }
 
 // owns says whether a session or lease stamped with fingerprint belongs to this account.
@@ -168,7 +170,7 @@ func (a *account) get(ctx context.Context, s logical.Storage, good func(*upstrea
 		// the node that can write.
 		return nil, logical.ErrReadOnly
 	}
-	a.waits.Add(1)
+	a.metrics.waited.Inc()
 	t, err := a.refresh(ctx, s, seen)
 	if err != nil {
 		if cur := a.current(); a.usable(cur) && !errors.Is(err, logical.ErrReadOnly) {
@@ -246,6 +248,7 @@ func (a *account) renewUpstream(ctx context.Context, s logical.Storage) (*upstre
 // force is rotate's one attempt, which the hold does not stop.
 func (a *account) login(ctx context.Context, s logical.Storage, force bool) (*upstream.Token, error) {
 	if h := a.holdState(); h.Held && !force {
+		a.metrics.observeUpstream(upstream.OpLogin, string(upstream.KindHeld)) // not sent: counted as held
 		return nil, h.heldError(a.cfg.Provider, a.prov.HTTP().Host())
 	}
 	t, err := a.prov.Login(ctx)

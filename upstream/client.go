@@ -20,7 +20,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// Ops name the upstream calls in errors and stats.
+// Ops name the upstream calls in errors and in what Deps.Observe is told.
 const (
 	OpLogin   = "login"
 	OpMFA     = "mfa"
@@ -48,7 +48,7 @@ type Client struct {
 	clock    Clock
 	secrets  []string // configured values scrubbed from anything upstream says back
 	tokens   tokenMemory
-	stats    Stats
+	observe  func(op, outcome string) // Deps.Observe: the mount counts, since a client lives only until the next config write
 }
 
 // tokenMemory holds the last two token values the client obtained or was told about, so that
@@ -123,6 +123,7 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		}},
 		limiter: deps.Limiters.Host(HostKey(base)),
 		secrets: []string{cfg.Password, cfg.APIKey, cfg.TOTPSecret},
+		observe: deps.Observe,
 	}
 	for k, v := range cfg.Headers {
 		if !httpguts.ValidHeaderFieldValue(v) { // never echoed: it is a secret
@@ -141,9 +142,6 @@ func (c *Client) HTTP() *Client { return c }
 
 // Host is the upstream's HostKey, the key of its limiter.
 func (c *Client) Host() string { return c.hostKey }
-
-// Stats counts this account's upstream calls.
-func (c *Client) Stats() *Stats { return &c.stats }
 
 // Limiter is the host's shared auth limiter.
 func (c *Client) Limiter() *HostLimiter { return c.limiter }
@@ -168,9 +166,9 @@ func (c *Client) scrubbed(r request) []string {
 }
 
 // call sends r through the limiter, decodes a 2xx JSON answer into out and runs check on it.
-// Every failure becomes an *Error; the outcome is counted in Stats.
+// Every failure becomes an *Error; the outcome goes to Deps.Observe.
 func (c *Client) call(ctx context.Context, r request, out any, check func() error) (err error) {
-	defer func() { c.stats.record(r.op, err) }()
+	defer func() { c.observe(r.op, Outcome(err)) }()
 	if !r.noLimit {
 		retryAt, lerr := c.limiter.Acquire(ctx, c.clock, c.timeout)
 		if errors.Is(lerr, errRateLimited) {
@@ -318,40 +316,14 @@ func retryAfter(h string, now time.Time) time.Duration {
 	return min(max(d, time.Second), maxBackoff429)
 }
 
-// Stats counts upstream calls by op and outcome (ok or an error Kind).
-type Stats struct {
-	mu     sync.Mutex
-	counts map[string]map[string]int
-}
-
-func (s *Stats) record(op string, err error) {
-	outcome := "ok"
+// Outcome names how a call ended, for counting: ok, an error Kind, or "error" for an error
+// that is not an upstream Error.
+func Outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
 	if e, ok := AsError(err); ok {
-		outcome = string(e.Kind)
-	} else if err != nil {
-		outcome = "error"
+		return string(e.Kind)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.counts == nil {
-		s.counts = map[string]map[string]int{}
-	}
-	if s.counts[op] == nil {
-		s.counts[op] = map[string]int{}
-	}
-	s.counts[op][outcome]++
-}
-
-// Snapshot copies the counts: op -> outcome -> n.
-func (s *Stats) Snapshot() map[string]map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string]map[string]int{}
-	for op, m := range s.counts {
-		out[op] = map[string]int{}
-		for k, v := range m {
-			out[op][k] = v
-		}
-	}
-	return out
+	return "error"
 }

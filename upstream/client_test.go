@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,15 +110,25 @@ func TestUpstream429BlocksTheHostUntilRetryAfter(t *testing.T) {
 	defer srv.Close()
 	clock := newTestClock()
 	limiters := NewLimiters()
-	mount := func() Provider {
+	var mu sync.Mutex
+	got := map[string]map[string]int{} // what p's Deps.Observe was told
+	observe := func(op, outcome string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if got[op] == nil {
+			got[op] = map[string]int{}
+		}
+		got[op][outcome]++
+	}
+	mount := func(observe func(op, outcome string)) Provider {
 		p, err := newWithBudget(Config{Provider: PlexTrac, URL: srv.URL, Username: "svc", Password: "pw-secret", MaxAuthPerMinute: 600,
-			RequestTimeout: 2 * time.Second}, Deps{Clock: clock, Limiters: limiters})
+			RequestTimeout: 2 * time.Second}, Deps{Clock: clock, Limiters: limiters, Observe: observe})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	p, other := mount(), mount()
+	p, other := mount(observe), mount(nil)
 	start := clock.Now()
 	_, err := p.Login(context.Background())
 	e, ok := AsError(err)
@@ -148,9 +159,10 @@ func TestUpstream429BlocksTheHostUntilRetryAfter(t *testing.T) {
 	if tok, err := p.Login(context.Background()); err != nil || tok.Value != "opaque-after-429" || requests.Load() != 2 {
 		t.Fatalf("at the retry time: %v %v, %d requests", tok, err, requests.Load())
 	}
-	got := p.HTTP().Stats().Snapshot()
+	mu.Lock()
+	defer mu.Unlock()
 	if got[OpLogin]["rate_limited"] != 3 || got[OpLogin]["ok"] != 1 || got[OpRefresh]["rate_limited"] != 2 {
-		t.Errorf("stats %v", got)
+		t.Errorf("observed %v", got)
 	}
 }
 

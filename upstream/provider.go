@@ -20,7 +20,7 @@ type Provider interface {
 	Logout(ctx context.Context, token string) error
 	// Authorization is the ready Authorization header value for token.
 	Authorization(token string) string
-	// HTTP is the client side shared by all providers: stats and limiter.
+	// HTTP is the client side shared by all providers: host, limiter and scrubbing.
 	HTTP() *Client
 }
 
@@ -84,6 +84,10 @@ type Deps struct {
 	// Secrets are the configured values scrubbed from anything upstream says back. The
 	// backend derives them from its field table; nil means those of Config.
 	Secrets []string
+	// Observe is told how each upstream call ended: its op (OpLogin, …) and Outcome. The
+	// backend counts there, per mount, so that rebuilding the client on a config write
+	// resets no count. nil: not counted.
+	Observe func(op, outcome string)
 }
 
 // New builds the provider cfg names. The backend has validated cfg field by field already;
@@ -94,6 +98,9 @@ func New(cfg Config, deps Deps) (Provider, error) {
 	}
 	if deps.Limiters == nil {
 		deps.Limiters = SharedLimiters
+	}
+	if deps.Observe == nil {
+		deps.Observe = func(string, string) {}
 	}
 	if len(cfg.URL) > MaxURLLen { // it names the host's budget record
 		return nil, fmt.Errorf("url: longer than %d bytes", MaxURLLen)

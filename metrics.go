@@ -1,0 +1,233 @@
+package sessiontoken
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
+)
+
+// Every mount has its own registry: with ServeMultiplex one plugin process serves every mount
+// of the plugin, and a process-wide registry would show each mount the others' series. Label
+// values come from fixed sets only (call kinds, outcomes, paths, health states): never a
+// token, user, URL or error text.
+
+// The label values, each series made at mount setup so that reads only add to a counter they
+// already hold, and so that every series exists (at 0) before its first event, which is what
+// rate() and increase() in alert rules need.
+var (
+	upstreamKinds    = []string{upstream.OpLogin, upstream.OpMFA, upstream.OpRefresh, upstream.OpLogout}
+	upstreamOutcomes = []string{"ok", string(upstream.KindRejected), string(upstream.KindRateLimited), string(upstream.KindUnavailable),
+		string(upstream.KindBadResponse), "error"}
+	// Only a login is stopped by the hold or finds the config unable to log in (MFA required
+	// and no totp_secret): these outcomes exist for logins only.
+	loginOnlyOutcomes = []string{string(upstream.KindMisconfigured), string(upstream.KindHeld)}
+	healthStates      = []string{"ok", "degraded", "failing", "held"}
+)
+
+// Reads by path and outcome, and renewals by outcome: indexes into mountMetrics' arrays.
+const (
+	readToken = iota
+	readStaticToken
+)
+
+const (
+	readOK = iota
+	readWarned
+	readError
+)
+
+const (
+	renewSameToken = iota
+	renewNewToken
+	renewRefused
+	renewError
+)
+
+var (
+	readPaths     = [...]string{readToken: "token", readStaticToken: "static-token"}
+	readOutcomes  = [...]string{readOK: "ok", readWarned: "served_with_warning", readError: "error"}
+	renewOutcomes = [...]string{renewSameToken: "same", renewNewToken: "new_token", renewRefused: "refused", renewError: "error"}
+)
+
+type callKey struct{ kind, outcome string }
+
+// mountMetrics is one mount's registry and counters. The counters live on the mount (the
+// backend), not on the upstream client or the account, which a config write replaces.
+type mountMetrics struct {
+	reg      *prometheus.Registry
+	calls    map[callKey]prometheus.Counter // read-only after setup
+	callVec  *prometheus.CounterVec
+	reads    [len(readPaths)][len(readOutcomes)]prometheus.Counter
+	waited   prometheus.Counter
+	renewals [len(renewOutcomes)]prometheus.Counter
+}
+
+func newMountMetrics(b *backend) *mountMetrics {
+	m := &mountMetrics{reg: prometheus.NewRegistry(), calls: map[callKey]prometheus.Counter{}}
+	m.callVec = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessiontoken_upstream_calls_total",
+		Help: "Upstream calls by kind (login, mfa, refresh, logout) and outcome; held: a login the credentials hold stopped before it was sent."},
+		[]string{"kind", "outcome"})
+	for _, k := range upstreamKinds {
+		outcomes := upstreamOutcomes
+		if k == upstream.OpLogin {
+			outcomes = append(slices.Clone(outcomes), loginOnlyOutcomes...)
+		}
+		for _, o := range outcomes {
+			m.calls[callKey{k, o}] = m.callVec.WithLabelValues(k, o)
+		}
+	}
+	reads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessiontoken_reads_total",
+		Help: "Reads of token and static-token by outcome: ok, served_with_warning (a valid token while the refresh failed), error."},
+		[]string{"path", "outcome"})
+	for p, path := range readPaths {
+		for o, outcome := range readOutcomes {
+			m.reads[p][o] = reads.WithLabelValues(path, outcome)
+		}
+	}
+	m.waited = prometheus.NewCounter(prometheus.CounterOpts{Name: "sessiontoken_reads_waited_total",
+		Help: "Reads and renewals that waited on an upstream call because the shared token had too little life left."})
+	renewals := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessiontoken_renewals_total",
+		Help: "Lease renewals by outcome: same (token kept), new_token (handed the session's newer token), refused, error."},
+		[]string{"outcome"})
+	for o, outcome := range renewOutcomes {
+		m.renewals[o] = renewals.WithLabelValues(outcome)
+	}
+	m.reg.MustRegister(m.callVec, reads, m.waited, renewals, stateCollector{b})
+	return m
+}
+
+// observeUpstream is upstream.Deps.Observe: it counts one upstream call.
+func (m *mountMetrics) observeUpstream(kind, outcome string) {
+	c, ok := m.calls[callKey{kind, outcome}]
+	if !ok { // not in the fixed sets (a new Kind, or a kind/outcome pair not expected): counted under error, never a new label value
+		c, ok = m.calls[callKey{kind, "error"}]
+	}
+	if ok {
+		c.Inc()
+	}
+}
+
+// upstreamCalls is status's upstream_calls: kind -> outcome -> count, the ones above zero.
+func (m *mountMetrics) upstreamCalls() map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for k, c := range m.calls {
+		if n := int(counterValue(c)); n > 0 {
+			if out[k.kind] == nil {
+				out[k.kind] = map[string]int{}
+			}
+			out[k.kind][k.outcome] = n
+		}
+	}
+	return out
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var d dto.Metric
+	if c.Write(&d) != nil {
+		return 0
+	}
+	return d.GetCounter().GetValue()
+}
+
+// readDone counts a read of path (readToken, readStaticToken) that served r's token.
+func (m *mountMetrics) readDone(path int, r sharedRead) {
+	if r.refreshErr != nil {
+		m.reads[path][readWarned].Inc()
+		return
+	}
+	m.reads[path][readOK].Inc()
+}
+
+// readFailed counts a read of path that served no token, except one refused as read-only:
+// Vault forwards it to the active node, which counts it.
+func (m *mountMetrics) readFailed(path int, err error) {
+	if errors.Is(err, logical.ErrReadOnly) {
+		return
+	}
+	m.reads[path][readError].Inc()
+}
+
+// stateCollector makes the gauges that mirror the mount's state when Prometheus scrapes,
+// from the account it has then: a config write never leaves a stale gauge behind.
+type stateCollector struct{ b *backend }
+
+var (
+	descConfigured   = prometheus.NewDesc("sessiontoken_configured", "1 when the mount has a config, else 0 (and no other gauge).", nil, nil)
+	descExpiry       = prometheus.NewDesc("sessiontoken_session_expiry_timestamp_seconds", "When the shared session's token expires, Unix time; 0 when there is none.", nil, nil)
+	descObtained     = prometheus.NewDesc("sessiontoken_session_obtained_timestamp_seconds", "When the mount obtained the shared session's token, Unix time; 0 when there is none.", nil, nil)
+	descHealth       = prometheus.NewDesc("sessiontoken_health", "1 for the mount's health state (ok, degraded, failing, held), 0 for the others; as status shows it.", []string{"state"}, nil)
+	descHeld         = prometheus.NewDesc("sessiontoken_credentials_held", "1 while the mount holds its credentials (no login until config gets credentials or rotate is written).", nil, nil)
+	descRefused      = prometheus.NewDesc("sessiontoken_credentials_refused_in_a_row", "Logins upstream refused in a row; the mount holds at max_refused_logins.", nil, nil)
+	descBackoffEnd   = prometheus.NewDesc("sessiontoken_failure_backoff_end_timestamp_seconds", "No upstream attempt before this Unix time after failures; 0 when there is no backoff.", nil, nil)
+	descBudget       = prometheus.NewDesc("sessiontoken_host_auth_budget_per_minute", "The upstream host's auth budget in this plugin process: the smallest max_auth_per_minute of its mounts.", nil, nil)
+	descTokensLeft   = prometheus.NewDesc("sessiontoken_host_auth_tokens_left", "Auth calls the upstream host's budget allows right now.", nil, nil)
+	descBlockedUntil = prometheus.NewDesc("sessiontoken_host_auth_blocked_until_timestamp_seconds", "No auth call to the host before this Unix time (a 429 from upstream); 0 when not blocked.", nil, nil)
+)
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConfigured, descExpiry, descObtained, descHealth, descHeld, descRefused, descBackoffEnd, descBudget, descTokensLeft, descBlockedUntil} {
+		ch <- d
+	}
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	c.b.mu.RLock()
+	a := c.b.acct
+	c.b.mu.RUnlock()
+	if a == nil {
+		gauge(descConfigured, 0)
+		return
+	}
+	gauge(descConfigured, 1)
+	now := c.b.clock.Now()
+	st := a.snapshot()
+	var expiry, obtained float64
+	if st.tok != nil {
+		expiry, obtained = unixOrZero(st.tok.ExpiresAt), unixOrZero(st.tok.ObtainedTime())
+	}
+	gauge(descExpiry, expiry)
+	gauge(descObtained, obtained)
+	health, _, _ := st.health(a.usable(st.tok))
+	for _, s := range healthStates {
+		gauge(descHealth, boolFloat(s == health), s)
+	}
+	gauge(descHeld, boolFloat(st.hold.Held))
+	gauge(descRefused, float64(st.hold.Refused))
+	gauge(descBackoffEnd, unixIfAfter(st.retryAt, now))
+	ls := a.prov.HTTP().Limiter().State(now)
+	gauge(descBudget, float64(ls.PerMinute))
+	gauge(descTokensLeft, max(ls.TokensLeft, 0))
+	gauge(descBlockedUntil, unixIfAfter(ls.BlockedUntil, now))
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixMilli()) / 1000
+}
+
+// unixIfAfter is t as Unix time while it is still ahead of now, else 0: a backoff or block
+// that has ended is none.
+func unixIfAfter(t, now time.Time) float64 {
+	if !t.After(now) {
+		return 0
+	}
+	return unixOrZero(t)
+}
