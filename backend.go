@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,66 +88,6 @@ func randomID() string {
 	var r [12]byte
 	_, _ = rand.Read(r[:])
 	return hex.EncodeToString(r[:])
-}
-
-// account returns the mount's account, loading config and stored session on first use.
-// It returns nil, nil when the mount has no config yet.
-func (b *backend) account(ctx context.Context, s logical.Storage) (*account, error) {
-	b.mu.RLock()
-	a := b.acct
-	b.mu.RUnlock()
-	if a != nil {
-		return a, nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.acct != nil {
-		return b.acct, nil
-	}
-	if b.cleaned.Load() {
-		return nil, errCleaned
-	}
-	cfg, err := readConfig(ctx, s)
-	if err != nil || cfg == nil {
-		return nil, err
-	}
-	key, err := readFingerprintKey(ctx, s, b.WriteSafeReplicationState())
-	if err != nil {
-		return nil, err
-	}
-	p, err := b.newProvider(ctx, s, cfg)
-	if err != nil { // e.g. a v0.1.0 login_body that uses template features no longer run
-		return nil, fmt.Errorf("the stored config cannot be used: %w; write config again with that field fixed", err)
-	}
-	a = b.newAccount(cfg, p, key)
-	if err := a.load(ctx, s); err != nil {
-		return nil, err
-	}
-	b.limiters.Register(b.mountID, p, cfg.MaxAuthPerMinute, b.clock.Now())
-	b.acct = a
-	return a, nil
-}
-
-// swap makes next the mount's account (nil: none) and returns the one it replaces, closed so
-// that it never writes its session again. The caller holds sessionGate's write lock.
-func (b *backend) swap(next *account) *account {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	prev := b.acct
-	if prev != nil {
-		prev.closed.Store(true)
-	}
-	b.acct = next
-	return prev
-}
-
-// reset drops the in-memory account so the next use reloads it from storage.
-func (b *backend) reset() {
-	b.sessionGate.Lock()
-	defer b.sessionGate.Unlock()
-	if prev := b.swap(nil); prev != nil {
-		prev.prov.HTTP().Close()
-	}
 }
 
 // invalidate runs on other nodes when a key changes, so they reload what the writer wrote.

@@ -28,16 +28,16 @@ func newFakeClock() *fakeClock { return testclock.New() }
 
 // env is one mount of the real framework backend, in-memory storage, and a simulator.
 type env struct {
-	t        testing.TB
-	clock    *fakeClock
-	sim      *sim.Server
-	url      string
-	srv      *httptest.Server
-	b        *backend
-	s        logical.Storage
-	limiters *upstream.Limiters
-	logs     *syncBuffer // everything the backend logged
-	served   []string    // token values reads handed out, for leak checks
+	t            testing.TB
+	clock        *fakeClock
+	sim          *sim.Server
+	url          string
+	srv          *httptest.Server
+	b            *backend
+	s            logical.Storage
+	limiters     *upstream.Limiters
+	logs         *syncBuffer // everything the backend logged
+	servedTokens []string    // token values reads handed out, for leak checks
 	// leaseData is each lease's stored response data, as Vault keeps it and hands it to
 	// renewals: the read's data, then each renewal's.
 	leaseData map[*logical.Secret]map[string]any
@@ -62,7 +62,7 @@ func newEnvWrapped(t testing.TB, wrap func(http.Handler) http.Handler) *env {
 	e.b, e.s, e.logs = e.newMount(nil, nil)
 	t.Cleanup(func() {
 		e.srv.Close()
-		assertNoSecrets(t, "the backend's log", e.logs.String(), e.served...)
+		assertNoSecrets(t, "the backend's log", e.logs.String(), e.servedTokens...)
 	})
 	return e
 }
@@ -171,7 +171,7 @@ func (e *env) read(path string, data map[string]any) *logical.Response {
 		e.t.Fatalf("read %s: err=%v resp=%v", path, err, errText(resp))
 	}
 	if tok, ok := resp.Data["token"].(string); ok {
-		e.served = append(e.served, tok)
+		e.servedTokens = append(e.servedTokens, tok)
 	}
 	if resp.Secret != nil {
 		e.leaseData[resp.Secret] = resp.Data

@@ -246,53 +246,6 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	return nil, nil
 }
 
-// replaceAccount makes next the mount's account (nil: none) with no session write of the
-// account it replaces landing in between: under the session gate it closes the current
-// account, drops the stored session unless next is the same upstream account, and runs
-// write. It returns the replaced account, if one was loaded.
-func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func() error) (*account, error) {
-	prev, err := b.account(ctx, s)
-	if err != nil {
-		b.Logger().Warn("the current config could not be loaded; replacing it", "error", err)
-	}
-	b.sessionGate.Lock()
-	defer b.sessionGate.Unlock()
-	b.swap(nil)
-	if next == nil || prev == nil || prev.fingerprint != next.fingerprint {
-		for _, k := range []string{sessionKey, legacySessionKey} {
-			if err := s.Delete(ctx, k); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := write(); err != nil {
-		return nil, err
-	}
-	b.swap(next)
-	return prev, nil
-}
-
-// endSession lets go of a replaced account. Only when the upstream account itself changed
-// (or the config was deleted) is its session logged out, where the provider has a logout:
-// a write that keeps the account (min_ttl, a new password) must not kill the token that
-// outstanding leases still hold.
-func (b *backend) endSession(ctx context.Context, prev *account, nextFingerprint string) {
-	if prev == nil {
-		return
-	}
-	defer prev.prov.HTTP().Close()
-	if prev.fingerprint == nextFingerprint {
-		return
-	}
-	if t := prev.current(); prev.usable(t) {
-		ctx, cancel := context.WithTimeout(ctx, prev.cfg.requestTimeout())
-		defer cancel()
-		if err := prev.prov.Logout(ctx, t.Value); err != nil {
-			prev.logger.Warn("upstream logout failed; the token will expire on its own", "error", err)
-		}
-	}
-}
-
 // noteCheck spaces out a mount's retries of a config whose login check failed, as the
 // session's backoff does for its logins (10 s doubling to 5 minutes): a config writer
 // retrying a wrong password in a loop would otherwise hold the host's shared auth budget at

@@ -3,7 +3,6 @@ package sessiontoken
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -180,18 +179,4 @@ func heldData(stored map[string]any, a *account, held heldToken) map[string]any 
 // (config rewritten or deleted).
 func (b *backend) tokenRevoke(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
 	return nil, nil
-}
-
-// renewFailure is a renewal's error for a failed refresh: read-only passes through (Vault
-// forwards it), an upstream failure carries the status a read would get (429, 502, 504) and
-// the same message. Vault 1.21's lease endpoint still answers 400 for any error a plugin
-// returns from a renewal; the message is what tells the caller what happened.
-func renewFailure(err error) error {
-	if errors.Is(err, logical.ErrReadOnly) {
-		return err
-	}
-	if code, ok := upstreamStatus(err); ok {
-		return logical.CodedError(code, "cannot renew: "+err.Error())
-	}
-	return fmt.Errorf("cannot renew: %w", err)
 }

@@ -3,13 +3,9 @@ package sessiontoken
 import (
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
@@ -26,125 +22,6 @@ const (
 	firstFailureBackoff = 10 * time.Second
 	maxFailureBackoff   = 5 * time.Minute
 )
-
-// account is a mount's upstream account and its one shared session.
-type account struct {
-	cfg         *config
-	prov        upstream.Provider
-	fingerprint string        // the upstream account's: see config.fingerprint
-	legacy      string        // its v0.1.0 fingerprint, while the account is the one v0.1.0 configured
-	gate        *sync.RWMutex // the backend's sessionGate
-	writable    func() bool   // whether this node may write storage (and so log in)
-	clock       upstream.Clock
-	logger      hclog.Logger
-	sf          singleflight.Group
-	closed      atomic.Bool            // replaced by a config change: must not write its session any more
-	metrics     *mountMetrics          // the mount's, which outlive the account
-	cache       atomic.Pointer[served] // what reads return for the current token
-
-	mu          sync.Mutex
-	tok         *upstream.Token
-	lastRefresh time.Time
-	lastErr     error
-	lastErrAt   time.Time
-	retryAt     time.Time
-	failures    int
-	hold        holdRecord // see hold.go
-}
-
-// newProvider builds cfg's provider, told which TOTP step was used last by any node.
-func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *config) (upstream.Provider, error) {
-	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.clock, Limiters: b.limiters, Secrets: cfg.secretValues(),
-		Observe: b.metrics.observeUpstream})
-	if err != nil {
-		return nil, err
-	}
-	if st, ok := p.(upstream.TOTPStepper); ok && cfg.TOTPSecret != "" {
-		step, err := readTOTPStep(ctx, s)
-		if err != nil {
-			return nil, err
-		}
-		if step > 0 { // no step stored: leave the process's record (if any) as it is
-			st.SkipTOTPStepsThrough(step)
-		}
-	}
-	return p, nil
-}
-
-// saveTOTPStep records the last TOTP step p used, after any login attempt that may have sent
-// a code, so that another node or a restarted plugin never resends it.
-func saveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider) error {
-	st, ok := p.(upstream.TOTPStepper)
-	if !ok || st.LastTOTPStep() == 0 {
-		return nil
-	}
-	return writeTOTPStep(ctx, s, st.LastTOTPStep())
-}
-
-func (b *backend) newAccount(cfg *config, p upstream.Provider, fingerprintKey []byte) *account {
-	return &account{cfg: cfg, prov: p, fingerprint: cfg.fingerprint(fingerprintKey), legacy: cfg.LegacyAccount,
-		gate: &b.sessionGate, writable: b.WriteSafeReplicationState, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider),
-		metrics: b.metrics}
-}
-
-// owns says whether a session or lease stamped with fingerprint belongs to this account.
-func (a *account) owns(fingerprint string) bool {
-	return fingerprint == a.fingerprint || (a.legacy != "" && fingerprint == a.legacy)
-}
-
-// load reads the stored session, so a restart or leader change costs no login. A session
-// that belongs to another account than the config's is never served.
-func (a *account) load(ctx context.Context, s logical.Storage) error {
-	h, err := readHold(ctx, s)
-	if err != nil {
-		return err
-	}
-	a.mu.Lock()
-	a.hold = h
-	a.mu.Unlock()
-	t, stamp, err := readSession(ctx, s, a.clock.Now())
-
-	var newer *newerFormatError
-	switch {
-	case errors.As(err, &newer):
-		return err // never misread a newer format: fail closed
-	case err != nil:
-		a.logger.Warn("the stored session is not used; the next read logs in again", "reason", err)
-		return nil
-	case t == nil:
-		return nil
-	case !a.owns(stamp):
-		a.logger.Warn("stored session belongs to another upstream account than the config; the next read logs in again")
-		return nil
-	}
-	a.prov.HTTP().RememberToken(t.Value) // scrubbed from what upstream says back
-	a.mu.Lock()
-	a.tok = t
-	a.mu.Unlock()
-	return nil
-}
-
-// accountState is a consistent copy of what status and metrics show about an account.
-type accountState struct {
-	tok                             *upstream.Token
-	lastRefresh, lastErrAt, retryAt time.Time
-	lastErr                         error
-	failures                        int // failed attempts since the last success
-	hold                            holdRecord
-}
-
-func (a *account) snapshot() accountState {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return accountState{tok: a.tok, lastRefresh: a.lastRefresh, lastErrAt: a.lastErrAt, retryAt: a.retryAt,
-		lastErr: a.lastErr, failures: a.failures, hold: a.hold}
-}
-
-func (a *account) current() *upstream.Token {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.tok
-}
 
 // minTTL is how much life a read wants left: the configured (or asked) min_ttl, but never more
 // than a third of the token's life, so short-lived tokens still work.
@@ -189,7 +66,7 @@ func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream
 		if cur := a.current(); cur != seen && a.usable(cur) {
 			return cur, nil
 		}
-		return a.renewUpstream(context.WithoutCancel(ctx), s)
+		return a.refreshOrLogin(context.WithoutCancel(ctx), s)
 	})
 	select {
 	case r := <-ch:
@@ -203,9 +80,9 @@ func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream
 	}
 }
 
-// renewUpstream: the provider's refresh while the token is valid, a full login (with MFA)
+// refreshOrLogin: the provider's refresh while the token is valid, a full login (with MFA)
 // when there is no refresh or upstream refuses it.
-func (a *account) renewUpstream(ctx context.Context, s logical.Storage) (*upstream.Token, error) {
+func (a *account) refreshOrLogin(ctx context.Context, s logical.Storage) (*upstream.Token, error) {
 	a.mu.Lock()
 	if now := a.clock.Now(); now.Before(a.retryAt) {
 		err := a.lastErr

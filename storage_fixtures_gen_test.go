@@ -76,6 +76,6 @@ func TestWriteV010StorageFixtures(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, name+".json"), append(out, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		e.served = nil // the fixtures hold demo secrets and tokens by design; the log must not
+		e.servedTokens = nil // the fixtures hold demo secrets and tokens by design; the log must not
 	}
 }

@@ -63,7 +63,7 @@ func upgradedEnv(t *testing.T, fx v010Fixture, elapsed time.Duration, pointAtSim
 		}
 	}
 	if tok, _ := fx.Lease.Data["token"].(string); tok != "" {
-		e.served = append(e.served, tok)
+		e.servedTokens = append(e.servedTokens, tok)
 	}
 	return e
 }

@@ -1,0 +1,241 @@
+package sessiontoken
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
+	"golang.org/x/sync/singleflight"
+)
+
+// account is a mount's upstream account and its one shared session.
+type account struct {
+	cfg         *config
+	prov        upstream.Provider
+	fingerprint string        // the upstream account's: see config.fingerprint
+	legacy      string        // its v0.1.0 fingerprint, while the account is the one v0.1.0 configured
+	gate        *sync.RWMutex // the backend's sessionGate
+	writable    func() bool   // whether this node may write storage (and so log in)
+	clock       upstream.Clock
+	logger      hclog.Logger
+	sf          singleflight.Group
+	closed      atomic.Bool            // replaced by a config change: must not write its session any more
+	metrics     *mountMetrics          // the mount's, which outlive the account
+	cache       atomic.Pointer[readAnswer] // what reads return for the current token
+
+	mu          sync.Mutex
+	tok         *upstream.Token
+	lastRefresh time.Time
+	lastErr     error
+	lastErrAt   time.Time
+	retryAt     time.Time
+	failures    int
+	hold        holdRecord // see hold.go
+}
+
+// newProvider builds cfg's provider, told which TOTP step was used last by any node.
+func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *config) (upstream.Provider, error) {
+	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.clock, Limiters: b.limiters, Secrets: cfg.secretValues(),
+		Observe: b.metrics.observeUpstream})
+	if err != nil {
+		return nil, err
+	}
+	if st, ok := p.(upstream.TOTPStepper); ok && cfg.TOTPSecret != "" {
+		step, err := readTOTPStep(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if step > 0 { // no step stored: leave the process's record (if any) as it is
+			st.SkipTOTPStepsThrough(step)
+		}
+	}
+	return p, nil
+}
+
+// saveTOTPStep records the last TOTP step p used, after any login attempt that may have sent
+// a code, so that another node or a restarted plugin never resends it.
+func saveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider) error {
+	st, ok := p.(upstream.TOTPStepper)
+	if !ok || st.LastTOTPStep() == 0 {
+		return nil
+	}
+	return writeTOTPStep(ctx, s, st.LastTOTPStep())
+}
+
+func (b *backend) newAccount(cfg *config, p upstream.Provider, fingerprintKey []byte) *account {
+	return &account{cfg: cfg, prov: p, fingerprint: cfg.fingerprint(fingerprintKey), legacy: cfg.LegacyAccount,
+		gate: &b.sessionGate, writable: b.WriteSafeReplicationState, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider),
+		metrics: b.metrics}
+}
+
+// owns says whether a session or lease stamped with fingerprint belongs to this account.
+func (a *account) owns(fingerprint string) bool {
+	return fingerprint == a.fingerprint || (a.legacy != "" && fingerprint == a.legacy)
+}
+
+// load reads the stored session, so a restart or leader change costs no login. A session
+// that belongs to another account than the config's is never served.
+func (a *account) load(ctx context.Context, s logical.Storage) error {
+	h, err := readHold(ctx, s)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.hold = h
+	a.mu.Unlock()
+	t, stamp, err := readSession(ctx, s, a.clock.Now())
+
+	var newer *newerFormatError
+	switch {
+	case errors.As(err, &newer):
+		return err // never misread a newer format: fail closed
+	case err != nil:
+		a.logger.Warn("the stored session is not used; the next read logs in again", "reason", err)
+		return nil
+	case t == nil:
+		return nil
+	case !a.owns(stamp):
+		a.logger.Warn("stored session belongs to another upstream account than the config; the next read logs in again")
+		return nil
+	}
+	a.prov.HTTP().RememberToken(t.Value) // scrubbed from what upstream says back
+	a.mu.Lock()
+	a.tok = t
+	a.mu.Unlock()
+	return nil
+}
+
+// accountState is a consistent copy of what status and metrics show about an account.
+type accountState struct {
+	tok                             *upstream.Token
+	lastRefresh, lastErrAt, retryAt time.Time
+	lastErr                         error
+	failures                        int // failed attempts since the last success
+	hold                            holdRecord
+}
+
+func (a *account) snapshot() accountState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return accountState{tok: a.tok, lastRefresh: a.lastRefresh, lastErrAt: a.lastErrAt, retryAt: a.retryAt,
+		lastErr: a.lastErr, failures: a.failures, hold: a.hold}
+}
+
+func (a *account) current() *upstream.Token {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.tok
+}
+
+// account returns the mount's account, loading config and stored session on first use.
+// It returns nil, nil when the mount has no config yet.
+func (b *backend) account(ctx context.Context, s logical.Storage) (*account, error) {
+	b.mu.RLock()
+	a := b.acct
+	b.mu.RUnlock()
+	if a != nil {
+		return a, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.acct != nil {
+		return b.acct, nil
+	}
+	if b.cleaned.Load() {
+		return nil, errCleaned
+	}
+	cfg, err := readConfig(ctx, s)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	key, err := readFingerprintKey(ctx, s, b.WriteSafeReplicationState())
+	if err != nil {
+		return nil, err
+	}
+	p, err := b.newProvider(ctx, s, cfg)
+	if err != nil { // e.g. a v0.1.0 login_body that uses template features no longer run
+		return nil, fmt.Errorf("the stored config cannot be used: %w; write config again with that field fixed", err)
+	}
+	a = b.newAccount(cfg, p, key)
+	if err := a.load(ctx, s); err != nil {
+		return nil, err
+	}
+	b.limiters.Register(b.mountID, p, cfg.MaxAuthPerMinute, b.clock.Now())
+	b.acct = a
+	return a, nil
+}
+
+// swap makes next the mount's account (nil: none) and returns the one it replaces, closed so
+// that it never writes its session again. The caller holds sessionGate's write lock.
+func (b *backend) swap(next *account) *account {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	prev := b.acct
+	if prev != nil {
+		prev.closed.Store(true)
+	}
+	b.acct = next
+	return prev
+}
+
+// reset drops the in-memory account so the next use reloads it from storage.
+func (b *backend) reset() {
+	b.sessionGate.Lock()
+	defer b.sessionGate.Unlock()
+	if prev := b.swap(nil); prev != nil {
+		prev.prov.HTTP().Close()
+	}
+}
+
+// replaceAccount makes next the mount's account (nil: none) with no session write of the
+// account it replaces landing in between: under the session gate it closes the current
+// account, drops the stored session unless next is the same upstream account, and runs
+// write. It returns the replaced account, if one was loaded.
+func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func() error) (*account, error) {
+	prev, err := b.account(ctx, s)
+	if err != nil {
+		b.Logger().Warn("the current config could not be loaded; replacing it", "error", err)
+	}
+	b.sessionGate.Lock()
+	defer b.sessionGate.Unlock()
+	b.swap(nil)
+	if next == nil || prev == nil || prev.fingerprint != next.fingerprint {
+		for _, k := range []string{sessionKey, legacySessionKey} {
+			if err := s.Delete(ctx, k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := write(); err != nil {
+		return nil, err
+	}
+	b.swap(next)
+	return prev, nil
+}
+
+// endSession lets go of a replaced account. Only when the upstream account itself changed
+// (or the config was deleted) is its session logged out, where the provider has a logout:
+// a write that keeps the account (min_ttl, a new password) must not kill the token that
+// outstanding leases still hold.
+func (b *backend) endSession(ctx context.Context, prev *account, nextFingerprint string) {
+	if prev == nil {
+		return
+	}
+	defer prev.prov.HTTP().Close()
+	if prev.fingerprint == nextFingerprint {
+		return
+	}
+	if t := prev.current(); prev.usable(t) {
+		ctx, cancel := context.WithTimeout(ctx, prev.cfg.requestTimeout())
+		defer cancel()
+		if err := prev.prov.Logout(ctx, t.Value); err != nil {
+			prev.logger.Warn("upstream logout failed; the token will expire on its own", "error", err)
+		}
+	}
+}
