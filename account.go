@@ -10,9 +10,37 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
+
+// The mount's upstream account: its lifecycle (loaded from storage on first use, replaced
+// by a config write, dropped by a delete, an invalidation or Clean) and the locks that keep
+// it straight.
+//
+// Locks, in the only order they are ever taken (a lock is taken only while holding locks to
+// its left, never the other way round):
+//
+//	backend.configMu → backend.loadMu → backend.sessionGate → backend.mu → account.mu
+//	                                                          backend.mu → upstream.Limiters.mu → upstream.TOTPSteps.mu
+//
+//   - backend.configMu: config writes, deletes and rotate run one at a time per mount. Held
+//     across storage I/O and the verify login on purpose: two writes that interleave could
+//     lose a field or store a session of the wrong account.
+//   - backend.loadMu: one load of the account from storage at a time, so that concurrent cold
+//     reads build one account, not one each. Held across storage reads on purpose; reads of a
+//     loaded account never take it.
+//   - backend.sessionGate: session writes (read lock, account.store) against account swaps
+//     (write lock, replaceAccount and reset), so that a slow session write of a replaced
+//     account never lands after the change. Held across that one storage write on purpose.
+//   - backend.mu: the loaded account and its generation. Never held across I/O.
+//   - account.mu: the session's state in memory. Never held across I/O or a wait.
+//   - upstream.Limiters.mu, upstream.TOTPSteps.mu: short, in memory, never across I/O or a
+//     wait (limiter.go, totp.go). A TOTP wait for the next step releases its lock first.
+//
+// No upstream call holds any of them: refreshes and logins run in the account's
+// singleflight, and every wait ends with its caller's context.
 
 // account is a mount's upstream account and its one shared session.
 type account struct {
@@ -25,8 +53,8 @@ type account struct {
 	clock       upstream.Clock
 	logger      hclog.Logger
 	sf          singleflight.Group
-	closed      atomic.Bool            // replaced by a config change: must not write its session any more
-	metrics     *mountMetrics          // the mount's, which outlive the account
+	closed      atomic.Bool                // replaced by a config change: must not write its session any more
+	metrics     *mountMetrics              // the mount's, which outlive the account
 	cache       atomic.Pointer[readAnswer] // what reads return for the current token
 
 	mu          sync.Mutex
@@ -136,20 +164,54 @@ func (a *account) current() *upstream.Token {
 // account returns the mount's account, loading config and stored session on first use.
 // It returns nil, nil when the mount has no config yet.
 func (b *backend) account(ctx context.Context, s logical.Storage) (*account, error) {
-	b.mu.RLock()
-	a := b.acct
-	b.mu.RUnlock()
-	if a != nil {
+	if a, _ := b.loaded(); a != nil {
 		return a, nil
 	}
+	b.loadMu.Lock()
+	defer b.loadMu.Unlock()
+	for range 3 { // a config change may swap accounts while this one loads: load again
+		a, gen := b.loaded()
+		if a != nil {
+			return a, nil
+		}
+		if b.cleaned.Load() {
+			return nil, errCleaned
+		}
+		a, err := b.loadAccount(ctx, s)
+		if err != nil || a == nil {
+			return nil, err
+		}
+		if b.install(a, gen) {
+			return a, nil
+		}
+		a.prov.HTTP().Close()
+	}
+	return nil, errors.New("the mount's config kept changing while it loaded; try again")
+}
+
+// loaded is the loaded account (nil: none) and the generation it belongs to.
+func (b *backend) loaded() (*account, uint64) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.acct, b.gen
+}
+
+// install makes a the mount's account and registers its budget, unless accounts were swapped
+// since generation gen (a's config may be gone).
+func (b *backend) install(a *account, gen uint64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.acct != nil {
-		return b.acct, nil
+	if b.gen != gen || b.acct != nil {
+		return false
 	}
-	if b.cleaned.Load() {
-		return nil, errCleaned
-	}
+	b.acct = a
+	b.limiters.Register(b.mountID, a.prov, a.cfg.MaxAuthPerMinute, b.clock.Now())
+	return true
+}
+
+// loadAccount builds the account from storage: config, fingerprint key, provider, session and
+// hold. It returns nil, nil when the mount has no config yet.
+func (b *backend) loadAccount(ctx context.Context, s logical.Storage) (*account, error) {
 	cfg, err := readConfig(ctx, s)
 	if err != nil || cfg == nil {
 		return nil, err
@@ -162,12 +224,11 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 	if err != nil { // e.g. a v0.1.0 login_body that uses template features no longer run
 		return nil, fmt.Errorf("the stored config cannot be used: %w; write config again with that field fixed", err)
 	}
-	a = b.newAccount(cfg, p, key)
+	a := b.newAccount(cfg, p, key)
 	if err := a.load(ctx, s); err != nil {
+		p.HTTP().Close()
 		return nil, err
 	}
-	b.limiters.Register(b.mountID, p, cfg.MaxAuthPerMinute, b.clock.Now())
-	b.acct = a
 	return a, nil
 }
 
@@ -181,6 +242,7 @@ func (b *backend) swap(next *account) *account {
 		prev.closed.Store(true)
 	}
 	b.acct = next
+	b.gen++
 	return prev
 }
 

@@ -50,8 +50,11 @@ type backend struct {
 	checkFailures int
 	checkRetryAt  time.Time
 
+	loadMu sync.Mutex // one load of the account from storage at a time: see account.go
+
 	mu   sync.RWMutex
 	acct *account // nil until first use after (re)configuration
+	gen  uint64   // counts account swaps, so that a load that raced one is not installed
 
 	cleaned atomic.Bool // the mount was disabled or the plugin stopped: never load or register again
 }

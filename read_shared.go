@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
