@@ -232,9 +232,26 @@ func (b *backend) loadAccount(ctx context.Context, s logical.Storage) (*account,
 	return a, nil
 }
 
+// gateHeld proves that its holder holds sessionGate (oauthapp's "WithLock" pattern): only
+// the functions that take the gate make one, and the functions that must run under it take
+// one, so the compiler checks that their callers hold it.
+type gateHeld struct{ _ struct{} }
+
+// lockGate takes sessionGate's write lock: no session write of any account can run.
+func (b *backend) lockGate() (gateHeld, func()) {
+	b.sessionGate.Lock()
+	return gateHeld{}, b.sessionGate.Unlock
+}
+
+// rlockGate takes sessionGate's read lock, under which an account writes its session.
+func (a *account) rlockGate() (gateHeld, func()) {
+	a.gate.RLock()
+	return gateHeld{}, a.gate.RUnlock
+}
+
 // swap makes next the mount's account (nil: none) and returns the one it replaces, closed so
-// that it never writes its session again. The caller holds sessionGate's write lock.
-func (b *backend) swap(next *account) *account {
+// that it never writes its session again.
+func (b *backend) swap(_ gateHeld, next *account) *account {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	prev := b.acct
@@ -248,9 +265,9 @@ func (b *backend) swap(next *account) *account {
 
 // reset drops the in-memory account so the next use reloads it from storage.
 func (b *backend) reset() {
-	b.sessionGate.Lock()
-	defer b.sessionGate.Unlock()
-	if prev := b.swap(nil); prev != nil {
+	held, unlock := b.lockGate()
+	defer unlock()
+	if prev := b.swap(held, nil); prev != nil {
 		prev.prov.HTTP().Close()
 	}
 }
@@ -259,14 +276,14 @@ func (b *backend) reset() {
 // account it replaces landing in between: under the session gate it closes the current
 // account, drops the stored session unless next is the same upstream account, and runs
 // write. It returns the replaced account, if one was loaded.
-func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func() error) (*account, error) {
+func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func(gateHeld) error) (*account, error) {
 	prev, err := b.account(ctx, s)
 	if err != nil {
 		b.Logger().Warn("the current config could not be loaded; replacing it", "error", err)
 	}
-	b.sessionGate.Lock()
-	defer b.sessionGate.Unlock()
-	b.swap(nil)
+	held, unlock := b.lockGate()
+	defer unlock()
+	b.swap(held, nil)
 	if next == nil || prev == nil || prev.fingerprint != next.fingerprint {
 		for _, k := range []string{sessionKey, legacySessionKey} {
 			if err := s.Delete(ctx, k); err != nil {
@@ -274,10 +291,10 @@ func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *a
 			}
 		}
 	}
-	if err := write(); err != nil {
+	if err := write(held); err != nil {
 		return nil, err
 	}
-	b.swap(next)
+	b.swap(held, next)
 	return prev, nil
 }
 

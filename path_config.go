@@ -188,7 +188,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		return logical.ErrorResponse("config not saved: %s", err), nil
 	}
 	next := b.newAccount(c, prov, key)
-	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func() error {
+	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld) error {
 		if tok == nil { // same account: its stored session (in either format) still serves
 			if err := next.load(ctx, req.Storage); err != nil {
 				return err
@@ -198,7 +198,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			return err
 		}
 		if tok != nil { // the check's login is a good session: the first read costs no login
-			return next.keep(ctx, req.Storage, tok)
+			return next.keep(ctx, req.Storage, tok, held)
 		}
 		if t := next.current(); t != nil { // stored again in the current format
 			return writeSession(ctx, req.Storage, next.fingerprint, t)
@@ -227,7 +227,7 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	// The stored TOTP step goes too: a step from a node whose clock ran fast would otherwise
 	// outlive every rewrite. This process's own record of the account still protects a quick
 	// rewrite until its step is past.
-	prev, err := b.replaceAccount(ctx, req.Storage, nil, func() error {
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(gateHeld) error {
 		if err := deleteConfig(ctx, req.Storage); err != nil {
 			return err
 		}

@@ -167,16 +167,17 @@ func (a *account) noteFailure(err error) error {
 // store makes t the shared session, in memory and in storage (encrypted by Vault's barrier),
 // unless the account was replaced by a config change: then t is nobody's session.
 func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Token) error {
-	a.gate.RLock()
-	defer a.gate.RUnlock()
+	held, unlock := a.rlockGate()
+	defer unlock()
 	if a.closed.Load() {
 		return nil
 	}
-	return a.keep(ctx, s, t)
+	return a.keep(ctx, s, t, held)
 }
 
-// keep is store without the gate, for the config write that holds it.
-func (a *account) keep(ctx context.Context, s logical.Storage, t *upstream.Token) error {
+// keep is store for a caller that holds the gate already (the config write that swaps in
+// this account).
+func (a *account) keep(ctx context.Context, s logical.Storage, t *upstream.Token, _ gateHeld) error {
 	now := a.clock.Now()
 	if t.ObtainedAt.IsZero() {
 		t.ObtainedAt = now
