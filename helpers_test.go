@@ -3,7 +3,9 @@ package sessiontoken
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/helper/consts"
@@ -297,4 +300,52 @@ func countPath(path string, n *atomic.Int64) func(http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 		})
 	}
+}
+
+func genericPlexTrac(e *env) map[string]any {
+	return map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true, "username": sim.DemoPlexTracNoMFAUser,
+		"password": sim.DemoPlexTracPassword, "login_path": "/api/v1/authenticate", "logout_path": "/logout", "auth_scheme": "none"}
+}
+
+func limiterOf(e *env) map[string]any { return e.read("status", nil).Data["limiter"].(map[string]any) }
+
+// fakeLogin serves a generic login at /login and a refresh at /refresh that answer what the
+// test sets, in place of the simulator.
+type fakeLogin struct {
+	login, refresh atomic.Value // func() (status int, body any)
+	calls          atomic.Int64 // logins and refreshes answered
+}
+
+func (f *fakeLogin) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var answer atomic.Value
+		switch r.URL.Path {
+		case "/login":
+			answer = f.login
+		case "/refresh":
+			answer = f.refresh
+		default:
+			next.ServeHTTP(w, r)
+			return
+		}
+		f.calls.Add(1)
+		status, body := answer.Load().(func() (int, any))()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(body)
+	})
+}
+
+func genericFake(e *env) map[string]any {
+	return map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true, "username": "svc",
+		"password": "fake-login-password", "login_path": "/login", "refresh_path": "/refresh", "expiry_field": "expires"}
+}
+
+func answer(status int, body any) func() (int, any) { return func() (int, any) { return status, body } }
+
+// fixedJWT is an (unsigned) JWT with these times: the plugin reads exp and iat unverified.
+func fixedJWT(iat, exp time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
+		enc([]byte(fmt.Sprintf(`{"iat":%d,"exp":%d}`, iat.Unix(), exp.Unix()))) + "." + enc([]byte("sig"))
 }

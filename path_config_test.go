@@ -1,7 +1,11 @@
 package sessiontoken
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,5 +178,174 @@ func TestFailingConfigRetriesAreSpacedOut(t *testing.T) {
 	resp, _ := e.do(logical.UpdateOperation, "config", wrong)
 	if !resp.IsError() {
 		t.Fatal("the wrong password was stored")
+	}
+}
+
+// Config reads show each provider's non-secret fields and whether each secret is set.
+func TestConfigReadShowsFieldsAndWhichSecretsAreSet(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plaspyConfig())
+	if c := e.read("config", nil).Data; c["api_key_set"] != true || c["username"] != sim.DemoPlaspyUser || c["login_path"] != nil {
+		t.Fatalf("plaspy config read: %v", c)
+	}
+	e.write("config", e.resolverConfig())
+	if c := e.read("config", nil).Data; c["email"] != sim.DemoResolverEmail || c["org_id"] != sim.DemoResolverOrg || c["password_set"] != true {
+		t.Fatalf("resolver config read: %v", c)
+	}
+	e.write("config", genericPlexTrac(e))
+	if c := e.read("config", nil).Data; c["login_path"] != "/api/v1/authenticate" || c["logout_path"] != "/logout" || c["api_key_set"] != false {
+		t.Fatalf("generic config read: %v", c)
+	}
+}
+
+// Every check runs whatever else the write holds: a valid CA does not end validation early.
+func TestValidCACertDoesNotSkipTheOtherChecks(t *testing.T) {
+	e := newEnv(t)
+	expectRejected(t, e, with(e.plextracConfig(false), "ca_cert", testCACertPEM(t), "headers", map[string]any{"bad header": "x"}), "headers")
+	for _, name := range []string{"X-Api-Key_0.9", "cf-access-token"} {
+		e.write("config", with(e.plextracConfig(false), "headers", map[string]any{name: "v"}, "verify", false))
+	}
+}
+
+// The everyday operations log nothing at warning level or above: operators alert on those.
+func TestEverydayOperationsLogNoWarnings(t *testing.T) {
+	var logouts atomic.Int64
+	e := newEnvWrapped(t, countPath("/logout", &logouts))
+	e.write("config", with(e.plextracConfig(true), "verify", false))
+	e.read("token", nil) // logs in (with MFA) from the read path
+	e.write("config", e.plextracConfig(true))
+	e.read("token", nil)
+	e.write("config", map[string]any{"min_ttl": 240})
+	e.clock.Advance(12 * time.Minute)
+	e.read("token", nil)
+	e.write("config", genericPlexTrac(e))
+	e.read("token", nil)
+	e.write("config", map[string]any{"username": sim.DemoPlexTracUser, "password": sim.DemoPlexTracPassword, "verify": false}) // logs the old session out
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(line, "[WARN]") || strings.Contains(line, "[ERROR]") {
+			t.Errorf("logged: %s", line)
+		}
+	}
+	if n := strings.Count(e.logs.String(), "verified=true"); n != 3 || logouts.Load() != 1 {
+		t.Errorf("want 3 config writes logged as verified and 1 logout, got %d and %d", n, logouts.Load())
+	}
+}
+
+// Writing only url=<another host> must not send the stored password there: every setting
+// that decides where or how credentials are sent needs the credentials in the same write.
+func TestChangingWhereCredentialsGoRequiresThemAgain(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(true), "headers", map[string]any{"cf-access-token": "cf-secret-value"}))
+	for _, tc := range []struct {
+		data    map[string]any
+		field   string
+		missing string
+	}{
+		{map[string]any{"url": other.URL}, "url", "headers, password, totp_secret"},
+		{map[string]any{"url": other.URL, "password": sim.DemoPlexTracPassword}, "url", "headers, totp_secret"},
+		{map[string]any{"ca_cert": testCACertPEM(t)}, "ca_cert", "headers, password, totp_secret"},
+		{map[string]any{"provider": "plextrac", "url": strings.Replace(e.url, "127.0.0.1", "localhost", 1)}, "url", "headers, password, totp_secret"},
+	} {
+		msg := expectRejected(t, e, tc.data, tc.field)
+		if !strings.Contains(msg, "supply "+tc.missing+" again") {
+			t.Errorf("%s: %q should say to supply %s again", tc.field, msg, tc.missing)
+		}
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Fatalf("the other host got %d requests", n)
+	}
+	// With the secrets (or clearing them) it is an ordinary write.
+	e.write("config", map[string]any{"url": strings.Replace(e.url, "127.0.0.1", "localhost", 1), "password": sim.DemoPlexTracPassword,
+		"totp_secret": sim.DemoPlexTracTOTP, "headers": map[string]any{}})
+
+	g := newEnv(t)
+	g.write("config", genericPlexTrac(g))
+	for _, field := range []string{"login_path", "login_body", "token_field", "login_method"} {
+		value := map[string]any{"login_path": "/api/v1/other", "login_body": `{"user": {{json .username}}, "pw": {{json .password}}}`,
+			"token_field": "cookie", "login_method": "PUT"}[field]
+		if msg := expectRejected(t, g, map[string]any{field: value}, field); !strings.Contains(msg, "supply password again") {
+			t.Errorf("%s: %q should say to supply password again", field, msg)
+		}
+	}
+}
+
+// A provider named in another case or with spaces is not a switch to another provider, which
+// would start over and drop the stored secrets. It is refused, naming the spelling a read
+// gives back (so Terraform sees no diff), and stores nothing; the same provider as written
+// keeps the stored config.
+func TestProviderNameInAnotherCaseIsNotASwitch(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(true))
+	for _, spelling := range []string{" PlexTrac ", "PLEXTRAC", "plextrac\n"} {
+		msg := expectRejected(t, e, map[string]any{"provider": spelling, "min_ttl": 120}, "provider")
+		if !strings.Contains(msg, `write "plextrac"`) {
+			t.Errorf("provider %q: %q does not give the canonical form", spelling, msg)
+		}
+	}
+	e.write("config", map[string]any{"provider": "plextrac", "min_ttl": 120})
+	c := e.read("config", nil).Data
+	if c["password_set"] != true || c["totp_secret_set"] != true || c["min_ttl"] != 120 || c["provider"] != "plextrac" {
+		t.Fatalf("provider=plextrac wiped the stored config: %v", c)
+	}
+}
+
+// The generic logout ends a session only when the mount's account changes or its config is
+// deleted; a write that keeps the account keeps the token that leases hold.
+func TestGenericLogoutOnlyWhenTheAccountChanges(t *testing.T) {
+	var mu sync.Mutex
+	var loggedOut []string
+	e := newEnvWrapped(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/logout" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			mu.Lock()
+			loggedOut = append(loggedOut, r.Header.Get("Authorization"))
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		})
+	})
+	logouts := func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), loggedOut...) }
+	e.write("config", genericPlexTrac(e))
+	tok := e.read("token", nil).Data["token"].(string)
+	e.write("config", map[string]any{"min_ttl": 120})
+	e.write("config", map[string]any{"password": sim.DemoPlexTracPassword, "max_auth_per_minute": 5})
+	if got := logouts(); len(got) != 0 {
+		t.Fatalf("writes that keep the account logged out %d sessions", len(got))
+	}
+	current := e.read("token", nil).Data["token"].(string)
+	e.write("config", map[string]any{"username": sim.DemoPlexTracUser, "password": sim.DemoPlexTracPassword, "verify": false}) // another account
+	if got := logouts(); len(got) != 1 || got[0] != current {
+		t.Fatalf("account change: logouts %d, want 1 of the current session", len(got))
+	}
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := logouts(); len(got) != 1 {
+		t.Fatalf("delete with no session logged out again: %d", len(got))
+	}
+	e.write("config", genericPlexTrac(e))
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := logouts(); len(got) != 2 || got[1] == tok {
+		t.Fatalf("delete: logouts %v, want the new session's", len(got))
+	}
+}
+
+func TestHeaderValuesWithLineBreaksAreRefused(t *testing.T) {
+	e := newEnv(t)
+	for _, v := range []string{"abc\r\nX-Injected: 1", "abc\nX-Injected: 1", "abc\x00"} {
+		msg := expectRejected(t, e, with(e.plextracConfig(false), "verify", false, "headers", map[string]any{"cf-access-token": v}), "headers")
+		if strings.Contains(msg, "X-Injected") || strings.Contains(msg, "abc") {
+			t.Errorf("error echoes the header value: %q", msg)
+		}
 	}
 }

@@ -224,3 +224,101 @@ func TestFailureBackoffDoublesUpToFiveMinutes(t *testing.T) {
 		t.Fatalf("7 backoff steps made %d upstream calls", st.AuthCalls)
 	}
 }
+
+// A login from a read stores the TOTP step it used, so a plugin process started right after
+// (reload, failover) does not resend that code.
+func TestReadPathLoginRecordsItsTOTPStep(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(true), "verify", false))
+	e.read("token", nil) // logs in with MFA
+	fresh := *e
+	fresh.limiters = newEnv(t).limiters // another process: no memory of the step
+	fresh.b, _, fresh.logs = fresh.newMount(e.s, nil)
+	fresh.write("config", map[string]any{"min_ttl": 240}) // same instant: must wait a step
+	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
+		t.Fatalf("want 2 MFA logins and no replayed code, got %+v", st)
+	}
+}
+
+// Defect 5: a refresh that does not give a later token is a failure for the backoff. Before,
+// an upstream whose refresh returned the same token made every read past min_ttl refresh
+// again (30 reads: 8 auth calls, the host's budget emptied for every other mount on it).
+func TestRefreshThatDoesNotHelpBacksOff(t *testing.T) {
+	f := &fakeLogin{}
+	e := newEnvWrapped(t, f.wrap)
+	same := fixedJWT(e.clock.Now(), e.clock.Now().Add(15*time.Minute))
+	f.login.Store(answer(200, map[string]any{"token": same}))
+	f.refresh.Store(answer(200, map[string]any{"token": same}))
+	e.write("config", with(genericFake(e), "max_auth_per_minute", 100))
+	calls := func() int { return int(f.calls.Load()) }
+	before := calls()
+	e.clock.Advance(11 * time.Minute) // 4m left: below min_ttl (5m), a read refreshes
+	for i := 0; i < 30; i++ {
+		resp := e.read("token", nil)
+		if resp.Data["token"] != same {
+			t.Fatal("the still-valid token was not served")
+		}
+		e.clock.Advance(time.Second)
+	}
+	if n := calls() - before; n > 2 {
+		t.Fatalf("30 reads cost %d upstream auth calls; a refresh that does not help must back off", n)
+	}
+}
+
+// An upstream that echoes the current opaque (non-JWT) token in a refresh error never gets it
+// into status, errors or the log, before and after a reload from storage.
+func TestOpaqueTokenEchoedByUpstreamIsScrubbed(t *testing.T) {
+	f := &fakeLogin{}
+	e := newEnvWrapped(t, f.wrap)
+	const tok = "opaque-session-value-1"
+	f.login.Store(answer(200, map[string]any{"token": tok}))
+	f.refresh.Store(answer(500, map[string]any{"message": "token " + tok + " is not valid here"}))
+	e.write("config", genericFake(e))
+	e.read("token", nil)
+	for _, reload := range []bool{false, true} {
+		if reload {
+			e.b.reset() // the token now comes from storage
+			// Refresh refused, so it logs in, and the login failure echoes the stored token.
+			f.refresh.Store(answer(401, map[string]any{"message": "session ended"}))
+			f.login.Store(answer(503, map[string]any{"message": "down; your token was " + tok}))
+		}
+		e.clock.Advance(map[bool]time.Duration{false: 11 * time.Minute, true: 30 * time.Second}[reload]) // refresh due (past the backoff)
+		resp := e.read("token", nil)
+		if len(resp.Warnings) == 0 {
+			t.Fatalf("reload=%v: no refresh failure to check", reload)
+		}
+		status := e.read("status", nil).Data
+		if status["last_error"] == nil {
+			t.Fatalf("reload=%v: status has no last_error", reload)
+		}
+		assertNoSecrets(t, "status", status, tok, "fake-login-password")
+		assertNoSecrets(t, "warnings", resp.Warnings, tok, "fake-login-password")
+	}
+}
+
+// Expiries the plugin cannot store or serve are bad responses at login, with a clear error,
+// never a half-stored session whose leases cannot renew.
+func TestImplausibleExpiriesAreBadResponsesAtLogin(t *testing.T) {
+	f := &fakeLogin{}
+	e := newEnvWrapped(t, f.wrap)
+	for name, tc := range map[string]struct {
+		expires any
+		want    string
+	}{
+		"past year 9999 in ms":       {1e15, "expire"},
+		"ten thousand years out":     {"9999-12-31T23:59:59Z", "expire"},
+		"lives less than the margin": {e.clock.Now().Add(8 * time.Second).Unix(), "expire"},
+	} {
+		f.login.Store(answer(200, map[string]any{"token": "opaque-token-x", "expires": tc.expires}))
+		resp, _ := e.do(logical.UpdateOperation, "config", genericFake(e))
+		if !resp.IsError() || !strings.Contains(errText(resp), tc.want) || !strings.Contains(errText(resp), "login") {
+			t.Fatalf("%s: config write %q, want the login check to refuse the expiry", name, errText(resp))
+		}
+		e.write("config", with(genericFake(e), "verify", false))
+		code, msg := e.readFailure("token")
+		if code != 502 || !strings.Contains(msg, "generic") {
+			t.Fatalf("%s: read %d %q, want 502 naming the upstream", name, code, msg)
+		}
+		e.clock.Advance(time.Minute) // past the failure backoff and the auth budget
+	}
+}

@@ -5,6 +5,30 @@ import (
 	"testing"
 )
 
+func TestURLsThatAreNeverAnUpstreamAreRefused(t *testing.T) {
+	e := newEnv(t)
+	for raw, why := range map[string]string{
+		"http://169.254.169.254/latest": "link-local", "http://[fe80::1]:8080": "link-local", "http://[::ffff:169.254.169.254]": "link-local",
+		"http://169.254.169.254./": "link-local", "http://0.0.0.0:8200": "unspecified", "http://[::]:8200": "unspecified",
+	} {
+		// verify=false: refused at write time, before any connection could be made.
+		msg := expectRejected(t, e, with(e.plextracConfig(false), "url", raw, "verify", false), "url")
+		if !strings.Contains(msg, why) {
+			t.Errorf("%s: %q does not say %s", raw, msg, why)
+		}
+	}
+	e.write("config", with(e.plextracConfig(false), "url", strings.Replace(e.url, "127.0.0.1", "localhost", 1))) // loopback stays allowed
+}
+
+func TestUnparsableURLIsNeverEchoedWithItsUserinfo(t *testing.T) {
+	e := newEnv(t)
+	for _, raw := range []string{"https://svc:hunter2%zz@acme.plextrac.com", "https://svc:hunter2 x@acme plextrac.com", "https://svc:hunter2@[::1"} {
+		if msg := expectRejected(t, e, with(e.plextracConfig(false), "url", raw, "verify", false), "url"); strings.Contains(msg, "hunter2") {
+			t.Errorf("%q echoes the URL's password", msg)
+		}
+	}
+}
+
 // A URL naming an address the dial guard refuses is refused when it is written, before any
 // connection could be made (verify=false): zones, link-local IPv4 carried inside IPv6 in
 // every form a stack or a translator delivers, and the metadata services outside link-local.

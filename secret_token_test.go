@@ -2,6 +2,7 @@ package sessiontoken
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -70,65 +71,6 @@ func TestLeaseEndsFiveSecondsBeforeTheToken(t *testing.T) {
 	}
 }
 
-// Another node reloads what the writer wrote when Vault invalidates config or session.
-func TestInvalidateMakesAStandbyServeWhatTheActiveWrote(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", e.plextracConfig(false))
-	standby := e.standby()
-	first := standby.read("token", nil).Data["token"]
-	e.clock.Advance(11 * time.Minute)
-	second := e.read("token", nil).Data["token"] // the active node refreshes
-	standby.b.InvalidateKey(context.Background(), sessionKey)
-	if got := standby.read("token", nil).Data["token"]; got != second || got == first {
-		t.Fatal("after the session key was invalidated the standby did not serve the active node's new session")
-	}
-	e.write("config", e.plaspyConfig())
-	standby.b.InvalidateKey(context.Background(), configKey)
-	if got := standby.read("token", nil).Data["provider"]; got != "plaspy" {
-		t.Fatalf("after the config key was invalidated the standby serves provider %v", got)
-	}
-}
-
-// Unmounting (Clean) takes the mount's auth budget off its host.
-func TestCleanTakesTheBudgetOffTheHost(t *testing.T) {
-	a := newEnv(t)
-	b := a.otherMount()
-	a.write("config", with(a.plextracConfig(false), "max_auth_per_minute", 8))
-	b.write("config", with(b.plextracConfig(false), "max_auth_per_minute", 2))
-	b.b.Clean(context.Background())
-	if la := limiterOf(a); la["max_auth_per_minute"] != 8 || la["mounts_on_host"] != 1 {
-		t.Fatalf("after the other mount was cleaned up: %v", la)
-	}
-	// Defect 14: Clean is final. A periodic run or a request that arrives after it (Vault
-	// may have started one before disabling the mount) never loads the mount again, so its
-	// budget stays off the host.
-	b.clock.Advance(14 * time.Minute) // a periodic refresh would be due
-	if err := b.b.periodic(context.Background(), &logical.Request{Storage: b.s}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.do(logical.ReadOperation, "token", nil); err == nil {
-		t.Error("a cleaned mount served a read")
-	}
-	if la := limiterOf(a); la["max_auth_per_minute"] != 8 || la["mounts_on_host"] != 1 {
-		t.Fatalf("a cleaned mount registered its budget again: %v", la)
-	}
-}
-
-// A login from a read stores the TOTP step it used, so a plugin process started right after
-// (reload, failover) does not resend that code.
-func TestReadPathLoginRecordsItsTOTPStep(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", with(e.plextracConfig(true), "verify", false))
-	e.read("token", nil) // logs in with MFA
-	fresh := *e
-	fresh.limiters = newEnv(t).limiters // another process: no memory of the step
-	fresh.b, _, fresh.logs = fresh.newMount(e.s, nil)
-	fresh.write("config", map[string]any{"min_ttl": 240}) // same instant: must wait a step
-	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
-		t.Fatalf("want 2 MFA logins and no replayed code, got %+v", st)
-	}
-}
-
 // Revoking a lease makes no upstream call and leaves the shared session to the other
 // readers, also for a provider with a logout.
 func TestRevokeLeavesTheSharedSessionAlone(t *testing.T) {
@@ -150,5 +92,73 @@ func TestRevokeLeavesTheSharedSessionAlone(t *testing.T) {
 	}
 	if !strings.HasPrefix(lease.Secret.InternalData["secret_type"].(string), "sessiontoken") {
 		t.Fatal("lease is not routed to the token secret")
+	}
+}
+
+// Defect 5: renewing a lease whose refresh gives no later token ends its renewability, so the
+// holder reads the path again instead of costing a refresh per renewal.
+func TestRenewalWhoseRefreshDoesNotHelpEndsRenewability(t *testing.T) {
+	f := &fakeLogin{}
+	e := newEnvWrapped(t, f.wrap)
+	exp := e.clock.Now().Add(15 * time.Minute)
+	f.login.Store(answer(200, map[string]any{"token": "opaque-first", "expires": exp.Unix()}))
+	f.refresh.Store(answer(200, map[string]any{"token": "opaque-shorter", "expires": exp.Add(-time.Minute).Unix()}))
+	e.write("config", with(genericFake(e), "max_auth_per_minute", 100))
+	lease := e.read("token", nil)
+	lease.Secret.IssueTime = e.clock.Now()
+	before := f.calls.Load()
+	e.clock.Advance(11 * time.Minute) // inside the renewal window
+	r := renew(t, e, lease.Secret)
+	if r.Data["token"] != "opaque-first" || r.Secret.Renewable {
+		t.Fatalf("renewal: token %v renewable %v; want the held token and no more renewals", r.Data["token"], r.Secret.Renewable)
+	}
+	if n := f.calls.Load() - before; n != 1 {
+		t.Fatalf("upstream calls %d, want 1", n)
+	}
+}
+
+func TestRenewAfterTheAccountChangedIsRefused(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	lease := e.read("token", nil)
+	lease.Secret.IssueTime = e.clock.Now()
+	e.write("config", map[string]any{"min_ttl": 240}) // same account: its leases still renew
+	renew(t, e, lease.Secret)
+	e.write("config", e.plextracConfig(true))                           // another user: another account
+	for _, at := range []time.Duration{time.Minute, 10 * time.Minute} { // outside and inside the window
+		e.clock.Advance(at)
+		resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+		if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
+			t.Fatalf("renewing a lease of the replaced account: %v %v", err, resp)
+		}
+		if resp.Data["token"] != nil || resp.Secret != nil {
+			t.Fatal("a refused renewal handed out a token")
+		}
+	}
+}
+
+// Renewal failures caused by the upstream carry the status and message a read would get.
+func TestRenewFailureCarriesTheUpstreamStatus(t *testing.T) {
+	for _, tc := range []struct {
+		fault sim.Fault
+		code  int
+	}{
+		{sim.Fault{Provider: sim.PlexTrac, Status: 429, RetryAfter: "30"}, 429},
+		{sim.Fault{Provider: sim.PlexTrac, Status: 503}, 502},
+	} {
+		e := newEnv(t)
+		e.write("config", e.plextracConfig(false))
+		lease := e.read("token", nil)
+		lease.Secret.IssueTime = e.clock.Now()
+		e.sim.AddFault(tc.fault)
+		e.clock.Advance(15*time.Minute - 5500*time.Millisecond) // too close to expiry to keep the token
+		_, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+		var coded logical.HTTPCodedError
+		if !errors.As(err, &coded) || coded.Code() != tc.code || !strings.Contains(err.Error(), "plextrac") {
+			t.Fatalf("fault %d: renewal error %v, want a coded %d naming the upstream", tc.fault.Status, err, tc.code)
+		}
+		if code, msg := e.readFailure("token"); code != tc.code || !strings.Contains(err.Error(), strings.TrimPrefix(msg, "cannot renew: ")) {
+			t.Fatalf("fault %d: read says %d %q, renewal %v", tc.fault.Status, code, msg, err)
+		}
 	}
 }

@@ -1,0 +1,232 @@
+package sessiontoken
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+// A write that keeps the upstream account keeps its session, even unverified and with the
+// URL spelled another way; one that changes how the generic login is done is another account.
+func TestSessionFollowsTheAccountNotTheWrite(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	first := e.read("token", nil).Data["token"]
+	e.write("config", map[string]any{"min_ttl": 240, "verify": false})
+	e.write("config", map[string]any{"url": e.url + "/", "password": sim.DemoPlexTracPassword, "verify": false})
+	e.b.reset() // and from storage
+	if got := e.read("token", nil).Data["token"]; got != first {
+		t.Fatal("a write that kept the account dropped its session")
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 1 {
+		t.Fatalf("logins = %d, want 1", st.Logins)
+	}
+
+	g := newEnv(t)
+	g.write("config", genericPlexTrac(g))
+	tok := g.read("token", nil).Data["token"]
+	g.write("config", map[string]any{"login_body": `{"username": {{json .username}}, "password": {{json .password}}, "x": 1}`,
+		"password": sim.DemoPlexTracPassword, "verify": false})
+	if got := g.read("token", nil).Data["token"]; got == tok {
+		t.Fatal("a generic login of another shape kept the old account's session")
+	}
+}
+
+func TestResetOfAnUnconfiguredMountIsHarmless(t *testing.T) {
+	e := newEnv(t)
+	e.b.reset()
+	if code, msg := e.readFailure("token"); code != 400 || !strings.Contains(msg, "not configured") {
+		t.Fatalf("%d %q", code, msg)
+	}
+	e.b.clean(nil)
+}
+
+// heldStorage holds the next session write until released, as a slow storage backend would.
+type heldStorage struct {
+	logical.Storage
+	mu      sync.Mutex
+	release chan struct{}
+	holding chan struct{} // closed once a session write is being held
+}
+
+// holdNextSessionWrite returns a channel closed once the write is held, and one to release it.
+func (h *heldStorage) holdNextSessionWrite() (holding <-chan struct{}, release chan<- struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.release, h.holding = make(chan struct{}), make(chan struct{})
+	return h.holding, h.release
+}
+
+func (h *heldStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	h.mu.Lock()
+	release, holding := h.release, h.holding
+	if e.Key == sessionKey {
+		h.release = nil
+	}
+	h.mu.Unlock()
+	if e.Key == sessionKey && release != nil {
+		close(holding)
+		<-release
+	}
+	return h.Storage.Put(ctx, e)
+}
+
+// A slow session write of an account that a config write replaces must never become the
+// mount's session: not in memory, and not after a reload from storage.
+func TestSlowSessionWriteOfReplacedAccountIsNeverServed(t *testing.T) {
+	e := newEnv(t)
+	held := &heldStorage{Storage: e.s}
+	e.s = held
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	holding, release := held.holdNextSessionWrite()
+	var old string
+	reading := make(chan struct{})
+	go func() { // account A logs in; its session write is held
+		defer close(reading)
+		resp, err := e.do(logical.ReadOperation, "token", nil)
+		if err == nil && resp != nil && !resp.IsError() {
+			old, _ = resp.Data["token"].(string)
+		}
+	}()
+	<-holding
+	writing := make(chan struct{})
+	go func() { // meanwhile the mount is moved to another account
+		defer close(writing)
+		resp, err := e.do(logical.UpdateOperation, "config", e.plaspyConfig())
+		if err != nil || resp.IsError() {
+			t.Errorf("config write: %v %s", err, errText(resp))
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // let the config write run as far as it can
+	close(release)
+	<-reading
+	<-writing
+	if old == "" {
+		t.Fatal("the first read got no token")
+	}
+	for _, reload := range []bool{false, true} {
+		if reload { // a restart or a standby reload starts from storage
+			e.b.reset()
+		}
+		resp := e.read("token", nil)
+		if resp.Data["token"] == old || resp.Data["provider"] != "plaspy" {
+			t.Fatalf("reload=%v: the mount serves the replaced account's token", reload)
+		}
+		if st := e.callProtected("/api/Account", resp.Data["authorization"].(string)); st != 200 {
+			t.Fatalf("reload=%v: served token rejected by plaspy: %d", reload, st)
+		}
+	}
+	// The config check's session is the one in storage: the late write did not replace it.
+	if st := e.sim.Stats(sim.Plaspy); st.Logins != 1 {
+		t.Fatalf("plaspy logins = %d, want 1: the replaced account's late write overwrote the new session", st.Logins)
+	}
+}
+
+func TestStoredSessionOfAnotherAccountIsNeverServed(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	first := e.read("token", nil).Data["token"]
+	// The stored session is relabelled as another account's (as a config changed elsewhere).
+	entry, _ := e.s.Get(context.Background(), sessionKey)
+	var ss sessionRecord
+	if err := entry.DecodeJSON(&ss); err != nil || ss.Account == "" {
+		t.Fatalf("stored session has no account: %v", err)
+	}
+	ss.Account = "another-account"
+	entry, _ = logical.StorageEntryJSON(sessionKey, ss)
+	_ = e.s.Put(context.Background(), entry)
+	e.b.reset()
+	if got := e.read("token", nil).Data["token"]; got == first {
+		t.Fatal("served a stored session labelled with another account")
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 2 {
+		t.Fatalf("logins = %d, want 2 (the foreign session was not used)", st.Logins)
+	}
+}
+
+// Overlapping partial config writes are serialized: neither loses the other's field.
+func TestConcurrentConfigWritesDoNotLoseFields(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	for round := range 10 {
+		var wg sync.WaitGroup
+		minTTL, timeout := (round+2)*60, round+5
+		for _, data := range []map[string]any{{"min_ttl": minTTL}, {"request_timeout": timeout}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.clock.Advance(7 * time.Second) // stay inside the auth budget
+				if resp, err := e.do(logical.UpdateOperation, "config", data); err != nil || resp.IsError() {
+					t.Errorf("write %v: %v %s", data, err, errText(resp))
+				}
+			}()
+		}
+		wg.Wait()
+		c := e.read("config", nil).Data
+		if c["min_ttl"] != minTTL || c["request_timeout"] != timeout {
+			t.Fatalf("round %d: config %v lost a concurrent write (want min_ttl %d, request_timeout %d)", round, c, minTTL, timeout)
+		}
+		if a, _ := e.b.account(context.Background(), e.s); a == nil || a.cfg.minTTL() != time.Duration(minTTL)*time.Second {
+			t.Fatalf("round %d: the account in memory does not match the stored config", round)
+		}
+	}
+}
+
+// Two mounts of one plugin process on one upstream host share its auth budget however the
+// host is spelled; the budget is the smallest one configured on the host; a write that fails
+// its check, or asks for more, changes nothing the other mount gets.
+func TestMountsOnOneHostShareTheSmallestBudget(t *testing.T) {
+	a := newEnv(t)
+	b, c := a.otherMount(), a.otherMount()
+	port := a.url[strings.LastIndex(a.url, ":"):]
+	a.write("config", with(a.plextracConfig(false), "url", "http://localhost"+port, "max_auth_per_minute", 8))
+	// b never connects (verify=false, no reads): a trailing-dot name would be resolved by DNS.
+	b.write("config", with(b.plextracConfig(false), "url", "http://LOCALHOST."+port+"/", "max_auth_per_minute", 8, "verify", false))
+	if la, lb := limiterOf(a), limiterOf(b); la["host"] != lb["host"] || la["host"] != "localhost"+port || la["mounts_on_host"] != 2 {
+		t.Fatalf("one host spelled two ways: %v / %v", la, lb)
+	}
+	for _, failing := range []int{1, 600} { // wrong password: the write fails its check
+		a.clock.Advance(10 * time.Second)
+		resp, _ := c.do(logical.UpdateOperation, "config", with(c.plextracConfig(false), "url", "http://LocalHost"+port,
+			"password", "wrong-password", "max_auth_per_minute", failing))
+		if !resp.IsError() || !strings.Contains(errText(resp), "login failed") {
+			t.Fatalf("a wrong password was not refused by the login check: %s", errText(resp))
+		}
+		if got := limiterOf(a)["max_auth_per_minute"]; got != 8 {
+			t.Fatalf("a failed write asking %d changed the host's budget to %v", failing, got)
+		}
+	}
+	b.write("config", map[string]any{"max_auth_per_minute": 3, "verify": false})
+	if la := limiterOf(a); la["max_auth_per_minute"] != 3 || !strings.Contains(la["rule"].(string), "smallest") || la["this_mount_asked"] != 8 {
+		t.Fatalf("b lowered the budget to 3: a sees %v", la)
+	}
+	b.write("config", map[string]any{"max_auth_per_minute": 600, "verify": false})
+	if got := limiterOf(a)["max_auth_per_minute"]; got != 8 {
+		t.Fatalf("b asked 600: a's host budget is %v, want 8 (no mount raises it past another's)", got)
+	}
+	if _, err := b.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	if la := limiterOf(a); la["max_auth_per_minute"] != 8 || la["mounts_on_host"] != 1 {
+		t.Fatalf("after b's config was deleted: %v", la)
+	}
+}
+
+// Two mounts for one MFA account, with the host spelled differently, never send the same
+// TOTP code: the used-step record is keyed by the account (its seed).
+func TestTOTPStepIsSharedAcrossSpellingsOfOneAccount(t *testing.T) {
+	a := newEnv(t)
+	b := a.otherMount()
+	port := a.url[strings.LastIndex(a.url, ":"):]
+	a.write("config", with(a.plextracConfig(true), "url", "http://localhost"+port))
+	b.write("config", with(b.plextracConfig(true), "url", "http://LOCALHOST"+port))
+	if st := a.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
+		t.Fatalf("want 2 MFA logins and no replayed code, got %+v", st)
+	}
+}
