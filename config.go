@@ -1,8 +1,6 @@
 package sessiontoken
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"slices"
@@ -154,7 +152,7 @@ func (c *config) validate(given map[string]any) error {
 			return err
 		}
 	}
-	if err := validateURL(c.URL, c.AllowInsecureHTTP); err != nil {
+	if err := upstream.CheckURL(c.URL, c.AllowInsecureHTTP); err != nil {
 		return err
 	}
 	for _, f := range configFields {
@@ -168,7 +166,7 @@ func (c *config) validate(given map[string]any) error {
 		}
 	}
 	if c.CACert != "" {
-		if err := validateCACert(c.CACert); err != nil {
+		if err := upstream.CheckCACert(c.CACert); err != nil {
 			return err
 		}
 	}
@@ -191,33 +189,6 @@ func validateHeaders(headers map[string]string) error {
 		case !httpguts.ValidHeaderFieldValue(value):
 			return fmt.Errorf("headers: the value of %s contains a control character (a line break, NUL or other), which would inject into the request or be refused at send time; remove it", name)
 		}
-	}
-	return nil
-}
-
-// validateCACert accepts PEM CERTIFICATE blocks, and refuses a private key pasted with them:
-// the text is stored and read back as written, so a key in it would be shown on every read.
-func validateCACert(pemText string) error {
-	rest, found := []byte(pemText), false
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if strings.Contains(block.Type, "PRIVATE KEY") {
-			return fmt.Errorf("ca_cert: holds a %s block; remove it and store only the CA's CERTIFICATE blocks (config reads show ca_cert)", block.Type)
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-			return fmt.Errorf("ca_cert: a CERTIFICATE block does not parse: %v", err)
-		}
-		found = true
-	}
-	if !found {
-		return fmt.Errorf("ca_cert: no PEM CERTIFICATE block found")
 	}
 	return nil
 }

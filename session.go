@@ -11,9 +11,9 @@ import (
 )
 
 const (
-	// clockSkew: leases end this long before their token, so no reader holds an expired token
-	// while its lease says valid, even with some clock difference to the upstream.
-	clockSkew = 5 * time.Second
+	// clockSkew: leases end this long before their token (upstream.ClockSkew, on which the
+	// clients' MinServableLife is built).
+	clockSkew = upstream.ClockSkew
 	// periodicSlack: Vault calls the periodic function about once a minute, so refreshing this
 	// much earlier than readers need keeps them from waiting upstream.
 	periodicSlack = 75 * time.Second

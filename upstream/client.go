@@ -94,6 +94,16 @@ func (c *Client) secretSet(extra ...string) []string {
 func (c *Client) Scrub(text string) string { return scrub(text, c.secretSet()) }
 
 func newClient(cfg Config, deps Deps) (*Client, error) {
+	// The scheme rule (https unless allowed) is the config's to apply: tests and the simulator
+	// use http. Every other rule is the same as at config write.
+	if err := CheckURL(cfg.URL, true); err != nil {
+		return nil, err
+	}
+	if cfg.CACert != "" {
+		if err := CheckCACert(cfg.CACert); err != nil {
+			return nil, err
+		}
+	}
 	base, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
 	if err != nil || base.Host == "" {
 		return nil, errors.New("url: not an absolute URL") // never echoed: it may hold userinfo

@@ -13,11 +13,17 @@ import (
 // DefaultLifetime is assumed when neither the JWT nor the answer says when a token expires.
 const DefaultLifetime = 15 * time.Minute
 
+// ClockSkew is how long before its token a lease ends, so that no reader holds an expired
+// token while its lease says valid, even with some clock difference to the upstream. The
+// backend uses it for every lease; it is here because MinServableLife is built on it.
+const ClockSkew = 5 * time.Second
+
 // MinServableLife is the shortest remaining life a new token may have. The backend serves a
-// lease of the token's remaining life less a clock-skew margin (5 s) and keeps 1 s more so that
-// a renewal's increment cannot outlive the token; a token that expires sooner than this after
-// it arrives would get a zero or negative lease TTL, so it is a bad response instead.
-const MinServableLife = 10 * time.Second
+// lease of the token's remaining life less ClockSkew and keeps 1 s more so that a renewal's
+// increment cannot outlive the token; a token that expires sooner than this after it arrives
+// would get a zero or negative lease TTL, so it is a bad response instead. Twice the skew
+// leaves a few seconds of lease on the shortest token served.
+const MinServableLife = 2 * ClockSkew
 
 // MaxTokenLife bounds how far from now a token's expiry and issue time may be. Upstream
 // session tokens live minutes to hours; an expiry a year or more away (or an issue time a year
