@@ -46,7 +46,9 @@ func (t *Token) ObtainedTime() time.Time {
 // Lifetime is the token's whole life, from issue to expiry.
 func (t *Token) Lifetime() time.Duration { return t.ExpiresAt.Sub(t.IssuedAt) }
 
-// Config is one account's upstream configuration, as stored by the backend.
+// Config is one account's upstream configuration as the backend hands it to New. It is not
+// a stored format: the backend stores types of its own (storage_config.go), so that a change
+// here never changes what is in Vault storage.
 type Config struct {
 	Provider          string            `json:"provider"`
 	URL               string            `json:"url"`
