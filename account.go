@@ -132,7 +132,7 @@ func (a *account) load(ctx context.Context, s logical.Storage) error {
 		a.logger.Warn("stored session belongs to another upstream account than the config; the next read logs in again")
 		return nil
 	}
-	a.prov.HTTP().RememberToken(t.Value) // scrubbed from what upstream says back
+	a.prov.Conn().RememberToken(t.Value) // scrubbed from what upstream says back
 	a.mu.Lock()
 	a.tok = t
 	a.mu.Unlock()
@@ -184,7 +184,7 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 		if b.install(a, gen) {
 			return a, nil
 		}
-		a.prov.HTTP().Close()
+		a.prov.Conn().Close()
 	}
 	return nil, errors.New("the mount's config kept changing while it loaded; try again")
 }
@@ -226,7 +226,7 @@ func (b *backend) loadAccount(ctx context.Context, s logical.Storage) (*account,
 	}
 	a := b.newAccount(cfg, p, key)
 	if err := a.load(ctx, s); err != nil {
-		p.HTTP().Close()
+		p.Conn().Close()
 		return nil, err
 	}
 	return a, nil
@@ -268,7 +268,7 @@ func (b *backend) reset() {
 	held, unlock := b.lockGate()
 	defer unlock()
 	if prev := b.swap(held, nil); prev != nil {
-		prev.prov.HTTP().Close()
+		prev.prov.Conn().Close()
 	}
 }
 
@@ -306,7 +306,7 @@ func (b *backend) endSession(ctx context.Context, prev *account, nextFingerprint
 	if prev == nil {
 		return
 	}
-	defer prev.prov.HTTP().Close()
+	defer prev.prov.Conn().Close()
 	if prev.fingerprint == nextFingerprint {
 		return
 	}

@@ -164,8 +164,8 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err == nil && verify {
 		attempt := c.checkKey()
 		if now := b.clock.Now(); attempt == b.checkFailed && now.Before(b.checkRetryAt) {
-			prov.HTTP().Close()
-			return upstreamFailure(&upstream.Error{Provider: c.Provider, Host: prov.HTTP().Host(), Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
+			prov.Conn().Close()
+			return upstreamFailure(&upstream.Error{Provider: c.Provider, Host: prov.Conn().Host(), Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
 				Msg:  "not tried: the same config failed its login check moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share",
 				Hint: "config not saved; fix what the last error named", RetryAt: b.checkRetryAt})
 		}
@@ -180,7 +180,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			}
 		}
 		if err != nil {
-			prov.HTTP().Close()
+			prov.Conn().Close()
 			err = fmt.Errorf("the login check failed (set verify=false to store without checking): %w", err)
 		}
 	}

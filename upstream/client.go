@@ -147,8 +147,8 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 	return c, nil
 }
 
-// HTTP returns c itself, so that every provider satisfies Provider.HTTP by embedding.
-func (c *Client) HTTP() *Client { return c }
+// Conn is c: every provider embeds its *Client, and so satisfies Provider.Conn.
+func (c *Client) Conn() *Client { return c }
 
 // Host is the upstream's HostKey, the key of its limiter.
 func (c *Client) Host() string { return c.hostKey }

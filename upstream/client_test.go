@@ -275,7 +275,7 @@ func TestZeroRequestTimeoutMeansDefault(t *testing.T) {
 	if _, err := p.Login(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.HTTP().timeout; got != 10*time.Second {
+	if got := p.Conn().timeout; got != 10*time.Second {
 		t.Fatalf("timeout %s", got)
 	}
 }

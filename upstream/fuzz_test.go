@@ -87,8 +87,8 @@ func FuzzProviderAnswers(f *testing.F) {
 				t.Fatal(err)
 			}
 			cur := &Token{Value: "fuzz-opaque-current", IssuedAt: clock.Now(), ExpiresAt: clock.Now().Add(time.Minute)}
-			p.HTTP().RememberToken("fuzz-opaque-previous")
-			p.HTTP().RememberToken(cur.Value) // as the backend does for a session it loads
+			p.Conn().RememberToken("fuzz-opaque-previous")
+			p.Conn().RememberToken(cur.Value) // as the backend does for a session it loads
 			for _, call := range []func() (*Token, error){
 				func() (*Token, error) { return p.Login(context.Background()) },
 				func() (*Token, error) { return p.Refresh(context.Background(), cur) },
@@ -105,7 +105,7 @@ func FuzzProviderAnswers(f *testing.F) {
 					}
 				}
 			}
-			p.HTTP().Close()
+			p.Conn().Close()
 		}
 	})
 }

@@ -20,8 +20,9 @@ type Provider interface {
 	Logout(ctx context.Context, token string) error
 	// Authorization is the ready Authorization header value for token.
 	Authorization(token string) string
-	// HTTP is the client side shared by all providers: host, limiter and scrubbing.
-	HTTP() *Client
+	// Conn is the provider's connection to its upstream, the part every provider shares: its
+	// host key, the host's limiter, the remembered tokens it scrubs, and Close.
+	Conn() *Client
 }
 
 // Token is an upstream session token and what is known about it.

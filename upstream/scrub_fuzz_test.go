@@ -231,9 +231,9 @@ func FuzzScrubPlantedSecrets(f *testing.F) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					defer p.HTTP().Close()
-					p.HTTP().RememberToken(secrets["previous token"])
-					p.HTTP().RememberToken(cur) // obtained by the last login, or loaded from storage
+					defer p.Conn().Close()
+					p.Conn().RememberToken(secrets["previous token"])
+					p.Conn().RememberToken(cur) // obtained by the last login, or loaded from storage
 					ctx := context.Background()
 					switch op {
 					case OpLogin:

@@ -197,7 +197,7 @@ func TestOpaqueTokensAreScrubbedFromErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		if tc.echo == "opaque-stored-before-restart" {
-			p.HTTP().RememberToken(tc.echo) // the memory now holds it and the second token
+			p.Conn().RememberToken(tc.echo) // the memory now holds it and the second token
 		}
 		echo.Store(tc.echo)
 		for name, call := range map[string]func() error{
@@ -238,7 +238,7 @@ func TestClientScrubUsesEverySecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := p.HTTP()
+	c := p.Conn()
 	c.RememberToken("tok-secret")
 	got := c.Scrub("pw-secret key-secret hdr-secret tok-secret ok")
 	if got != strings.Repeat(redacted+" ", 4)+"ok" {
