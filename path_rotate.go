@@ -44,10 +44,13 @@ func (b *backend) pathRotate() *framework.Path {
 	}
 }
 
+// obtainedByRotate marks the session token a rotate obtained, in status and in the session.
+const obtainedByRotate = "rotate"
+
 var rotateFields = map[string]*framework.FieldSchema{
 	"issued_at":        {Type: framework.TypeString, Description: "The new token's issue time, RFC 3339."},
 	"expires_at":       {Type: framework.TypeString, Description: "The new token's expiry, RFC 3339."},
-	"obtained_by":      {Type: framework.TypeString, Description: "login or mfa."},
+	"obtained_by":      {Type: framework.TypeString, Description: "rotate."},
 	"previous_revoked": {Type: framework.TypeBool, Description: "Whether the replaced token was ended upstream."},
 }
 
@@ -102,6 +105,7 @@ func (a *account) rotate(ctx context.Context, s logical.Storage) (prev, next *up
 			if err != nil {
 				return nil, a.noteFailure(err)
 			}
+			t.ObtainedBy = obtainedByRotate // renewals of the replaced token move to it (secret_token.go)
 			return t, a.store(ctx, s, t)
 		})
 		select {

@@ -75,10 +75,11 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 		return logical.ErrorResponse("cannot renew: the mount's account changed since this lease was issued; read the token path again"), nil
 	}
 	now := b.clock.Now()
-	if cur := a.current(); a.usable(cur) && tokenHash(cur.Value) != held.sha256 {
-		// The session moved on (rotated or refreshed) since this lease got its token: told
-		// apart by identity, since a rotated token may have the same expiry. Hand out the
-		// session's token and end renewability, so the holder moves to it now.
+	if cur := a.current(); a.usable(cur) && cur.ObtainedBy == obtainedByRotate && tokenHash(cur.Value) != held.sha256 {
+		// An operator rotated the session since this lease got its token: told apart by
+		// identity, since a rotated token may have the same expiry. Hand out the session's
+		// token and end renewability, so the holder moves to it now. (A routine refresh does
+		// not do this: early renewals keep their token until its renewal window.)
 		return b.renewOnto(req, a, cur, now)
 	}
 	if now.Before(held.expiresAt.Add(-held.lifetime() / 3)) {

@@ -162,3 +162,22 @@ func TestRenewFailureCarriesTheUpstreamStatus(t *testing.T) {
 		}
 	}
 }
+
+// A routine refresh of the session before a lease's renewal window does not move the lease:
+// an early renewal keeps its token and stays renewable (only rotate moves leases early).
+func TestEarlyRenewalKeepsItsTokenAfterARoutineRefresh(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	lease := e.read("token", nil)
+	lease.Secret.IssueTime = e.clock.Now()
+	e.clock.Advance(9 * time.Minute) // 6m left: the periodic run refreshes (5m + 75 s ahead); the window is the last 5m
+	if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := e.b.account(context.Background(), e.s); a.current().Value == lease.Data["token"] {
+		t.Fatal("test setup: the periodic run did not refresh the session")
+	}
+	if r := renew(t, e, lease.Secret); r.Data["token"] != lease.Data["token"] || !r.Secret.Renewable {
+		t.Fatalf("an early renewal after a routine refresh: moved %v, renewable %v", r.Data["token"] != lease.Data["token"], r.Secret.Renewable)
+	}
+}
