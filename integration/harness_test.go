@@ -227,6 +227,7 @@ func stopProcess(cmd *exec.Cmd, grace time.Duration) {
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
+	kids := descendants(cmd.Process.Pid) // before they are orphaned and re-parented
 	_ = cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -237,6 +238,9 @@ func stopProcess(cmd *exec.Cmd, grace time.Duration) {
 		<-done
 	}
 	killGroup(cmd, syscall.SIGKILL) // what it started and left behind (Vault's plugin processes)
+	for _, pid := range kids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 func (v *vaultServer) env() []string {

@@ -67,3 +67,32 @@ func leftoverProcesses() []string {
 	}
 	return out
 }
+
+// descendants lists the processes below pid (Vault's plugin children may set a process group
+// of their own, so killing Vault's group alone can miss them).
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		child, _ := strconv.Atoi(e.Name())
+		if len(f) >= 2 {
+			ppid, _ := strconv.Atoi(f[1])
+			children[ppid] = append(children[ppid], child)
+		}
+	}
+	var out []int
+	for todo := []int{pid}; len(todo) > 0; {
+		p := todo[0]
+		todo = todo[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			todo = append(todo, c)
+		}
+	}
+	return out
+}
