@@ -67,35 +67,6 @@ type account struct {
 	hold        holdRecord // see hold.go
 }
 
-// newProvider builds cfg's provider, told which TOTP step was used last by any node.
-func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *config) (upstream.Provider, error) {
-	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.clock, Limiters: b.limiters, Secrets: cfg.secretValues(),
-		Observe: b.metrics.observeUpstream})
-	if err != nil {
-		return nil, err
-	}
-	if st, ok := p.(upstream.TOTPStepper); ok && cfg.TOTPSecret != "" {
-		step, err := readTOTPStep(ctx, s)
-		if err != nil {
-			return nil, err
-		}
-		if step > 0 { // no step stored: leave the process's record (if any) as it is
-			st.SkipTOTPStepsThrough(step)
-		}
-	}
-	return p, nil
-}
-
-// saveTOTPStep records the last TOTP step p used, after any login attempt that may have sent
-// a code, so that another node or a restarted plugin never resends it.
-func saveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider) error {
-	st, ok := p.(upstream.TOTPStepper)
-	if !ok || st.LastTOTPStep() == 0 {
-		return nil
-	}
-	return writeTOTPStep(ctx, s, st.LastTOTPStep())
-}
-
 func (b *backend) newAccount(cfg *config, p upstream.Provider, fingerprintKey []byte) *account {
 	return &account{cfg: cfg, prov: p, fingerprint: cfg.fingerprint(fingerprintKey), legacy: cfg.LegacyAccount,
 		gate: &b.sessionGate, writable: b.WriteSafeReplicationState, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider),

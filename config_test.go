@@ -1,8 +1,14 @@
 package sessiontoken
 
 import (
+	"encoding/pem"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 )
 
 func TestURLsThatAreNeverAnUpstreamAreRefused(t *testing.T) {
@@ -63,5 +69,26 @@ func TestURLsWithZonesEmbeddedIPv4OrMetadataAreRefused(t *testing.T) {
 	// Private addresses, inside IPv6 or not, stay allowed: self-hosted instances live there.
 	for _, raw := range []string{"http://10.0.0.5:8200", "http://[64:ff9b::a00:5]/", "http://[fd00:ec2::253]/", "http://[::ffff:192.168.1.9]/"} {
 		e.write("config", with(e.plextracConfig(false), "url", raw, "verify", false))
+	}
+}
+
+func TestTLSUpstreamNeedsItsCA(t *testing.T) {
+	e := newEnv(t)
+	tlsSrv := httptest.NewTLSServer(e.sim.Handler()) // the simulator behind its own CA
+	defer tlsSrv.Close()
+	cfg := map[string]any{"provider": "plextrac", "url": tlsSrv.URL, "username": sim.DemoPlexTracNoMFAUser, "password": sim.DemoPlexTracPassword}
+
+	resp, err := e.do(logical.UpdateOperation, "config", cfg)
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "certificate") {
+		t.Fatalf("an untrusted certificate must fail the check: %v %s", err, errText(resp))
+	}
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
+	e.write("config", with(cfg, "ca_cert", ca))
+	tok := e.read("token", nil).Data["token"].(string)
+	if !e.sim.CheckToken(sim.PlexTrac, tok) {
+		t.Fatal("token over TLS does not work")
+	}
+	if got := e.read("config", nil).Data["ca_cert"]; got != ca {
+		t.Error("config read should show the (public) CA certificate byte for byte as written")
 	}
 }

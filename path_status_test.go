@@ -44,3 +44,21 @@ func TestStatusHealth(t *testing.T) {
 		t.Fatalf("held: %s %q %q", h, r, a)
 	}
 }
+
+func TestStatusShowsSessionAndCalls(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(true))
+	e.read("token", nil)
+	st := e.read("status", nil).Data
+	session := st["session"].(map[string]any)
+	if session["state"] != "valid" || session["obtained_by"] != "mfa" {
+		t.Errorf("session = %v", session)
+	}
+	calls := st["upstream_calls"].(map[string]map[string]int)
+	if calls["login"]["ok"] != 1 || calls["mfa"]["ok"] != 1 {
+		t.Errorf("upstream_calls = %v", calls)
+	}
+	if lim := st["limiter"].(map[string]any); lim["max_auth_per_minute"] != 10 {
+		t.Errorf("limiter = %v", lim)
+	}
+}

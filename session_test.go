@@ -43,59 +43,6 @@ func TestExpiredSessionLogsInAgain(t *testing.T) {
 	}
 }
 
-func TestUpstreamFailureIsClearAndBounded(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", with(e.plextracConfig(false), "verify", false))
-	e.sim.AddFault(sim.Fault{Provider: sim.PlexTrac, Status: 503})
-	var msg string
-	for range 50 { // a burst of readers while upstream is down
-		resp, err := e.do(logical.ReadOperation, "token", nil)
-		var code int
-		if code, msg = failure(t, resp, err); code != 502 {
-			t.Fatalf("status %d, want 502", code)
-		}
-	}
-	for _, want := range []string{"plextrac", "HTTP 503", "retry after"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("error %q does not say %q", msg, want)
-		}
-	}
-	assertNoSecrets(t, "error", msg)
-	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != 1 {
-		t.Fatalf("50 failing reads made %d upstream calls; the backoff should hold them to 1", st.AuthCalls)
-	}
-	// Upstream recovers: after the backoff a read logs in.
-	e.sim.ClearFaults()
-	e.clock.Advance(10 * time.Second) // the first backoff step
-	e.read("token", nil)
-	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 1 {
-		t.Fatalf("logins after recovery = %d, want 1", st.Logins)
-	}
-}
-
-func TestUpstream429HoldsEveryCallerUntilRetryAfter(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", with(e.plextracConfig(false), "verify", false))
-	e.sim.AddFault(sim.Fault{Provider: sim.PlexTrac, Status: 429, RetryAfter: "40", Times: 1})
-	code, msg := e.readFailure("token")
-	if code != 429 || !strings.Contains(msg, "HTTP 429") {
-		t.Fatalf("want a 429 naming the upstream's 429, got %d %q", code, msg)
-	}
-	want := e.clock.Now().Add(40 * time.Second).UTC().Format(time.RFC3339)
-	if !strings.Contains(msg, want) {
-		t.Errorf("error %q should say retry after %s", msg, want)
-	}
-	e.clock.Advance(30 * time.Second) // past the plugin's own backoff, not past Retry-After
-	if code, _ := e.readFailure("token"); code != 429 {
-		t.Fatalf("read before Retry-After: status %d, want 429", code)
-	}
-	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != 1 {
-		t.Fatalf("upstream saw %d auth calls before Retry-After, want 1", st.AuthCalls)
-	}
-	e.clock.Advance(11 * time.Second)
-	e.read("token", nil)
-}
-
 func TestRefreshFailureServesStillValidToken(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
@@ -139,24 +86,6 @@ func TestPeriodicRefreshesAheadOnlyWhereWritable(t *testing.T) {
 	e.read("token", nil)
 	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 1 || st.Refreshes != 1 {
 		t.Fatalf("reload cost upstream calls: %+v", st)
-	}
-}
-
-func TestStatusShowsSessionAndCalls(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", e.plextracConfig(true))
-	e.read("token", nil)
-	st := e.read("status", nil).Data
-	session := st["session"].(map[string]any)
-	if session["state"] != "valid" || session["obtained_by"] != "mfa" {
-		t.Errorf("session = %v", session)
-	}
-	calls := st["upstream_calls"].(map[string]map[string]int)
-	if calls["login"]["ok"] != 1 || calls["mfa"]["ok"] != 1 {
-		t.Errorf("upstream_calls = %v", calls)
-	}
-	if lim := st["limiter"].(map[string]any); lim["max_auth_per_minute"] != 10 {
-		t.Errorf("limiter = %v", lim)
 	}
 }
 

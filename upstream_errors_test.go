@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // faultCase breaks the upstream one way. Each runs twice: cold (no session: readers must get a
@@ -209,35 +208,55 @@ func TestTokenShapesThatAreAcceptedWithAnAssumedLife(t *testing.T) {
 	}
 }
 
-func TestSameTOTPStepIsNeverReplayed(t *testing.T) {
+func TestUpstreamFailureIsClearAndBounded(t *testing.T) {
 	e := newEnv(t)
-	e.write("config", e.plextracConfig(true)) // an MFA login at this 30 s step
-	// Rewriting the config logs in again at the same instant, with a new provider instance:
-	// it must wait for the next step rather than resend the code upstream already took.
-	start := e.clock.Now()
-	e.write("config", e.plextracConfig(true))
-	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
-		t.Fatalf("want 2 MFA logins and no replay refused, got %+v", st)
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	e.sim.AddFault(sim.Fault{Provider: sim.PlexTrac, Status: 503})
+	var msg string
+	for range 50 { // a burst of readers while upstream is down
+		resp, err := e.do(logical.ReadOperation, "token", nil)
+		var code int
+		if code, msg = failure(t, resp, err); code != 502 {
+			t.Fatalf("status %d, want 502", code)
+		}
 	}
-	if e.clock.Now().Unix()/30 == start.Unix()/30 {
-		t.Fatal("the second MFA login did not move to the next TOTP step")
+	for _, want := range []string{"plextrac", "HTTP 503", "retry after"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not say %q", msg, want)
+		}
+	}
+	assertNoSecrets(t, "error", msg)
+	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != 1 {
+		t.Fatalf("50 failing reads made %d upstream calls; the backoff should hold them to 1", st.AuthCalls)
+	}
+	// Upstream recovers: after the backoff a read logs in.
+	e.sim.ClearFaults()
+	e.clock.Advance(10 * time.Second) // the first backoff step
+	e.read("token", nil)
+	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 1 {
+		t.Fatalf("logins after recovery = %d, want 1", st.Logins)
 	}
 }
 
-// A new plugin process (restart, reload, failover to another node) starts with no memory of
-// the TOTP step used last: it must come from storage.
-func TestTOTPStepSurvivesAnotherPluginProcess(t *testing.T) {
+func TestUpstream429HoldsEveryCallerUntilRetryAfter(t *testing.T) {
 	e := newEnv(t)
-	e.write("config", e.plextracConfig(true))
-	// Another process: a fresh backend and fresh process-wide state, the same storage.
-	e.b = newBackend(e.clock, upstream.NewLimiters())
-	conf := logical.TestBackendConfig()
-	conf.StorageView = e.s
-	if err := e.b.Setup(context.Background(), conf); err != nil {
-		t.Fatal(err)
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	e.sim.AddFault(sim.Fault{Provider: sim.PlexTrac, Status: 429, RetryAfter: "40", Times: 1})
+	code, msg := e.readFailure("token")
+	if code != 429 || !strings.Contains(msg, "HTTP 429") {
+		t.Fatalf("want a 429 naming the upstream's 429, got %d %q", code, msg)
 	}
-	e.write("config", e.plextracConfig(true)) // same instant: must wait for the next step
-	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
-		t.Fatalf("want 2 MFA logins and no replay refused, got %+v", st)
+	want := e.clock.Now().Add(40 * time.Second).UTC().Format(time.RFC3339)
+	if !strings.Contains(msg, want) {
+		t.Errorf("error %q should say retry after %s", msg, want)
 	}
+	e.clock.Advance(30 * time.Second) // past the plugin's own backoff, not past Retry-After
+	if code, _ := e.readFailure("token"); code != 429 {
+		t.Fatalf("read before Retry-After: status %d, want 429", code)
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != 1 {
+		t.Fatalf("upstream saw %d auth calls before Retry-After, want 1", st.AuthCalls)
+	}
+	e.clock.Advance(11 * time.Second)
+	e.read("token", nil)
 }
