@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -119,6 +120,95 @@ func TestGenericSettingsAreBounded(t *testing.T) {
 			if err := cfg.Validate(); err == nil || !strings.HasPrefix(err.Error(), field+": ") {
 				t.Errorf("%s with a line break: %v", field, err)
 			}
+		}
+	}
+}
+
+func TestGenericLoginAndRefresh(t *testing.T) {
+	clock := newTestClock()
+	rec := newRecorder(t, map[string]answer{
+		"POST /api/login": {200, `{"data":{"session":{"token":"opaque-g"},"exp":"2026-11-23T12:20:00Z"}}`},
+		"PUT /api/renew":  {200, `{"data":{"session":{"token":"opaque-g2"}}}`},
+	})
+	g := GenericConfig{LoginPath: "/api/login", TokenField: "data.session.token", ExpiryField: "data.exp", RefreshPath: "/api/renew", RefreshMethod: "put"}
+	p := providerAt(t, Config{Provider: Generic, URL: rec.URL, Username: "svc", Password: "pw-secret", Generic: g}, clock)
+	tok, err := p.Login(context.Background())
+	if err != nil || tok.Value != "opaque-g" || !tok.ExpiresAt.Equal(time.Date(2026, 11, 23, 12, 20, 0, 0, time.UTC)) {
+		t.Fatalf("%+v %v", tok, err)
+	}
+	if got := rec.sent()[0]; got.body["username"] != "svc" || got.body["password"] != "pw-secret" || got.authz != "" {
+		t.Fatalf("sent %+v", got)
+	}
+	tok, err = p.Refresh(context.Background(), tok)
+	if err != nil || tok.Value != "opaque-g2" || tok.ObtainedBy != OpRefresh || !tok.ExpiresAt.Equal(clock.Now().Add(15*time.Minute)) {
+		t.Fatalf("%+v %v", tok, err)
+	}
+	if got := rec.sent()[1]; got.method != "PUT" || got.authz != "Bearer opaque-g" {
+		t.Fatalf("refresh sent %+v", got)
+	}
+	for scheme, want := range map[string]string{"": "Bearer t", "none": "t", "NONE": "t", "Token": "Token t"} {
+		g.AuthScheme = scheme
+		if got := providerAt(t, Config{Provider: Generic, URL: rec.URL, Generic: g}, clock).Authorization("t"); got != want {
+			t.Errorf("auth_scheme %q: %q", scheme, got)
+		}
+	}
+	rec.set("POST /api/login", answer{200, `{"data":{"session":"flat"}}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindBadResponse, `no string at token_field "data.session.token"`)
+	for _, status := range []int{401, 403} {
+		rec.set("POST /api/login", answer{status, `{}`})
+		_, err = p.Login(context.Background())
+		wantErr(t, err, KindRejected, "check the credentials in config")
+		rec.set("PUT /api/renew", answer{status, `{}`})
+		_, err = p.Refresh(context.Background(), tok)
+		wantErr(t, err, KindRejected, "log in again")
+	}
+	g = GenericConfig{LoginPath: "/api/login"} // no refresh_path: no refresh call
+	p = providerAt(t, Config{Provider: Generic, URL: rec.URL, Generic: g}, clock)
+	n := len(rec.sent())
+	if _, err := p.Refresh(context.Background(), tok); !errors.Is(err, ErrNoRefresh) || len(rec.sent()) != n {
+		t.Fatalf("refresh without refresh_path: %v", err)
+	}
+	g.RefreshPath = "/api/renew" // default refresh method: POST
+	rec.set("POST /api/renew", answer{200, `{"token":"opaque-post"}`})
+	if tok, err := providerAt(t, Config{Provider: Generic, URL: rec.URL, Generic: g}, clock).Refresh(context.Background(), tok); err != nil || tok.Value != "opaque-post" {
+		t.Fatalf("default refresh method: %+v %v", tok, err)
+	}
+}
+
+func TestGenericConfigValidate(t *testing.T) {
+	for g, want := range map[GenericConfig]string{
+		{}:                                                     "login_path: required",
+		{LoginPath: "api/login"}:                               `login_path: "api/login" must start with /`,
+		{LoginPath: "/l", RefreshPath: "r"}:                    `refresh_path: "r" must start with /`,
+		{LoginPath: "/l", LogoutPath: "o"}:                     `logout_path: "o" must start with /`,
+		{LoginPath: "/l", LoginMethod: "TRACE"}:                `login_method: "TRACE" is not one of`,
+		{LoginPath: "/l", RefreshMethod: "HEAD"}:               `refresh_method: "HEAD" is not one of`,
+		{LoginPath: "/l", LogoutMethod: "x"}:                   `logout_method: "x" is not one of`,
+		{LoginPath: "/l", LoginBody: "user={{.username}}"}:     "login_body: the template does not render JSON",
+		{LoginPath: "/l", LoginBody: "{{"}:                     "login_body: ",
+		{LoginPath: "/l", LoginBody: `{"e": {{json .email}}}`}: "login_body: ",
+	} {
+		if err := g.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%+v: want %q, got %v", g, want, err)
+		}
+	}
+	for _, g := range []GenericConfig{
+		{LoginPath: "/l"},
+		{LoginPath: "/l", LoginMethod: "put", RefreshPath: "/r", RefreshMethod: "GET", LogoutPath: "/o", LogoutMethod: "delete"},
+		{LoginPath: "/l", LoginBody: `{"k": {{json .api_key}}}`},
+	} {
+		if err := g.Validate(); err != nil {
+			t.Errorf("%+v: %v", g, err)
+		}
+	}
+}
+
+func TestLookup(t *testing.T) {
+	m := map[string]any{"a": map[string]any{"b": "x", "n": 5.0}, "s": "top"}
+	for path, want := range map[string]any{"a.b": "x", "a.n": 5.0, "s": "top", "s.x": nil, "a.c": nil, "z": nil} {
+		if got := lookup(m, path); got != want {
+			t.Errorf("%s: %v", path, got)
 		}
 	}
 }

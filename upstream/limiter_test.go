@@ -6,14 +6,7 @@ import (
 	"net/url"
 	"testing"
 	"time"
-
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
 )
-
-// testClock is the tests' one fake clock (internal/testclock).
-type testClock = testclock.Clock
-
-func newTestClock() *testClock { return testclock.New() }
 
 // The limiter's promise: in no 60-second window do more than max_auth_per_minute calls pass,
 // whatever the pattern of callers and however long they are willing to wait.

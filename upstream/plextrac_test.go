@@ -1,0 +1,92 @@
+package upstream
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
+)
+
+func TestPlexTracLoginRefreshAndMFA(t *testing.T) {
+	// RFC 6238's SHA-1 seed at T=1111111109: the 6-digit code is 081804.
+	clock := testclock.At(time.Unix(1111111109, 0))
+	rec := newRecorder(t, map[string]answer{
+		"POST /api/v1/authenticate":     {200, `{"status":"success","tenant_id":7,"token":"opaque-login"}`},
+		"PUT /api/v1/token/refresh":     {200, `{"status":"success","tenant_id":7,"token":"opaque-refreshed"}`},
+		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
+	})
+	cfg := Config{Provider: PlexTrac, URL: rec.URL, Username: "svc@acme.com", Password: "pw-secret"}
+	p := providerAt(t, cfg, clock)
+	tok, err := p.Login(context.Background())
+	if err != nil || tok.Value != "opaque-login" || tok.ObtainedBy != OpLogin || tok.Extras["tenant_id"] != float64(7) ||
+		!tok.ExpiresAt.Equal(clock.Now().Add(15*time.Minute)) {
+		t.Fatalf("login: %+v %v", tok, err)
+	}
+	tok, err = p.Refresh(context.Background(), tok)
+	if err != nil || tok.Value != "opaque-refreshed" || tok.ObtainedBy != OpRefresh {
+		t.Fatalf("refresh: %+v %v", tok, err)
+	}
+	got := rec.sent()
+	if len(got) != 2 || got[0].method != "POST" || got[0].body["username"] != "svc@acme.com" || got[0].body["password"] != "pw-secret" ||
+		got[0].authz != "" || got[1].method != "PUT" || got[1].authz != "opaque-login" {
+		t.Fatalf("sent %+v", got)
+	}
+	if p.Authorization("x") != "x" || p.Logout(context.Background(), "x") != nil || len(rec.sent()) != 2 {
+		t.Fatal("authorization is the bare token; logout calls nothing")
+	}
+
+	// MFA: the challenge comes back with the current step's code.
+	rec.set("POST /api/v1/authenticate", answer{200, `{"mfa_enabled":true,"code":"chal-1"}`})
+	cfg.TOTPSecret = rfc6238Seed
+	p = providerAt(t, cfg, clock)
+	knownAccount(p)
+	tok, err = p.Login(context.Background())
+	if err != nil || tok.Value != "opaque-mfa" || tok.ObtainedBy != OpMFA || tok.Extras != nil {
+		t.Fatalf("mfa login: %+v %v", tok, err)
+	}
+	if mfa := rec.sent()[3]; mfa.path != "/api/v1/authenticate/mfa" || mfa.body["code"] != "chal-1" || mfa.body["token"] != "081804" {
+		t.Fatalf("mfa sent %+v", mfa)
+	}
+	if st := p.(TOTPStepper); st.LastTOTPStep() != 1111111109/30 {
+		t.Fatalf("last step %d", st.LastTOTPStep())
+	}
+	p.(TOTPStepper).SkipTOTPStepsThrough(1111111109/30 + 1) // further ahead is a clock skew: see totp_steps_test.go
+	if p.(TOTPStepper).LastTOTPStep() != 1111111109/30+1 {
+		t.Fatal("skip did not move the step")
+	}
+	rec.set("POST /api/v1/authenticate/mfa", answer{401, `{"message":"bad code"}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindRejected, "mfa failed", "check totp_secret")
+
+	// Without a seed, MFA is a clear refusal, and the stepper is inert.
+	cfg.TOTPSecret = ""
+	p = providerAt(t, cfg, clock)
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindMisconfigured, "requires MFA and no totp_secret")
+	p.(TOTPStepper).SkipTOTPStepsThrough(99)
+	if p.(TOTPStepper).LastTOTPStep() != 0 {
+		t.Fatal("a provider without MFA has a TOTP step")
+	}
+	cfg.TOTPSecret = rfc6238Seed
+	p = providerAt(t, cfg, clock)
+	rec.set("POST /api/v1/authenticate", answer{200, `{"mfa_enabled":true}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindBadResponse, "MFA without a challenge code")
+	rec.set("POST /api/v1/authenticate", answer{200, `{"status":"success"}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindBadResponse, "login failed: the answer has no token")
+
+	rec.set("PUT /api/v1/token/refresh", answer{401, `{}`})
+	_, err = p.Refresh(context.Background(), &Token{Value: "t"})
+	wantErr(t, err, KindRejected, "refresh failed", "log in again")
+	rec.set("PUT /api/v1/token/refresh", answer{403, `{}`})
+	_, err = p.Refresh(context.Background(), &Token{Value: "t"})
+	wantErr(t, err, KindRejected, "log in again")
+	rec.set("PUT /api/v1/token/refresh", answer{200, `{}`})
+	_, err = p.Refresh(context.Background(), &Token{Value: "t"})
+	wantErr(t, err, KindBadResponse, "refresh failed: the answer has no token")
+	rec.set("POST /api/v1/authenticate", answer{403, `{}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindRejected, "SSO users cannot use the API login")
+}
