@@ -192,7 +192,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	st := a.snapshot()
 	var expiry, obtained float64
 	if st.tok != nil {
-		expiry, obtained = unixOrZero(st.tok.ExpiresAt), unixOrZero(st.tok.ObtainedTime())
+		expiry, obtained = unixOrZero(st.tok.ExpiresAt), unixOrZero(st.tok.ObtainedAt)
 	}
 	gauge(descExpiry, expiry)
 	gauge(descObtained, obtained)

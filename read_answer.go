@@ -29,7 +29,7 @@ func (a *account) answerFor(t *upstream.Token) (*readAnswer, error) {
 		return nil, err
 	}
 	sv := &readAnswer{tok: t, data: a.tokenData(t), lease: lease, account: a.fingerprint,
-		rotated: t.ObtainedTime().UTC().Format(time.RFC3339Nano)}
+		rotated: t.ObtainedAt.UTC().Format(time.RFC3339Nano)}
 	a.cache.Store(sv)
 	return sv, nil
 }

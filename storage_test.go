@@ -118,6 +118,25 @@ func TestUpgradeFromV010LeasesRenewAndRevoke(t *testing.T) {
 	}
 }
 
+// A session stored before v0.1.0 recorded obtained_at counts as obtained when it was
+// issued: static-token's last_vault_rotation is its issued_at, not the zero time.
+func TestUpgradeOfASessionWithoutObtainedAtCountsItsIssue(t *testing.T) {
+	fx := loadV010(t, "plaspy")
+	var session struct {
+		Account string         `json:"account"`
+		Token   map[string]any `json:"token"`
+	}
+	if err := json.Unmarshal(fx.Storage[legacySessionKey], &session); err != nil {
+		t.Fatal(err)
+	}
+	delete(session.Token, "obtained_at")
+	fx.Storage[legacySessionKey], _ = json.Marshal(session)
+	e := upgradedEnv(t, fx, 2*time.Minute, false)
+	if got := e.read("static-token", nil).Data["last_vault_rotation"]; got != session.Token["issued_at"] {
+		t.Fatalf("last_vault_rotation = %v, want the session's issued_at %v", got, session.Token["issued_at"])
+	}
+}
+
 // A stored v0.1.0 config logs in with what it stored: its credentials, headers and, for
 // generic, its login body.
 func TestUpgradeFromV010LogsInWithTheStoredConfig(t *testing.T) {

@@ -14,16 +14,16 @@ import (
 
 // GenericConfig describes any JSON login API, so a new upstream needs configuration, not code.
 type GenericConfig struct {
-	LoginMethod   string `json:"login_method,omitempty"`   // default POST
-	LoginPath     string `json:"login_path,omitempty"`     // required, e.g. /api/login
-	LoginBody     string `json:"login_body,omitempty"`     // JSON text with {{json .password}}-style values (loginbody.go); default DefaultLoginBody
-	TokenField    string `json:"token_field,omitempty"`    // dotted path in the answer; default "token"
-	ExpiryField   string `json:"expiry_field,omitempty"`   // dotted path; optional
-	RefreshMethod string `json:"refresh_method,omitempty"` // default POST when refresh_path is set
-	RefreshPath   string `json:"refresh_path,omitempty"`   // optional: no refresh when empty
-	LogoutMethod  string `json:"logout_method,omitempty"`  // default POST when logout_path is set
-	LogoutPath    string `json:"logout_path,omitempty"`    // optional
-	AuthScheme    string `json:"auth_scheme,omitempty"`    // Authorization prefix: default "Bearer"; "none" sends the bare token
+	LoginMethod   string // default POST
+	LoginPath     string // required, e.g. /api/login
+	LoginBody     string // JSON text with {{json .password}}-style values (loginbody.go); default DefaultLoginBody
+	TokenField    string // dotted path in the answer; default "token"
+	ExpiryField   string // dotted path; optional
+	RefreshMethod string // default POST when refresh_path is set
+	RefreshPath   string // optional: no refresh when empty
+	LogoutMethod  string // default POST when logout_path is set
+	LogoutPath    string // optional
+	AuthScheme    string // Authorization prefix: default "Bearer"; "none" sends the bare token
 }
 
 // DefaultLoginBody is the generic login body when login_body is not set.

@@ -25,23 +25,15 @@ type Provider interface {
 	Conn() *Client
 }
 
-// Token is an upstream session token and what is known about it.
+// Token is an upstream session token and what is known about it. Like Config, it has no JSON
+// form: the backend stores and hands out types of its own (storage_session.go, lease_data.go).
 type Token struct {
-	Value      string         `json:"value"`
-	IssuedAt   time.Time      `json:"issued_at"`
-	ExpiresAt  time.Time      `json:"expires_at"`
-	Extras     map[string]any `json:"extras,omitempty"` // non-secret provider fields (tenant_id, org_id)
-	ObtainedBy string         `json:"obtained_by"`      // login, mfa or refresh
-	ObtainedAt time.Time      `json:"obtained_at"`      // when the mount made it its session
-}
-
-// ObtainedTime is when the mount made t its session; IssuedAt for a session stored before
-// that was recorded.
-func (t *Token) ObtainedTime() time.Time {
-	if t.ObtainedAt.IsZero() {
-		return t.IssuedAt
-	}
-	return t.ObtainedAt
+	Value      string
+	IssuedAt   time.Time
+	ExpiresAt  time.Time
+	Extras     map[string]any // non-secret provider fields (tenant_id, org_id)
+	ObtainedBy string         // login, mfa or refresh
+	ObtainedAt time.Time      // when the mount made it its session (account.keep; v0.1.0's sessions: upgradeSessionV0)
 }
 
 // Lifetime is the token's whole life, from issue to expiry.
@@ -51,20 +43,20 @@ func (t *Token) Lifetime() time.Duration { return t.ExpiresAt.Sub(t.IssuedAt) }
 // a stored format: the backend stores types of its own (storage_config.go), so that a change
 // here never changes what is in Vault storage.
 type Config struct {
-	Provider          string            `json:"provider"`
-	URL               string            `json:"url"`
-	Username          string            `json:"username,omitempty"`
-	Email             string            `json:"email,omitempty"`
-	Password          string            `json:"password,omitempty"`
-	APIKey            string            `json:"api_key,omitempty"`
-	TOTPSecret        string            `json:"totp_secret,omitempty"`
-	OrgID             int               `json:"org_id,omitempty"`
-	Headers           map[string]string `json:"headers,omitempty"`
-	CACert            string            `json:"ca_cert,omitempty"`
-	AllowInsecureHTTP bool              `json:"allow_insecure_http,omitempty"`
-	RequestTimeout    time.Duration     `json:"request_timeout"`
-	MaxAuthPerMinute  int               `json:"max_auth_per_minute"`
-	Generic           GenericConfig     `json:"generic"`
+	Provider          string
+	URL               string
+	Username          string
+	Email             string
+	Password          string
+	APIKey            string
+	TOTPSecret        string
+	OrgID             int
+	Headers           map[string]string
+	CACert            string
+	AllowInsecureHTTP bool
+	RequestTimeout    time.Duration
+	MaxAuthPerMinute  int
+	Generic           GenericConfig
 }
 
 // Provider names.
