@@ -19,8 +19,7 @@ func TestGenericAccountNamedByItsAPIKey(t *testing.T) {
 	byKey := with(genericPlexTrac(e), "login_body", `{"username": "svc-nomfa@acme.com", "password": {{json .password}}, "key": {{json .api_key}}}`,
 		"api_key", "key-A")
 	e.write("config", byKey)
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	e.write("config", map[string]any{"api_key": "key-B", "password": sim.DemoPlexTracPassword, "verify": false})
 	if got := e.read("token", nil).Data["token"]; got == lease.Data["token"] {
 		t.Fatal("account B was served account A's session")

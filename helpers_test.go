@@ -183,6 +183,15 @@ func (e *env) read(path string, data map[string]any) *logical.Response {
 	return resp
 }
 
+// lease reads token as Vault issues a lease for it: the answer, with the issue time Vault
+// stamps on the lease (renewals measure the lease's life from it).
+func (e *env) lease() *logical.Response {
+	e.t.Helper()
+	resp := e.read("token", nil)
+	resp.Secret.IssueTime = e.clock.Now()
+	return resp
+}
+
 func errText(resp *logical.Response) string {
 	if resp == nil {
 		return "<nil>"

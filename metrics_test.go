@@ -165,8 +165,7 @@ func TestScrapeFollowsHealth(t *testing.T) {
 func TestRenewalsCountedByOutcome(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	renew(t, e, lease.Secret) // early: same
 	e.clock.Advance(11 * time.Minute)
 	renew(t, e, lease.Secret) // last third: new_token
@@ -174,8 +173,7 @@ func TestRenewalsCountedByOutcome(t *testing.T) {
 	if resp, err := e.b.HandleRequest(t.Context(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: bad}); err != nil || !resp.IsError() {
 		t.Fatalf("a lease without its data: %v %v", resp, err)
 	}
-	second := e.read("token", nil)
-	second.Secret.IssueTime = e.clock.Now()
+	second := e.lease()
 	e.upstreamDown()
 	e.clock.Advance(16 * time.Minute) // expired, and upstream is down
 	if _, err := e.b.HandleRequest(t.Context(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: second.Secret, Data: second.Data}); err == nil {

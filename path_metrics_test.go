@@ -101,8 +101,7 @@ func healthGauge(t *testing.T, fams map[string]*dto.MetricFamily) string {
 func TestMetricsScrapeForPromtool(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(true))
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	renew(t, e, lease.Secret)
 	e.read("static-token", nil)
 	e.upstreamDown()

@@ -20,8 +20,7 @@ import (
 func TestRotateReplacesTheSessionNow(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(true))
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	oldStatic := e.read("static-token", nil).Data["last_vault_rotation"]
 	e.clock.Advance(time.Minute)
 	resp := e.write("rotate", nil)

@@ -102,8 +102,7 @@ func renew(t *testing.T, e *env, secret *logical.Secret) *logical.Response {
 func TestRenewOutsideWindowKeepsTokenAndExpiry(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
-	resp := e.read("token", nil)
-	resp.Secret.IssueTime = e.clock.Now()
+	resp := e.lease()
 	e.clock.Advance(3 * time.Minute) // 12m left of 15: outside the last third
 	r := renew(t, e, resp.Secret)
 	if r.Data["token"] != resp.Data["token"] {

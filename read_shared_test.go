@@ -17,8 +17,7 @@ import (
 func TestReadOnlyNodeForwardsInsteadOfLoggingIn(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(true))
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	standby := e.standby()
 	before := e.sim.Stats(sim.PlexTrac)
 	if got := standby.read("token", nil).Data["token"]; got != lease.Data["token"] {

@@ -22,8 +22,7 @@ func TestRenewWindowStartsAtTheLastThird(t *testing.T) {
 	}{{5*time.Minute + time.Second, false}, {5*time.Minute - time.Second, true}} {
 		e := newEnv(t)
 		e.write("config", e.plextracConfig(false))
-		lease := e.read("token", nil)
-		lease.Secret.IssueTime = e.clock.Now()
+		lease := e.lease()
 		e.clock.Advance(15*time.Minute - tc.left)
 		r := renew(t, e, lease.Secret)
 		if got := r.Data["token"] != lease.Data["token"]; got != tc.refresh {
@@ -38,8 +37,7 @@ func TestEarlyRenewalWithALargeIncrementNeverOutlivesTheToken(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
 	e.clock.Advance(400 * time.Millisecond)
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	exp, _ := time.Parse(time.RFC3339, lease.Data["expires_at"].(string))
 	e.clock.Advance(2 * time.Minute)
 	lease.Secret.Increment = time.Hour
@@ -104,8 +102,7 @@ func TestRenewalWhoseRefreshDoesNotHelpEndsRenewability(t *testing.T) {
 	f.login.Store(answer(200, map[string]any{"token": "opaque-first", "expires": exp.Unix()}))
 	f.refresh.Store(answer(200, map[string]any{"token": "opaque-shorter", "expires": exp.Add(-time.Minute).Unix()}))
 	e.write("config", with(genericFake(e), "max_auth_per_minute", 100))
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	before := f.calls.Load()
 	e.clock.Advance(11 * time.Minute) // inside the renewal window
 	r := renew(t, e, lease.Secret)
@@ -120,8 +117,7 @@ func TestRenewalWhoseRefreshDoesNotHelpEndsRenewability(t *testing.T) {
 func TestRenewAfterTheAccountChangedIsRefused(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	e.write("config", map[string]any{"min_ttl": 240}) // same account: its leases still renew
 	renew(t, e, lease.Secret)
 	e.write("config", e.plextracConfig(true))                           // another user: another account
@@ -148,8 +144,7 @@ func TestRenewFailureCarriesTheUpstreamStatus(t *testing.T) {
 	} {
 		e := newEnv(t)
 		e.write("config", e.plextracConfig(false))
-		lease := e.read("token", nil)
-		lease.Secret.IssueTime = e.clock.Now()
+		lease := e.lease()
 		e.sim.AddFault(tc.fault)
 		e.clock.Advance(15*time.Minute - 5500*time.Millisecond) // too close to expiry to keep the token
 		_, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
@@ -168,8 +163,7 @@ func TestRenewFailureCarriesTheUpstreamStatus(t *testing.T) {
 func TestEarlyRenewalKeepsItsTokenAfterARoutineRefresh(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	e.clock.Advance(9 * time.Minute) // 6m left: the periodic run refreshes (5m + 75 s ahead); the window is the last 5m
 	if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
 		t.Fatal(err)

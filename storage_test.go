@@ -242,8 +242,7 @@ func TestNewerStoredFormatsAreRefused(t *testing.T) {
 	}
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
-	lease := e.read("token", nil)
-	lease.Secret.IssueTime = e.clock.Now()
+	lease := e.lease()
 	var d map[string]any
 	_ = json.Unmarshal([]byte(lease.Secret.InternalData[leaseDataKey].(string)), &d)
 	d["v"] = 99
