@@ -135,6 +135,7 @@ type vaultServer struct {
 
 func startVault(dir string, extraArgs []string) (*vaultServer, error) {
 	v := &vaultServer{addr: freeAddr(), token: "root", dir: dir, pluginDir: filepath.Join(dir, "plugins"), logPath: filepath.Join(dir, "vault.log")}
+	notePluginDir(v.pluginDir)
 	if err := os.MkdirAll(v.pluginDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -168,6 +169,7 @@ func startVault(dir string, extraArgs []string) (*vaultServer, error) {
 // not) when this returns.
 func startServer(dir, addr, hcl string) (*vaultServer, error) {
 	v := &vaultServer{addr: addr, dir: dir, pluginDir: filepath.Join(dir, "plugins"), logPath: filepath.Join(dir, "vault.log")}
+	notePluginDir(v.pluginDir)
 	if err := os.MkdirAll(v.pluginDir, 0o755); err != nil {
 		return nil, err
 	}

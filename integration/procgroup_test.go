@@ -13,13 +13,14 @@ import (
 )
 
 // Every process the suite starts (Vault, Agent, the simulator) runs in a process group of
-// its own, and stopping it stops the whole group. Vault starts the plugin as its child; a
-// Vault that is stopped (or killed, as the raft failover test does to the active node) would
-// otherwise leave that plugin process running after the suite.
+// its own, and stopping it stops the whole group and every process below it. Vault starts
+// the plugin as its child; a Vault that is stopped (or killed, as the raft failover test does
+// to the active node) would otherwise leave that plugin process running after the suite.
 
 var started struct {
 	sync.Mutex
-	cmds []*exec.Cmd
+	cmds       []*exec.Cmd
+	pluginDirs []string // every Vault's plugin_directory: what runs from one is the suite's
 }
 
 func ownGroup(cmd *exec.Cmd) *exec.Cmd {
@@ -30,6 +31,14 @@ func ownGroup(cmd *exec.Cmd) *exec.Cmd {
 	return cmd
 }
 
+// notePluginDir records a Vault's plugin_directory, so that the leftover check finds a plugin
+// process of that Vault wherever it sits in the process tree.
+func notePluginDir(dir string) {
+	started.Lock()
+	started.pluginDirs = append(started.pluginDirs, dir+string(filepath.Separator))
+	started.Unlock()
+}
+
 // killGroup ends whatever is left of cmd's process group.
 func killGroup(cmd *exec.Cmd, sig syscall.Signal) {
 	if cmd.SysProcAttr != nil && cmd.SysProcAttr.Setpgid {
@@ -37,20 +46,21 @@ func killGroup(cmd *exec.Cmd, sig syscall.Signal) {
 	}
 }
 
-// leftoverProcesses lists the running processes in any group the suite started: run after
-// the suite has stopped everything, it must find none.
-func leftoverProcesses() []string {
-	groups := map[int]bool{}
-	started.Lock()
-	for _, c := range started.cmds {
-		if c.Process != nil {
-			groups[c.Process.Pid] = true
-		}
-	}
-	started.Unlock()
-	var out []string
+// proc is a running process as /proc shows it.
+type proc struct {
+	pid, ppid, pgrp int
+	exe             string // the executable's path ("" when it cannot be read)
+}
+
+// processes lists the live processes (zombies left out).
+func processes() []proc {
+	var out []proc
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
 		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
 		if err != nil {
 			continue
@@ -60,9 +70,36 @@ func leftoverProcesses() []string {
 		if len(f) < 3 || f[0] == "Z" {
 			continue
 		}
-		if pgrp, _ := strconv.Atoi(f[2]); groups[pgrp] {
-			cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			out = append(out, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		ppid, _ := strconv.Atoi(f[1])
+		pgrp, _ := strconv.Atoi(f[2])
+		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		out = append(out, proc{pid: pid, ppid: ppid, pgrp: pgrp, exe: strings.TrimSuffix(exe, " (deleted)")})
+	}
+	return out
+}
+
+// leftoverProcesses lists the running processes the suite started: any in a group it
+// started, and any running a plugin from one of its Vaults' plugin directories. Run after
+// the suite has stopped everything, it must find none.
+func leftoverProcesses() []string {
+	groups := map[int]bool{}
+	started.Lock()
+	for _, c := range started.cmds {
+		if c.Process != nil {
+			groups[c.Process.Pid] = true
+		}
+	}
+	dirs := append([]string(nil), started.pluginDirs...)
+	started.Unlock()
+	var out []string
+	for _, p := range processes() {
+		ours := groups[p.pgrp]
+		for _, d := range dirs {
+			ours = ours || strings.HasPrefix(p.exe, d)
+		}
+		if ours {
+			cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.pid), "cmdline"))
+			out = append(out, strconv.Itoa(p.pid)+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
 		}
 	}
 	return out
@@ -72,18 +109,8 @@ func leftoverProcesses() []string {
 // of their own, so killing Vault's group alone can miss them).
 func descendants(pid int) []int {
 	children := map[int][]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		child, _ := strconv.Atoi(e.Name())
-		if len(f) >= 2 {
-			ppid, _ := strconv.Atoi(f[1])
-			children[ppid] = append(children[ppid], child)
-		}
+	for _, p := range processes() {
+		children[p.ppid] = append(children[p.ppid], p.pid)
 	}
 	var out []int
 	for todo := []int{pid}; len(todo) > 0; {
