@@ -81,6 +81,18 @@ func TestRotateEndsAHoldAndRespectsTheBudget(t *testing.T) {
 	}
 }
 
+// rotate on a mount with no config says what to write first, and calls no upstream.
+func TestRotateOnAnUnconfiguredMountSaysToWriteConfig(t *testing.T) {
+	e := newEnv(t)
+	resp, err := e.do(logical.UpdateOperation, "rotate", nil)
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "not configured: write") || !strings.Contains(errText(resp), "config first") {
+		t.Fatalf("rotate before config: %v %s", err, errText(resp))
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != 0 {
+		t.Fatalf("rotate before config called upstream: %+v", st)
+	}
+}
+
 // revoke_previous ends the replaced token upstream where the provider has a logout.
 func TestRotateRevokesThePreviousTokenWhenAsked(t *testing.T) {
 	var logouts atomic.Int64

@@ -37,6 +37,7 @@ func TestReadOnlyNodeForwardsInsteadOfLoggingIn(t *testing.T) {
 			return standby.do(logical.UpdateOperation, "config", map[string]any{"min_ttl": 60})
 		}},
 		{"config delete", func() (*logical.Response, error) { return standby.do(logical.DeleteOperation, "config", nil) }},
+		{"rotate", func() (*logical.Response, error) { return standby.do(logical.UpdateOperation, "rotate", nil) }},
 	} {
 		if _, err := op.do(); !errors.Is(err, logical.ErrReadOnly) {
 			t.Errorf("%s on a standby: err %v, want logical.ErrReadOnly", op.name, err)
