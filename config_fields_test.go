@@ -3,10 +3,12 @@ package sessiontoken
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
@@ -54,7 +56,7 @@ func changedValue(e *env, f *fieldSpec) any {
 
 // The table's rules, checked for every field of every provider: a secret is scrubbed and
 // never read back; a destination or identity field cannot change without the secrets; and
-// every field has a bound.
+// every field has a bound, which is refused one past it and not at it.
 func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
 	for _, provider := range upstream.Providers {
 		for _, f := range configFields {
@@ -105,6 +107,19 @@ func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
 						v = map[string]any{"x-big": big}
 					}
 					expectRejected(t, e, with(cfg, f.name, v), f.name)
+					// At the limit is inside it: refused, if at all, for what it says.
+					atLimit := strings.Repeat("a", f.maxLen)
+					if f.schema.Type == framework.TypeKVPairs {
+						notRefusedForSize(t, e, with(cfg, f.name, map[string]any{"x-big": atLimit}), f.name)
+						notRefusedForSize(t, e, with(cfg, f.name, map[string]any{strings.Repeat("x", upstream.MaxHeaderNameLen): "v"}), f.name)
+						most := map[string]any{}
+						for i := range upstream.MaxHeaders {
+							most[fmt.Sprintf("x-h%d", i)] = "v"
+						}
+						notRefusedForSize(t, e, with(cfg, f.name, most), f.name)
+					} else {
+						notRefusedForSize(t, e, with(cfg, f.name, atLimit), f.name)
+					}
 				case framework.TypeInt, framework.TypeDurationSecond:
 					if f.max <= f.min {
 						t.Fatalf("%s has no range", f.name)
@@ -114,6 +129,19 @@ func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// notRefusedForSize fails when a write of data is refused for field's size: data is at a
+// bound, not over it.
+func notRefusedForSize(t *testing.T, e *env, data map[string]any, field string) {
+	t.Helper()
+	resp, err := e.do(logical.UpdateOperation, "config", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := errText(resp); resp.IsError() && (strings.Contains(msg, "longer than") || strings.Contains(msg, "more than the limit")) {
+		t.Errorf("%s at its limit refused for its size: %q", field, msg)
 	}
 }
 
