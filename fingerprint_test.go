@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // Defect 7: a generic login body that names the account by its API key. Switching the key
@@ -59,6 +60,24 @@ func TestFingerprintIsKeyedAndHoldsNoSecret(t *testing.T) {
 	for _, v := range lease.Secret.InternalData {
 		if s, _ := v.(string); strings.Contains(s, "key-A") || strings.Contains(s, sim.DemoPlexTracPassword) {
 			t.Fatal("a lease's internal data holds a credential")
+		}
+	}
+}
+
+// PlexTrac, Plaspy and Resolver sign users in by e-mail address, in any case: Svc@Acme.com is
+// the account svc@acme.com, and a write that only recases it keeps the session. A generic
+// upstream's user name is compared as written, since nothing says that upstream ignores case.
+func TestUserNameCaseNamesTheAccountAsUpstreamDoes(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	for _, tc := range []struct {
+		provider, field string
+		same            bool
+	}{{upstream.PlexTrac, "username", true}, {upstream.Resolver, "email", true}, {upstream.Generic, "username", false}} {
+		a, b := &config{Provider: tc.provider, URL: "http://127.0.0.1:1"}, &config{Provider: tc.provider, URL: "http://127.0.0.1:1"}
+		*fieldByName[tc.field].ref(a).(*string) = "svc@acme.com"
+		*fieldByName[tc.field].ref(b).(*string) = "Svc@Acme.COM"
+		if got := a.fingerprint(key) == b.fingerprint(key); got != tc.same {
+			t.Errorf("%s: %s in another case is the same account: %v, want %v", tc.provider, tc.field, got, tc.same)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package sessiontoken
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,69 @@ func TestConfigWritesWhileHeld(t *testing.T) {
 		t.Fatalf("hold after a good login: %+v", h)
 	}
 	e.read("token", nil)
+}
+
+// Credentials written without a login check while held are an operator's fix: the count
+// starts over and the next read logs in with them.
+func TestNewCredentialsWithoutACheckEndTheHold(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1))
+	revokeDemoPassword(e)
+	e.clock.Advance(15 * time.Minute)
+	e.readFailure("token") // refused: held
+	e.sim.AddDemoUsers()   // fixed upstream
+	e.write("config", map[string]any{"password": sim.DemoPlexTracPassword, "verify": false})
+	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+		t.Fatalf("hold after new credentials: %+v, want none", h)
+	}
+	e.read("token", nil) // logs in
+	if h := e.read("status", nil).Data["health"]; h != "ok" {
+		t.Errorf("status health %v, want ok", h)
+	}
+}
+
+// A config write whose login check upstream refuses stores no config, but upstream counted
+// the refusal towards the user's lockout: the mount still serving the stored config holds
+// at once (status says so) instead of spending another login to find out.
+func TestRefusedLoginCheckCountsForTheLoadedMount(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1))
+	e.read("token", nil)
+	if r, _ := e.do(logical.UpdateOperation, "config", map[string]any{"password": "wrong"}); !r.IsError() {
+		t.Fatal("a wrong password passed the login check")
+	}
+	if h := e.read("status", nil).Data["health"]; h != "held" {
+		t.Fatalf("status health %v after a refused check reached max_refused_logins, want held", h)
+	}
+}
+
+// unstorableHold is storage that fails every write of the credentials hold.
+type unstorableHold struct{ logical.Storage }
+
+func (s unstorableHold) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if e.Key == holdKey {
+		return errors.New("storage unavailable")
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+// A hold that cannot be stored is kept in memory with a warning: the reader is told what
+// upstream said, not that storage failed, and the mount holds.
+func TestAHoldThatCannotBeStoredIsKeptInMemory(t *testing.T) {
+	e := newEnv(t)
+	e.b, e.s, e.logs = e.newMount(unstorableHold{&logical.InmemStorage{}}, nil)
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1))
+	revokeDemoPassword(e)
+	e.clock.Advance(15 * time.Minute)
+	if _, msg := e.readFailure("token"); strings.Contains(msg, "storage unavailable") || !strings.Contains(msg, "plextrac") {
+		t.Fatalf("the reader was told %q, want what upstream said", msg)
+	}
+	if !strings.Contains(e.logs.String(), "could not store the credentials hold") {
+		t.Error("no warning that the hold was not stored")
+	}
+	if h := e.read("status", nil).Data["health"]; h != "held" {
+		t.Errorf("status health %v, want held", h)
+	}
 }
 
 // Refreshing a still-valid token is not a credential login: it goes on while held.

@@ -167,7 +167,9 @@ func TestRenewalsCountedByOutcome(t *testing.T) {
 	e.write("config", e.plextracConfig(false))
 	lease := e.lease()
 	renew(t, e, lease.Secret) // early: same
-	e.clock.Advance(11 * time.Minute)
+	e.clock.Advance(time.Minute)
+	renew(t, e, lease.Secret) // early again: same (twice, so that same and new_token differ)
+	e.clock.Advance(10 * time.Minute)
 	renew(t, e, lease.Secret) // last third: new_token
 	bad := &logical.Secret{InternalData: map[string]any{"secret_type": secretTokenType}}
 	if resp, err := e.b.HandleRequest(t.Context(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: bad}); err != nil || !resp.IsError() {
@@ -180,7 +182,7 @@ func TestRenewalsCountedByOutcome(t *testing.T) {
 		t.Fatal("a renewal with no token to hand out succeeded")
 	}
 	_, fams := scrape(t, e)
-	for outcome, want := range map[string]float64{"same": 1, "new_token": 1, "refused": 1, "error": 1} {
+	for outcome, want := range map[string]float64{"same": 2, "new_token": 1, "refused": 1, "error": 1} {
 		if got := value(t, fams, "sessiontoken_renewals_total", "outcome", outcome); got != want {
 			t.Errorf("renewals %s = %v, want %v", outcome, got, want)
 		}

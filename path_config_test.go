@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // expectRejected writes config and asserts a 400 whose message names field, and that nothing
@@ -82,6 +83,27 @@ func TestBadConfigIsRejectedNamingTheField(t *testing.T) {
 	// With a good config stored, a bad update leaves it as it was.
 	e.write("config", p)
 	t.Run("bad update keeps stored config", func(t *testing.T) { expectRejected(t, e, map[string]any{"url": "ftp://x"}, "url") })
+}
+
+// The errors say what to write instead: an unknown provider short enough to be a typo is
+// quoted back (a longer one is not, so an error stays small), with the list to choose from;
+// a field the provider does not take lists the provider's own fields.
+func TestConfigErrorsSayWhatToWriteInstead(t *testing.T) {
+	e := newEnv(t)
+	p := e.plextracConfig(false)
+	for _, tc := range []struct {
+		provider string
+		quoted   bool
+	}{{"plextrak", true}, {strings.Repeat("x", 32), true}, {strings.Repeat("x", 33), false}} {
+		msg := expectRejected(t, e, with(p, "provider", tc.provider), "provider")
+		if strings.Contains(msg, tc.provider) != tc.quoted || !strings.Contains(msg, strings.Join(upstream.Providers, ", ")) {
+			t.Errorf("provider of %d bytes: %q (want it quoted: %v, and the list)", len(tc.provider), msg, tc.quoted)
+		}
+	}
+	msg := expectRejected(t, e, with(p, "api_key", "k"), "api_key")
+	if _, takes, _ := strings.Cut(msg, "it takes"); !strings.Contains(takes, "totp_secret") || strings.Contains(takes, "ca_cert") {
+		t.Errorf("%q: want plextrac's own fields listed, not the ones every provider takes", msg)
+	}
 }
 
 func TestFailedLoginCheckStoresNothing(t *testing.T) {
@@ -208,19 +230,26 @@ func TestValidCACertDoesNotSkipTheOtherChecks(t *testing.T) {
 }
 
 // The everyday operations log nothing at warning level or above: operators alert on those.
+// Nor do their config writes answer with warnings, or anything else.
 func TestEverydayOperationsLogNoWarnings(t *testing.T) {
 	var logouts atomic.Int64
 	e := newEnvWrapped(t, countPath("/logout", &logouts))
-	e.write("config", with(e.plextracConfig(true), "verify", false))
+	write := func(data map[string]any) {
+		t.Helper()
+		if r := e.write("config", data); r != nil { // Vault answers 204, and the CLI prints only "Success!"
+			t.Errorf("config write answered %v %q, want nothing: there is nothing to warn about", r.Data, r.Warnings)
+		}
+	}
+	write(with(e.plextracConfig(true), "verify", false))
 	e.read("token", nil) // logs in (with MFA) from the read path
-	e.write("config", e.plextracConfig(true))
+	write(e.plextracConfig(true))
 	e.read("token", nil)
-	e.write("config", map[string]any{"min_ttl": 240})
+	write(map[string]any{"min_ttl": 240})
 	e.clock.Advance(12 * time.Minute)
 	e.read("token", nil)
-	e.write("config", genericPlexTrac(e))
+	write(genericPlexTrac(e))
 	e.read("token", nil)
-	e.write("config", map[string]any{"username": sim.DemoPlexTracUser, "password": sim.DemoPlexTracPassword, "verify": false}) // logs the old session out
+	write(map[string]any{"username": sim.DemoPlexTracUser, "password": sim.DemoPlexTracPassword, "verify": false}) // logs the old session out
 	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package sessiontoken
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -55,8 +56,8 @@ func TestStatusShowsSessionAndCalls(t *testing.T) {
 		t.Errorf("session = %v", session)
 	}
 	calls := st["upstream_calls"].(map[string]map[string]int)
-	if calls["login"]["ok"] != 1 || calls["mfa"]["ok"] != 1 {
-		t.Errorf("upstream_calls = %v", calls)
+	if want := map[string]map[string]int{"login": {"ok": 1}, "mfa": {"ok": 1}}; !reflect.DeepEqual(calls, want) {
+		t.Errorf("upstream_calls = %v, want %v: the calls made, none at zero", calls, want)
 	}
 	if lim := st["limiter"].(map[string]any); lim["max_auth_per_minute"] != 10 {
 		t.Errorf("limiter = %v", lim)

@@ -109,6 +109,9 @@ func TestRenewalWhoseRefreshDoesNotHelpEndsRenewability(t *testing.T) {
 	if r.Data["token"] != "opaque-first" || r.Secret.Renewable {
 		t.Fatalf("renewal: token %v renewable %v; want the held token and no more renewals", r.Data["token"], r.Secret.Renewable)
 	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "could not refresh upstream, keeping the current token") {
+		t.Errorf("renewal warnings %q: want one saying the refresh failed and the token is kept", r.Warnings)
+	}
 	if n := f.calls.Load() - before; n != 1 {
 		t.Fatalf("upstream calls %d, want 1", n)
 	}

@@ -156,24 +156,55 @@ func TestUpgradeFromV010LogsInWithTheStoredConfig(t *testing.T) {
 	}
 }
 
-// v0.1.0 recorded the last TOTP step it sent; after the upgrade, a login in that same step
-// waits for the next one instead of resending the code.
+// v0.1.0 recorded the last TOTP step it sent; after the upgrade, a login in that step waits
+// for the next one instead of resending the code. Also when this node's clock is a step
+// behind the node that sent it: a new process skips only its own current step, so only the
+// stored record keeps it from sending the code of the next.
 func TestUpgradeFromV010KeepsTheTOTPStep(t *testing.T) {
 	fx := loadV010(t, "plextrac-mfa")
 	var step int64
 	if err := json.Unmarshal(fx.Storage[legacyTOTPStepKey], &step); err != nil || step == 0 {
 		t.Fatalf("fixture has no TOTP step: %v", err)
 	}
-	e := upgradedEnv(t, fx, 10*time.Second, true)
-	if now := e.clock.Now().Unix() / 30; now != step {
-		t.Fatalf("test setup: clock in step %d, stored step %d", now, step)
+	for _, tc := range []struct {
+		name    string
+		elapsed time.Duration
+		inStep  int64
+	}{
+		{"in the stored step", 10 * time.Second, step},
+		{"a step behind it", time.Unix(step*30, 0).Add(-time.Second).Sub(fx.Clock), step - 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := upgradedEnv(t, fx, tc.elapsed, true)
+			if now := e.clock.Now().Unix() / 30; now != tc.inStep {
+				t.Fatalf("test setup: clock in step %d, want %d", now, tc.inStep)
+			}
+			e.read("token", nil)
+			if now := e.clock.Now().Unix() / 30; now <= step {
+				t.Fatalf("an MFA login in step %d, which v0.1.0 had already used", now)
+			}
+			if st := e.sim.Stats(sim.PlexTrac); st.MFA != 1 {
+				t.Fatalf("MFA calls = %d, want 1", st.MFA)
+			}
+		})
 	}
-	e.read("token", nil)
-	if now := e.clock.Now().Unix() / 30; now <= step {
-		t.Fatalf("an MFA login in step %d, which v0.1.0 had already used", now)
+}
+
+// Deleting the config of a mount upgraded from v0.1.0 deletes what v0.1.0 stored too: the
+// config does not come back from its old key, nor the TOTP step from its old one.
+func TestConfigDeleteAfterTheUpgradeLeavesNothingOfV010(t *testing.T) {
+	fx := loadV010(t, "plextrac-mfa")
+	e := upgradedEnv(t, fx, 10*time.Second, false)
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
 	}
-	if st := e.sim.Stats(sim.PlexTrac); st.MFA != 1 {
-		t.Fatalf("MFA calls = %d, want 1", st.MFA)
+	if r, err := e.do(logical.ReadOperation, "config", nil); err != nil || (r != nil && r.Data != nil) {
+		t.Fatalf("config read after delete: %v %v", r, err)
+	}
+	for k := range fx.Storage {
+		if entry, _ := e.s.Get(context.Background(), k); entry != nil {
+			t.Errorf("v0.1.0's %q is still stored after config delete", k)
+		}
 	}
 }
 
