@@ -178,3 +178,15 @@ func TestEarlyRenewalKeepsItsTokenAfterARoutineRefresh(t *testing.T) {
 		t.Fatalf("an early renewal after a routine refresh: moved %v, renewable %v", r.Data["token"] != lease.Data["token"], r.Secret.Renewable)
 	}
 }
+
+// A renewal handed no response data still renews while the session holds the lease's token:
+// the lease's own record holds only a hash of it, so the answer comes from the session.
+func TestRenewalWithoutTheLeasesDataUsesTheSession(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	lease := e.lease()
+	r, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret})
+	if err != nil || r.IsError() || r.Data["token"] != lease.Data["token"] {
+		t.Fatalf("renewal without data while the session holds the token: %v %s", err, errText(r))
+	}
+}
