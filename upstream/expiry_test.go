@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,34 @@ func TestParseExpiryEpochBoundaries(t *testing.T) {
 		got, ok := ParseExpiry(tc.in)
 		if ok != tc.ok || !got.Equal(tc.want) {
 			t.Errorf("ParseExpiry(%#v) = %s %v, want %s %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// An answer is kept up to each bound and refused one past it, saying which bound: the token's
+// length, how many extras, each extra's length.
+func TestTokensAreKeptUpToTheirBounds(t *testing.T) {
+	extras := func(n, size int) map[string]any {
+		m := map[string]any{}
+		for i := range n {
+			m[fmt.Sprintf("extra_%d", i)] = strings.Repeat("e", size)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		tok  Token
+		want string // "" when kept
+	}{
+		{"token at its limit", Token{Value: strings.Repeat("t", MaxTokenLen)}, ""},
+		{"token past it", Token{Value: strings.Repeat("t", MaxTokenLen+1)}, "more than the 16384 the plugin keeps"},
+		{"extras at their limit", Token{Value: "t", Extras: extras(MaxExtras, MaxExtraValueLen)}, ""},
+		{"one extra too many", Token{Value: "t", Extras: extras(MaxExtras+1, 1)}, "9 extra fields, more than the 8"},
+		{"an extra too long", Token{Value: "t", Extras: extras(1, MaxExtraValueLen+1)}, "257 bytes, more than the 256"},
+	} {
+		err := CheckToken(&tc.tok)
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
 }

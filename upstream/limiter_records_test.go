@@ -28,6 +28,10 @@ func TestNewLeavesNoRecords(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "url: longer than 2048 bytes") {
 		t.Fatalf("a URL past the bound: %v", err)
 	}
+	base := "https://h.example/"
+	if _, err := New(Config{Provider: PlexTrac, URL: base + strings.Repeat("p", MaxURLLen-len(base))}, Deps{Clock: clock, Limiters: l}); err != nil {
+		t.Fatalf("a URL at the bound: %v", err)
+	}
 }
 
 func seedN(i int) string {
