@@ -135,6 +135,15 @@ func TestScrubTruncatesOnARuneBoundary(t *testing.T) {
 			t.Fatalf("pad %d: cut to %d bytes: %q", pad, len(cut), cut)
 		}
 	}
+	// Also where redactions leave the shown text short of the limit, so that it is not cut
+	// again: the end of what was read falls on a character boundary.
+	const secret = "hunter2-password"
+	for pad := range 4 {
+		s := strings.Repeat("a", pad) + strings.Repeat(secret, 12) + strings.Repeat("é€😀", 40)
+		if got := scrub(s, []string{secret}); !utf8.ValidString(got) || strings.Contains(got, "hunter2") {
+			t.Fatalf("pad %d, after redactions: %q", pad, got)
+		}
+	}
 	if got := scrub(strings.Repeat("a", 200), nil); got != strings.Repeat("a", 200) {
 		t.Errorf("200 bytes were cut: %q", got)
 	}
