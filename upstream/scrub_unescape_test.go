@@ -17,3 +17,27 @@ func TestUnescapeReadsAnEscapeThatEndsTheText(t *testing.T) {
 		}
 	}
 }
+
+// HTML references are read as a browser reads them, within the bounds the scrubber's cut
+// margin counts on: &#x and &#X, hex digits in either case, decimal up to 8 digits (a longer
+// one is read for its first 8, so an escape is never longer than maxEscapeLen), names with
+// digits and capitals, a name that stands for two characters; a legacy name followed by more
+// letters (&ampxyz;, which html reads as "&xyz;") is not a reference.
+func TestUnescapeReadsHTMLReferencesAsBrowsersDo(t *testing.T) {
+	for in, want := range map[string]string{
+		"&#X41;":          "A",
+		"&#x30;&#x39;":    "09",
+		"&#xaf;&#xAF;":    "¯¯",
+		"&#00000065;":     "A",
+		"&#000000065;":    "\x065;",
+		"&zeta;&Zeta;":    "ζΖ",
+		"&Aacute;&AElig;": "ÁÆ",
+		"&frac34;":        "¾",
+		"&NotEqualTilde;": "≂̸",
+		"&ampxyz;":        "&ampxyz;",
+	} {
+		if got, _, _ := unescape(in); got != want {
+			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
