@@ -45,8 +45,8 @@ func TestScrubTakesTrailingCombiningMarks(t *testing.T) {
 }
 
 func TestScrubDropsInvisibleCharacters(t *testing.T) {
-	in := "a\x00b\u200bc\u00add\ufeffe\u2060f\ufe0fg\U000e0041h\u202ei\tj\nk\u00a0l\xffm\u3164n"
-	if got := scrub(in, nil); got != "abcdefghijklmn" {
+	in := "a\x00b\u200bc\u00add\ufeffe\u2060f\ufe0fg\U000e0041h\u202ei\tj\nk\u00a0l\xffm\u3164n\u0080o\u009fp"
+	if got := scrub(in, nil); got != "abcdefghijklmnop" {
 		t.Fatalf("got %q", got)
 	}
 }
@@ -142,6 +142,12 @@ func TestScrubTruncatesOnARuneBoundary(t *testing.T) {
 		s := strings.Repeat("a", pad) + strings.Repeat(secret, 12) + strings.Repeat("é€😀", 40)
 		if got := scrub(s, []string{secret}); !utf8.ValidString(got) || strings.Contains(got, "hunter2") {
 			t.Fatalf("pad %d, after redactions: %q", pad, got)
+		}
+	}
+	// Whatever the length, also one that is exactly as long as a read of it.
+	for n := 201; n <= 1300; n++ {
+		if got := scrub(strings.Repeat("a", n), nil); got != strings.Repeat("a", 200)+"…" {
+			t.Fatalf("%d bytes: %q", n, got)
 		}
 	}
 	if got := scrub(strings.Repeat("a", 200), nil); got != strings.Repeat("a", 200) {
