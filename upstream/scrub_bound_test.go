@@ -92,6 +92,13 @@ func TestScrubReadsFarEnoughThroughDenseEscapes(t *testing.T) {
 	if !strings.HasPrefix(got, "x "+redacted) || strings.Contains(got, `\u`) {
 		t.Fatalf("long escaped secret: got %q", got)
 	}
+	// One whose escaped echo ends past the first read, with the unescaped view only a little
+	// short of the window the search needs: the read must still grow, by the cut margin
+	// (an escape cut at the read's end reads differently), not stop short of it.
+	alnum := strings.Repeat("Kq7xW2", 34)[:200]
+	if got := scrub(escapeEveryRune(alnum), []string{alnum}); !strings.HasPrefix(got, redacted) {
+		t.Fatalf("escaped secret past the first read: got %q", got)
+	}
 }
 
 // BenchmarkScrubLargeAnswer: a failed login's worst case, a 1 MiB answer quoted with every
