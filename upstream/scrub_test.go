@@ -158,6 +158,19 @@ func TestScrubTruncatesOnARuneBoundary(t *testing.T) {
 	}
 }
 
+// A text that goes on past what is shown ends with "…", wherever a redaction leaves the
+// shown part's length: also at exactly maxShown bytes.
+func TestScrubSaysWhenItCutsAfterARedaction(t *testing.T) {
+	const secret = "hunter2-password"
+	five := strings.Repeat(secret+"-", 5) // five redactions shorten what is shown by 30 bytes
+	for pad := 0; pad <= 240; pad++ {
+		got := scrub(five+strings.Repeat("a", pad)+secret+strings.Repeat("b", 300), []string{secret})
+		if !strings.HasSuffix(got, "…") || strings.Contains(got, "hunter2") {
+			t.Fatalf("pad %d: %q", pad, got)
+		}
+	}
+}
+
 // base64Holds decodes every run of base64 characters in s at each of the four character
 // offsets, in both alphabets, and says whether any decoding contains secret.
 func base64Holds(s, secret string) bool {
