@@ -67,14 +67,21 @@ func TestHoldSurvivesAReload(t *testing.T) {
 	}
 }
 
-// While held, a config write without credentials stores its change and does not log in; one
-// with credentials makes one attempt, which counts.
-func TestConfigWritesWhileHeld(t *testing.T) {
+// heldAfterOneRefusal is a mount with max_refused_logins 1 whose password upstream changed,
+// held after the read that was refused.
+func heldAfterOneRefusal(t *testing.T) *env {
 	e := newEnv(t)
 	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1))
 	revokeDemoPassword(e)
 	e.clock.Advance(15 * time.Minute)
 	e.readFailure("token") // refused: held
+	return e
+}
+
+// While held, a config write without credentials stores its change and does not log in; one
+// with credentials makes one attempt, which counts.
+func TestConfigWritesWhileHeld(t *testing.T) {
+	e := heldAfterOneRefusal(t)
 	before := e.sim.Stats(sim.PlexTrac)
 	resp := e.write("config", map[string]any{"min_ttl": 120})
 	if len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "without a login check") {
@@ -106,12 +113,8 @@ func TestConfigWritesWhileHeld(t *testing.T) {
 // Credentials written without a login check while held are an operator's fix: the count
 // starts over and the next read logs in with them.
 func TestNewCredentialsWithoutACheckEndTheHold(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1))
-	revokeDemoPassword(e)
-	e.clock.Advance(15 * time.Minute)
-	e.readFailure("token") // refused: held
-	e.sim.AddDemoUsers()   // fixed upstream
+	e := heldAfterOneRefusal(t)
+	e.sim.AddDemoUsers() // fixed upstream
 	e.write("config", map[string]any{"password": sim.DemoPlexTracPassword, "verify": false})
 	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
 		t.Fatalf("hold after new credentials: %+v, want none", h)
