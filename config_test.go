@@ -23,6 +23,7 @@ func TestURLsThatAreNeverAnUpstreamAreRefused(t *testing.T) {
 			t.Errorf("%s: %q does not say %s", raw, msg, why)
 		}
 	}
+	assertNothingDialled(t, e)
 	e.write("config", with(e.plextracConfig(false), "url", strings.Replace(e.url, "127.0.0.1", "localhost", 1))) // loopback stays allowed
 }
 
@@ -69,6 +70,17 @@ func TestURLsWithZonesEmbeddedIPv4OrMetadataAreRefused(t *testing.T) {
 	// Private addresses, inside IPv6 or not, stay allowed: self-hosted instances live there.
 	for _, raw := range []string{"http://10.0.0.5:8200", "http://[64:ff9b::a00:5]/", "http://[fd00:ec2::253]/", "http://[::ffff:192.168.1.9]/"} {
 		e.write("config", with(e.plextracConfig(false), "url", raw, "verify", false))
+	}
+	assertNothingDialled(t, e)
+}
+
+// assertNothingDialled fails when the mount made any upstream call: every call, a refused or
+// failed dial included, is counted by outcome (Deps.Observe), so none counted means no
+// connection to a test's non-loopback address was even attempted.
+func assertNothingDialled(t *testing.T, e *env) {
+	t.Helper()
+	if calls := e.b.metrics.upstreamCalls(); len(calls) != 0 {
+		t.Fatalf("upstream calls were made: %v", calls)
 	}
 }
 
