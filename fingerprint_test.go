@@ -81,3 +81,41 @@ func TestUserNameCaseNamesTheAccountAsUpstreamDoes(t *testing.T) {
 		}
 	}
 }
+
+// Defect 1 of issue 24: a generic login that names no user (its body does not reference
+// .username, or username is empty) is identified by every secret it sends, taken from the
+// parsed body and the headers: a password that is a personal access token, or a header value,
+// names the account as much as an API key does. Writing another one, even unverified, is
+// another account: the old session is not served, and its leases do not renew.
+func TestGenericAccountNamedByItsPassword(t *testing.T) {
+	noUser := `{"username": "svc-nomfa@acme.com", "password": {{json .password}}}`
+	for _, tc := range []struct {
+		name         string
+		cfg, rewrite map[string]any
+	}{
+		{"body without .username", map[string]any{"login_body": noUser, "username": ""}, map[string]any{"password": "token-of-B"}},
+		{".username with no user name", map[string]any{"login_body": `{"username": "svc-nomfa@acme.com", "user": {{json .username}}, "password": {{json .password}}}`, "username": ""},
+			map[string]any{"password": "token-of-B"}},
+		{"a header value", map[string]any{"login_body": noUser, "username": "", "headers": map[string]any{"x-pat": "pat-A"}},
+			map[string]any{"headers": map[string]any{"x-pat": "pat-B"}, "password": sim.DemoPlexTracPassword}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			cfg := genericPlexTrac(e)
+			for k, v := range tc.cfg {
+				cfg[k] = v
+			}
+			e.write("config", cfg)
+			lease := e.lease()
+			e.write("config", with(tc.rewrite, "verify", false))
+			if resp, err := e.do(logical.ReadOperation, "token", nil); err == nil && !resp.IsError() && resp.Data["token"] == lease.Data["token"] {
+				t.Fatal("account B was served account A's session")
+			}
+			e.clock.Advance(11 * time.Minute) // inside the renewal window
+			resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+			if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
+				t.Fatalf("a lease of account A renewed under account B: %v %s", err, errText(resp))
+			}
+		})
+	}
+}
