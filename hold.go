@@ -105,8 +105,15 @@ func (h holdRecord) heldError(provider, host string) *upstream.Error {
 
 // noteLogin records how a login attempt with the account's credentials ended: the count of
 // refusals in a row, and the hold. The change to held is logged once, at error level, for
-// teams without metrics.
+// teams without metrics. An account a config write replaced records nothing: its credentials
+// are no longer the mount's, and its refusal must not hold the new ones. That is checked under
+// the session gate, as the session's store is, so no record lands after the swap.
 func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) error {
+	_, unlock := a.rlockGate()
+	defer unlock()
+	if a.closed.Load() {
+		return nil
+	}
 	a.mu.Lock()
 	prev := a.hold
 	h, changed := prev.next(err, a.cfg.maxRefusedLogins(), a.clock.Now())

@@ -3,7 +3,9 @@ package sessiontoken
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,5 +202,48 @@ func TestMisconfiguredMFAHoldsAtOnce(t *testing.T) {
 	e.clock.Advance(10 * time.Minute)
 	if code, msg := e.readFailure("token"); code != 503 || !strings.Contains(msg, "cannot log in") {
 		t.Fatalf("%d %q", code, msg)
+	}
+}
+
+// stallPath holds the first upstream call to path: it closes arrived when that call comes in
+// and passes it on when release is closed. Later calls go straight through.
+func stallPath(path string, arrived, release chan struct{}) func(http.Handler) http.Handler {
+	var once sync.Once
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == path {
+				once.Do(func() { close(arrived); <-release })
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Defect 2 of issue 24: a reader's login with the old password is in flight when the
+// operator writes the right one (verify=false); upstream then refuses the old login. That
+// refusal is the replaced account's: it holds nothing and counts nothing, so after a restart
+// the mount logs in with the new, correct password instead of answering 503.
+func TestReplacedAccountsRefusalHoldsNothing(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	e := newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1, "verify", false))
+	revokeDemoPassword(e) // upstream now takes only "rotated-elsewhere"
+	reading := make(chan struct{})
+	go func() { // logs in with the old password; stalled upstream
+		defer close(reading)
+		_, _ = e.do(logical.ReadOperation, "token", nil)
+	}()
+	<-arrived
+	e.write("config", map[string]any{"password": "rotated-elsewhere", "verify": false})
+	close(release) // upstream refuses the old password
+	<-reading
+	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+		t.Fatalf("the replaced account's refusal was stored: %+v", h)
+	}
+	restarted, _, _ := e.newMount(e.s, nil)
+	e.b = restarted
+	if resp, err := e.do(logical.ReadOperation, "token", nil); err != nil || resp.IsError() || resp.Data["token"] == nil {
+		code, msg := failure(t, resp, err)
+		t.Fatalf("after a restart the mount with the right password answers %d %q", code, msg)
 	}
 }
