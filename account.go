@@ -85,9 +85,7 @@ func (a *account) load(ctx context.Context, s logical.Storage) error {
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	a.hold = h
-	a.mu.Unlock()
+	a.setHold(h)
 	t, stamp, err := readSession(ctx, s, a.clock.Now())
 
 	var newer *newerFormatError

@@ -150,11 +150,15 @@ func (b *backend) storeHold(ctx context.Context, s logical.Storage, h holdRecord
 	a := b.acct
 	b.mu.RUnlock()
 	if a != nil {
-		a.mu.Lock()
-		a.hold = h
-		a.mu.Unlock()
+		a.setHold(h)
 	}
 	return nil
+}
+
+func (a *account) setHold(h holdRecord) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.hold = h
 }
 
 // suppliesCredentials says whether a write names any secret field: the operator's act that

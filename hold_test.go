@@ -142,11 +142,14 @@ func TestRefusedLoginCheckCountsForTheLoadedMount(t *testing.T) {
 	}
 }
 
-// unstorableHold is storage that fails every write of the credentials hold.
-type unstorableHold struct{ logical.Storage }
+// unstorable is storage that fails every write of one key.
+type unstorable struct {
+	logical.Storage
+	key string
+}
 
-func (s unstorableHold) Put(ctx context.Context, e *logical.StorageEntry) error {
-	if e.Key == holdKey {
+func (s unstorable) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if e.Key == s.key {
 		return errors.New("storage unavailable")
 	}
 	return s.Storage.Put(ctx, e)
@@ -156,7 +159,7 @@ func (s unstorableHold) Put(ctx context.Context, e *logical.StorageEntry) error 
 // upstream said, not that storage failed, and the mount holds.
 func TestAHoldThatCannotBeStoredIsKeptInMemory(t *testing.T) {
 	e := newEnv(t)
-	e.b, e.s, e.logs = e.newMount(unstorableHold{&logical.InmemStorage{}}, nil)
+	e.b, e.s, e.logs = e.newMount(unstorable{&logical.InmemStorage{}, holdKey}, nil)
 	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1))
 	revokeDemoPassword(e)
 	e.clock.Advance(15 * time.Minute)
@@ -245,5 +248,35 @@ func TestReplacedAccountsRefusalHoldsNothing(t *testing.T) {
 	if resp, err := e.do(logical.ReadOperation, "token", nil); err != nil || resp.IsError() || resp.Data["token"] == nil {
 		code, msg := failure(t, resp, err)
 		t.Fatalf("after a restart the mount with the right password answers %d %q", code, msg)
+	}
+}
+
+// Defect 5 of issue 24: a config write that supplies credentials ends the hold only once the
+// config is stored. When storing the config fails, the hold stays (stored and in memory), and
+// the old credentials are not tried: a failed write stores nothing.
+func TestAFailedConfigWriteKeepsTheHold(t *testing.T) {
+	for _, verify := range []bool{false, true} {
+		e := heldAfterOneRefusal(t)
+		e.sim.AddDemoUsers() // the stored password works again upstream
+		e.s = unstorable{e.s, configKey}
+		e.clock.Advance(time.Minute)
+		resp, err := e.do(logical.UpdateOperation, "config", map[string]any{"password": sim.DemoPlexTracPassword, "verify": verify})
+		if err == nil && !resp.IsError() {
+			t.Fatalf("verify=%v: the config write succeeded on storage that fails it", verify)
+		}
+		if h, _ := readHold(context.Background(), e.s); !h.Held {
+			t.Fatalf("verify=%v: the hold is gone after a config write that stored nothing: %+v", verify, h)
+		}
+		before := e.sim.Stats(sim.PlexTrac).AuthCalls
+		for _, b := range []*backend{e.b, func() *backend { r, _, _ := e.newMount(e.s, nil); return r }()} {
+			e.b = b
+			e.clock.Advance(10 * time.Minute)
+			if code, _ := e.readFailure("token"); code != 503 {
+				t.Fatalf("verify=%v: a read after the failed write answered %d, want 503 (held)", verify, code)
+			}
+		}
+		if n := e.sim.Stats(sim.PlexTrac).AuthCalls - before; n != 0 {
+			t.Fatalf("verify=%v: the old credentials were tried %d times after the failed write", verify, n)
+		}
 	}
 }

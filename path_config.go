@@ -158,9 +158,9 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		verify = false
 		warnings = append(warnings, "stored without a login check: the mount holds its credentials after upstream refused them; write the credentials, or write rotate once the account is fixed upstream")
 	}
-	if err == nil && !verify && supplied && hold != (holdRecord{}) {
-		err = b.storeHold(ctx, req.Storage, holdRecord{}) // new credentials: a new count
-	}
+	// New credentials end the hold and start a new count, but only once the config is stored
+	// (below): a write that fails keeps the hold. A refused check is counted at once.
+	clearHold := err == nil && !verify && supplied && hold != (holdRecord{})
 	if err == nil && verify {
 		attempt := c.checkKey()
 		if now := b.clock.Now(); attempt == b.checkFailed && now.Before(b.checkRetryAt) {
@@ -174,7 +174,9 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			b.Logger().Warn("could not store the last TOTP step", "error", serr)
 		}
 		b.noteCheck(attempt, err)
-		if h, changed := hold.next(err, c.maxRefusedLogins(), b.clock.Now()); changed { // this attempt counts
+		if h, changed := hold.next(err, c.maxRefusedLogins(), b.clock.Now()); changed && err == nil {
+			clearHold = true
+		} else if changed { // this attempt counts
 			if herr := b.storeHold(ctx, req.Storage, h); herr != nil {
 				return nil, herr
 			}
@@ -196,6 +198,12 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		}
 		if err := writeConfig(ctx, req.Storage, c); err != nil {
 			return err
+		}
+		if clearHold {
+			if err := writeHold(ctx, req.Storage, holdRecord{}); err != nil {
+				return err
+			}
+			next.setHold(holdRecord{})
 		}
 		if tok != nil { // the check's login is a good session: the first read costs no login
 			return next.keep(ctx, req.Storage, tok, held)
