@@ -51,7 +51,7 @@ func readHold(ctx context.Context, s logical.Storage) (holdRecord, error) {
 	}
 	var h holdRecord
 	if err := json.Unmarshal(e.Value, &h); err != nil {
-		return holdRecord{}, fmt.Errorf("stored %s is unreadable: %w", holdKey, err)
+		return holdRecord{}, errUnreadable(holdKey, err)
 	}
 	return h, nil
 }

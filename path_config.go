@@ -232,19 +232,11 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 	b.checkFailed, b.checkFailures, b.checkRetryAt = "", 0, time.Time{} // a new start: nothing to space out
-	// The stored TOTP step goes too: a step from a node whose clock ran fast would otherwise
-	// outlive every rewrite. This process's own record of the account still protects a quick
-	// rewrite until its step is past.
+	// Every record of the account goes (deleteAccount). The stored TOTP step too: a step from
+	// a node whose clock ran fast would otherwise outlive every rewrite. This process's own
+	// record of the account still protects a quick rewrite until its step is past.
 	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(gateHeld) error {
-		if err := deleteConfig(ctx, req.Storage); err != nil {
-			return err
-		}
-		for _, k := range []string{totpStepKey, legacyTOTPStepKey} {
-			if err := req.Storage.Delete(ctx, k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return deleteAccount(ctx, req.Storage)
 	})
 	if err != nil {
 		return nil, err

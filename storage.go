@@ -50,6 +50,12 @@ func (e *newerFormatError) Error() string {
 		"run the plugin version that wrote it (vault secrets tune -plugin-version), or delete config and write it again", e.key, e.version, Version, e.understood)
 }
 
+// errUnreadable refuses a stored record that does not decode, with the advice that works:
+// config delete removes every record of the account (deleteAccount).
+func errUnreadable(key string, err error) error {
+	return fmt.Errorf("stored %s is unreadable (%w): delete config and write it again", key, err)
+}
+
 func errNewerFormat(key string, version, understood int) error {
 	return &newerFormatError{key: key, version: version, understood: understood}
 }
@@ -60,7 +66,7 @@ func storedVersion(key string, raw []byte, understood int) (int, error) {
 		Version int `json:"version"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return 0, fmt.Errorf("stored %s is unreadable: %w", key, err)
+		return 0, errUnreadable(key, err)
 	}
 	if v.Version > understood {
 		return 0, errNewerFormat(key, v.Version, understood)
@@ -84,7 +90,7 @@ func readTOTPStep(ctx context.Context, s logical.Storage) (int64, error) {
 		}
 		var r totpStepRecord
 		if err := json.Unmarshal(e.Value, &r); err != nil {
-			return 0, fmt.Errorf("stored %s is unreadable: %w", totpStepKey, err)
+			return 0, errUnreadable(totpStepKey, err)
 		}
 		return r.Step, nil
 	}
@@ -126,7 +132,7 @@ func readFingerprintKey(ctx context.Context, s logical.Storage, create bool) ([]
 		}
 		var r fingerprintKeyRecord
 		if err := json.Unmarshal(e.Value, &r); err != nil || len(r.Key) < 16 {
-			return nil, fmt.Errorf("stored %s is unreadable", fingerprintKeyKey)
+			return nil, errUnreadable(fingerprintKeyKey, errors.New("no key of 16 bytes or more"))
 		}
 		return r.Key, nil
 	}
