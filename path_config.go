@@ -231,7 +231,6 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	}
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
-	b.checkFailed, b.checkFailures, b.checkRetryAt = "", 0, time.Time{} // a new start: nothing to space out
 	// Every record of the account goes (deleteAccount). The stored TOTP step too: a step from
 	// a node whose clock ran fast would otherwise outlive every rewrite. This process's own
 	// record of the account still protects a quick rewrite until its step is past.

@@ -433,3 +433,24 @@ func TestLeasesFromBeforeAConfigDeleteNeverRenew(t *testing.T) {
 		t.Fatalf("a lease from before the delete renewed after a rewrite: %v %s", err, errText(resp))
 	}
 }
+
+// Defect 4 of issue 24: a delete does not reset the spacing of a failed config check, so a
+// loop of delete and write with a wrong password costs the upstream one login, not one a round.
+func TestCheckSpacingSurvivesADelete(t *testing.T) {
+	e := newEnv(t)
+	wrong := with(e.plextracConfig(false), "password", "wrong-password")
+	for i := range 5 {
+		resp, _ := e.do(logical.UpdateOperation, "config", wrong)
+		if i > 0 {
+			if code, msg := failure(t, resp, nil); code != 429 || !strings.Contains(msg, "retry after") {
+				t.Fatalf("round %d: %d %q, want 429 with the time to retry", i, code, msg)
+			}
+		}
+		if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.LoginFailures != 1 {
+		t.Fatalf("5 rounds of delete and write reached upstream %d times, want 1", st.LoginFailures)
+	}
+}
