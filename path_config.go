@@ -163,11 +163,9 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	clearHold := err == nil && !verify && supplied && hold != (holdRecord{})
 	if err == nil && verify {
 		attempt := c.checkKey()
-		if now := b.clock.Now(); attempt == b.checkFailed && now.Before(b.checkRetryAt) {
+		if serr := b.spaced(attempt, c.Provider, prov.Conn().Host(), "config not saved; fix what the last error named"); serr != nil {
 			prov.Conn().Close()
-			return upstreamFailure(&upstream.Error{Provider: c.Provider, Host: prov.Conn().Host(), Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
-				Msg:  "not tried: the same config failed its login check moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share",
-				Hint: "config not saved; fix what the last error named", RetryAt: b.checkRetryAt})
+			return upstreamFailure(serr)
 		}
 		tok, err = prov.Login(ctx)
 		if serr := saveTOTPStep(ctx, req.Storage, prov); serr != nil {
@@ -245,11 +243,13 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	return nil, nil
 }
 
-// noteCheck spaces out a mount's retries of a config whose login check failed, as the
-// session's backoff does for its logins (10 s doubling to 5 minutes): a config writer
-// retrying a wrong password in a loop would otherwise hold the host's shared auth budget at
-// zero for every other mount on it. A changed config (a new password, a CA) is checked at
-// once. A check the limiter held back sent nothing and does not count. Guarded by configMu.
+// noteCheck spaces out a mount's retries of a config whose login check, or rotate, failed, as
+// the session's backoff does for its logins (10 s doubling to 5 minutes): a config writer or
+// a job retrying a wrong password in a loop would otherwise hold the host's shared auth
+// budget at zero for every other mount on it, and spend the account's refused logins. A
+// changed config (a new password, a CA) is checked at once. A check the limiter held back
+// sent nothing and does not count. The spacing is the mount's, not the config's: a delete
+// keeps it. Guarded by configMu.
 func (b *backend) noteCheck(attempt string, err error) {
 	switch {
 	case err == nil:
@@ -261,6 +261,17 @@ func (b *backend) noteCheck(attempt string, err error) {
 		b.checkFailures++
 		b.checkRetryAt = b.clock.Now().Add(min(firstFailureBackoff<<min(b.checkFailures-1, 10), maxFailureBackoff))
 	}
+}
+
+// spaced is the answer to a login check or rotate of the config whose key is attempt while
+// its spacing lasts (noteCheck): 429 with the time to retry, nothing sent. Guarded by configMu.
+func (b *backend) spaced(attempt, provider, host, hint string) error {
+	if attempt != b.checkFailed || !b.clock.Now().Before(b.checkRetryAt) {
+		return nil
+	}
+	return &upstream.Error{Provider: provider, Host: host, Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
+		Msg:  "not tried: the same config failed a login (its check or a rotate) moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share, nor the account's refused logins",
+		Hint: hint, RetryAt: b.checkRetryAt}
 }
 
 // checkKey tells one config's login check from another's, without keeping a credential.

@@ -22,6 +22,9 @@ last_vault_rotation changes, and renewing a lease that holds the replaced token 
 new one and ends that lease's renewability. It ends a credentials hold (its one attempt
 counts), skips the failure backoff (an operator asked), and respects the host's auth budget
 (429 with the time to retry) and the TOTP rules (it may wait for the next 30 s step).
+After a rotate fails (any failure but rate limiting), rotate is spaced like a failed config
+check, sharing its spacing: until the time to retry (10 s doubling to 5 minutes, kept across a
+config delete), rotate and a login check of the same config answer 429 and send nothing.
 revoke_previous=true also ends the replaced token upstream where the provider has a logout
 (generic with logout_path); PlexTrac, Plaspy and Resolver publish none, so there the replaced
 token stays valid upstream until it expires. Answers the new session's times, never the token.
@@ -69,7 +72,12 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	if a == nil {
 		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
+	attempt := a.cfg.checkKey() // spaced like the config's login check, sharing its record
+	if err := b.spaced(attempt, a.cfg.Provider, a.prov.Conn().Host(), "fix what the last error named, then write rotate again"); err != nil {
+		return upstreamFailure(err)
+	}
 	prev, t, err := a.rotate(ctx, req.Storage)
+	b.noteCheck(attempt, err)
 	if err != nil {
 		return upstreamFailure(err)
 	}

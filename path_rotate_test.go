@@ -109,3 +109,43 @@ func TestRotateRevokesThePreviousTokenWhenAsked(t *testing.T) {
 		t.Fatalf("plextrac has no logout: %v %v", resp.Data, resp.Warnings)
 	}
 }
+
+// Risk 1 of issue 24: rotate is spaced like a failed config check, sharing its spacing (the
+// same config's key, kept across a delete): a job that loops on rotate against credentials
+// upstream refuses costs one login per spacing, not one per call, held or not. Each refused
+// call answers 429 with the time to retry, and sends nothing.
+func TestRotateIsSpacedLikeAFailedConfigCheck(t *testing.T) {
+	e := newEnv(t)
+	cfg := with(e.plextracConfig(false), "max_refused_logins", 1)
+	e.write("config", cfg)
+	revokeDemoPassword(e)
+	spaced := func(what string, resp *logical.Response, err error) {
+		t.Helper()
+		if code, msg := failure(t, resp, err); code != 429 || !strings.Contains(msg, "retry after") || !strings.Contains(msg, "not tried") {
+			t.Fatalf("%s: %d %q, want 429 with the time to retry", what, code, msg)
+		}
+	}
+	if resp, err := e.do(logical.UpdateOperation, "rotate", nil); err == nil && resp.Data["expires_at"] != nil {
+		t.Fatal("rotate with a revoked password succeeded")
+	}
+	for range 5 { // held now: each rotate would be one more refused login
+		resp, err := e.do(logical.UpdateOperation, "rotate", nil)
+		spaced("rotate right after a failed one", resp, err)
+	}
+	resp, err := e.do(logical.UpdateOperation, "config", cfg)
+	spaced("the same config's check after a failed rotate", resp, err)
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.write("config", with(cfg, "verify", false))
+	resp, err = e.do(logical.UpdateOperation, "rotate", nil)
+	spaced("rotate after a delete and rewrite", resp, err)
+	if st := e.sim.Stats(sim.PlexTrac); st.LoginFailures != 1 {
+		t.Fatalf("refused logins %d, want 1", st.LoginFailures)
+	}
+	e.clock.Advance(firstFailureBackoff)
+	e.sim.AddDemoUsers() // fixed upstream: the next rotate, once the spacing is over, logs in
+	if resp := e.write("rotate", nil); resp.Data["expires_at"] == nil {
+		t.Fatalf("rotate after the spacing: %v", resp.Data)
+	}
+}
