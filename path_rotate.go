@@ -99,32 +99,40 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	return resp, nil
 }
 
+// rotation is the value of rotate's shared call: the replaced token and the new one. Readers
+// that joined the call take next (sharedToken). Returned through the call, not written to a
+// variable of the request's, since the call outlives a request that ends.
+type rotation struct{ prev, next *upstream.Token }
+
 // rotate replaces the session with a full login, after any refresh in flight: it joins the
 // shared upstream call's singleflight, so no reader's refresh runs beside it. It skips the
 // failure backoff and the hold (its one attempt counts), not the host's budget or the TOTP
-// rules. It returns the replaced token and the new one.
-func (a *account) rotate(ctx context.Context, s logical.Storage) (prev, next *upstream.Token, err error) {
+// rules. The login runs under the shared call's own bounded context: readers that joined it
+// are not failed by the rotate request ending. It returns the replaced token and the new one.
+func (a *account) rotate(ctx context.Context, s logical.Storage) (*upstream.Token, *upstream.Token, error) {
 	for range 3 { // a reader's refresh may win the key first: wait for it, then try again
-		ran := false
 		ch := a.sf.DoChan("refresh", func() (any, error) {
-			ran = true
-			prev = a.current()
+			ctx, cancel := sharedCallContext(ctx, a.cfg)
+			defer cancel()
+			r := rotation{prev: a.current()}
 			t, err := a.login(ctx, s, true)
 			if err != nil {
-				return nil, a.noteFailure(err)
+				return r, a.noteFailure(err)
 			}
 			t.ObtainedBy = obtainedByRotate // renewals of the replaced token move to it (secret_token.go)
-			return t, a.store(ctx, s, t)
+			r.next = t
+			return r, a.store(ctx, s, t)
 		})
 		select {
 		case r := <-ch:
-			if !ran {
+			rot, ours := r.Val.(rotation)
+			if !ours {
 				continue
 			}
 			if r.Err != nil {
 				return nil, nil, r.Err
 			}
-			return prev, r.Val.(*upstream.Token), nil
+			return rot.prev, rot.next, nil
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}

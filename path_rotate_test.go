@@ -149,3 +149,59 @@ func TestRotateIsSpacedLikeAFailedConfigCheck(t *testing.T) {
 		t.Fatalf("rotate after the spacing: %v", resp.Data)
 	}
 }
+
+// Risks 2 and 3 of issue 24: a rotate request that ends during its login (the client gave up)
+// returns at once; the login goes on under the shared call's own bounded context, so a reader
+// that joined it gets the new token rather than the rotate request's cancellation. Run with
+// -race: the replaced token comes back through the shared call, not through a variable the
+// cancelled request returns from meanwhile.
+func TestRotateCancelledDuringItsLoginLeavesReadersTheNewToken(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	e := newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	ctx, cancel := context.WithCancel(context.Background())
+	rotating := make(chan error, 1)
+	go func() {
+		_, err := e.doCtx(ctx, logical.UpdateOperation, "rotate", nil)
+		rotating <- err
+	}()
+	<-arrived // rotate's login is upstream, stalled; no session yet, so a reader joins it
+	reading := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.do(logical.ReadOperation, "token", nil)
+		reading <- resp
+	}()
+	for counterValue(e.b.metrics.waited) == 0 && len(reading) == 0 {
+		time.Sleep(time.Millisecond) // until the reader waits on the shared call
+	}
+	time.Sleep(20 * time.Millisecond) // from the count to the call: a few lines
+	cancel()
+	if err := <-rotating; err == nil {
+		t.Fatal("a rotate whose request ended reported success")
+	}
+	close(release)
+	resp := <-reading
+	if resp == nil || resp.IsError() || resp.Data["token"] == nil {
+		t.Fatalf("the reader that joined the cancelled rotate got %s, want the new token", errText(resp))
+	}
+	e.servedTokens = append(e.servedTokens, resp.Data["token"].(string))
+	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 1 {
+		t.Fatalf("logins %d, want 1: the reader shared rotate's", st.Logins)
+	}
+}
+
+// Risk 2 of issue 24, for -race: rotate requests that end as the shared call starts (the
+// client gave up) return while the call goes on. The call hands the replaced token back
+// through its value; a result variable it wrote would race with the request's return (seen
+// as a DATA RACE in each of four runs with one).
+func TestRotateWhoseRequestEndedRacesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	for range 50 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _ = e.doCtx(ctx, logical.UpdateOperation, "rotate", nil)
+		e.clock.Advance(20 * time.Second) // within the host's budget
+	}
+	e.read("token", nil)
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -33,6 +34,10 @@ const (
 	totpStepVersion    = 2
 	fingerprintVersion = 1
 )
+
+// storageTimeout bounds each storage operation made under the session gate (boundedStorage),
+// so that a hung storage cannot hold the gate, and every config write behind it, forever.
+var storageTimeout = 10 * time.Second
 
 // sealWrapped are the keys that hold credentials or session tokens, seal-wrapped where the
 // seal supports it (Vault Enterprise).
