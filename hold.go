@@ -109,7 +109,7 @@ func (h holdRecord) heldError(provider, host string) *upstream.Error {
 // are no longer the mount's, and its refusal must not hold the new ones. That is checked under
 // the session gate, as the session's store is, so no record lands after the swap.
 func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) error {
-	_, unlock := a.rlockGate()
+	_, s, unlock := a.rlockGate(s)
 	defer unlock()
 	if a.closed.Load() {
 		return nil

@@ -188,26 +188,26 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		return logical.ErrorResponse("config not saved: %s", err), nil
 	}
 	next := b.newAccount(c, prov, key)
-	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld) error {
+	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld, s logical.Storage) error {
 		if tok == nil { // same account: its stored session (in either format) still serves
-			if err := next.load(ctx, req.Storage); err != nil {
+			if err := next.load(ctx, s); err != nil {
 				return err
 			}
 		}
-		if err := writeConfig(ctx, req.Storage, c); err != nil {
+		if err := writeConfig(ctx, s, c); err != nil {
 			return err
 		}
 		if clearHold {
-			if err := writeHold(ctx, req.Storage, holdRecord{}); err != nil {
+			if err := writeHold(ctx, s, holdRecord{}); err != nil {
 				return err
 			}
 			next.setHold(holdRecord{})
 		}
 		if tok != nil { // the check's login is a good session: the first read costs no login
-			return next.keep(ctx, req.Storage, tok, held)
+			return next.keep(ctx, s, tok, held)
 		}
 		if t := next.current(); t != nil { // stored again in the current format
-			return writeSession(ctx, req.Storage, next.fingerprint, t)
+			return writeSession(ctx, s, next.fingerprint, t)
 		}
 		return nil
 	})
@@ -232,8 +232,8 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	// Every record of the account goes (deleteAccount). The stored TOTP step too: a step from
 	// a node whose clock ran fast would otherwise outlive every rewrite. This process's own
 	// record of the account still protects a quick rewrite until its step is past.
-	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(gateHeld) error {
-		return deleteAccount(ctx, req.Storage)
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(_ gateHeld, s logical.Storage) error {
+		return deleteAccount(ctx, s)
 	})
 	if err != nil {
 		return nil, err

@@ -112,7 +112,7 @@ type rotation struct{ prev, next *upstream.Token }
 func (a *account) rotate(ctx context.Context, s logical.Storage) (*upstream.Token, *upstream.Token, error) {
 	for range 3 { // a reader's refresh may win the key first: wait for it, then try again
 		ch := a.sf.DoChan("refresh", func() (any, error) {
-			ctx, cancel := sharedCallContext(ctx, a.cfg)
+			ctx, cancel := a.sharedCallContext(ctx)
 			defer cancel()
 			r := rotation{prev: a.current()}
 			t, err := a.login(ctx, s, true)

@@ -68,7 +68,7 @@ func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream
 		if cur := a.current(); cur != seen && a.usable(cur) {
 			return cur, nil
 		}
-		ctx, cancel := sharedCallContext(ctx, a.cfg)
+		ctx, cancel := a.sharedCallContext(ctx)
 		defer cancel()
 		return a.refreshOrLogin(ctx, s)
 	})
@@ -87,9 +87,9 @@ func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream
 // sharedCallContext is the context of a shared upstream call (a refresh, login or rotate that
 // readers join): not the request's that started it, which may end while others wait on the
 // call, but bounded by what the call can take: a refresh and a login (request_timeout each),
-// one TOTP step's wait, and storing the result (storageTimeout).
-func sharedCallContext(ctx context.Context, c *config) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 2*c.requestTimeout()+totpStep+storageTimeout)
+// one TOTP step's wait, and storing the result (the storage bound).
+func (a *account) sharedCallContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*a.cfg.requestTimeout()+totpStep+a.storageTimeout)
 }
 
 // sharedToken is the token a shared call's value holds: a refresh's token, or a rotation's new one.
@@ -187,7 +187,7 @@ func (a *account) noteFailure(err error) error {
 // store makes t the shared session, in memory and in storage (encrypted by Vault's barrier),
 // unless the account was replaced by a config change: then t is nobody's session.
 func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Token) error {
-	held, unlock := a.rlockGate()
+	held, s, unlock := a.rlockGate(s)
 	defer unlock()
 	if a.closed.Load() {
 		return nil

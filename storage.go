@@ -35,9 +35,41 @@ const (
 	fingerprintVersion = 1
 )
 
-// storageTimeout bounds each storage operation made under the session gate (boundedStorage),
-// so that a hung storage cannot hold the gate, and every config write behind it, forever.
-var storageTimeout = 10 * time.Second
+// defaultStorageTimeout bounds each storage operation made under the session gate
+// (boundedStorage), so that a hung storage cannot hold the gate, and every config write
+// behind it, forever. Vault's storage ends an operation when its context does.
+const defaultStorageTimeout = 10 * time.Second
+
+// boundedStorage is storage each of whose operations ends within bound, or with its caller's
+// context. It is the storage the holders of the session gate use (lockGate, rlockGate).
+type boundedStorage struct {
+	logical.Storage
+	bound time.Duration
+}
+
+func (s boundedStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.bound)
+	defer cancel()
+	return s.Storage.List(ctx, prefix)
+}
+
+func (s boundedStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.bound)
+	defer cancel()
+	return s.Storage.Get(ctx, key)
+}
+
+func (s boundedStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	ctx, cancel := context.WithTimeout(ctx, s.bound)
+	defer cancel()
+	return s.Storage.Put(ctx, e)
+}
+
+func (s boundedStorage) Delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.bound)
+	defer cancel()
+	return s.Storage.Delete(ctx, key)
+}
 
 // sealWrapped are the keys that hold credentials or session tokens, seal-wrapped where the
 // seal supports it (Vault Enterprise).
