@@ -280,3 +280,52 @@ func TestAFailedConfigWriteKeepsTheHold(t *testing.T) {
 		}
 	}
 }
+
+// Issue 35: an upstream error that says nothing about the credentials (a refused connection,
+// a 5xx, a 429) keeps the count of refused logins as it is, neither raising nor resetting it.
+// With the default of 3: refused, refused, an outage, refused → held. A flapping upstream must
+// not keep a wrong password from ever holding.
+func TestARefusalCountSurvivesAnOutage(t *testing.T) {
+	fault := func(f sim.Fault) func(*env) { return func(e *env) { e.sim.AddFault(f) } }
+	for _, outage := range []struct {
+		name       string
+		start, end func(e *env)
+		code       int
+	}{
+		{"connection refused", (*env).upstreamDown, (*env).upstreamUp, 504},
+		{"503", fault(sim.Fault{Provider: sim.PlexTrac, Status: 503, Times: 1}), func(*env) {}, 502},
+		{"429", fault(sim.Fault{Provider: sim.PlexTrac, Status: 429, RetryAfter: "5", Times: 1}), func(*env) {}, 429},
+	} {
+		t.Run(outage.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.write("config", e.plextracConfig(false))
+			revokeDemoPassword(e)
+			e.clock.Advance(15 * time.Minute) // the session expired: each read logs in
+			refusals := func(want int, what string) {
+				t.Helper()
+				if h, _ := readHold(context.Background(), e.s); h.Refused != want || h.Held != (want >= defaultMaxRefusedLogins) {
+					t.Fatalf("after %s: %+v, want %d refusals", what, h, want)
+				}
+			}
+			for i := 1; i <= 2; i++ {
+				e.clock.Advance(10 * time.Minute) // past the backoff
+				e.readFailure("token")
+				refusals(i, "a refused login")
+			}
+			outage.start(e)
+			e.clock.Advance(10 * time.Minute)
+			if code, _ := e.readFailure("token"); code != outage.code {
+				t.Fatalf("read during the outage: %d, want %d", code, outage.code)
+			}
+			refusals(2, "the outage")
+			outage.end(e)
+			e.clock.Advance(10 * time.Minute)
+			e.readFailure("token")
+			refusals(3, "a third refused login")
+			e.clock.Advance(10 * time.Minute)
+			if code, msg := e.readFailure("token"); code != 503 || !strings.Contains(msg, "3 times in a row") {
+				t.Fatalf("after three refusals around an outage: %d %q, want 503 (held)", code, msg)
+			}
+		})
+	}
+}
