@@ -119,3 +119,24 @@ func TestGenericAccountNamedByItsPassword(t *testing.T) {
 		})
 	}
 }
+
+// Issue 35: the upstream host is part of the account. After url moves to another host (the
+// credentials supplied again, as the destination rule asks), the old host's session is never
+// served, and a lease of the old host does not renew, not even onto the new host's token.
+// (localhost and 127.0.0.1 are two hosts to the plugin, which never resolves names; here they
+// reach the one simulator, so nothing but the rule tells the accounts apart.)
+func TestTheUpstreamHostIsPartOfTheAccount(t *testing.T) {
+	e := newEnv(t)
+	port := e.url[strings.LastIndex(e.url, ":"):]
+	e.write("config", with(e.plextracConfig(false), "url", "http://127.0.0.1"+port))
+	lease := e.lease()
+	e.write("config", map[string]any{"url": "http://localhost" + port, "password": sim.DemoPlexTracPassword, "verify": false})
+	if got := e.read("token", nil).Data["token"]; got == lease.Data["token"] {
+		t.Fatal("the new host's account was served the old host's session")
+	}
+	e.clock.Advance(11 * time.Minute) // inside the renewal window: a renewal would hand out the new host's token
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
+		t.Fatalf("a lease of the old host renewed: %v %s", err, errText(resp))
+	}
+}
