@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // revokeDemoPassword changes the demo account's password upstream, as an admin would.
@@ -327,5 +328,32 @@ func TestARefusalCountSurvivesAnOutage(t *testing.T) {
 				t.Fatalf("after three refusals around an outage: %d %q, want 503 (held)", code, msg)
 			}
 		})
+	}
+}
+
+// Defect 2's other half: a replaced account's login records nothing about the credentials,
+// but still the TOTP step it sent, so that no process resends that code. Here the node ran
+// 30 s fast (within the step tolerated) and the next login is another process's, a step
+// behind: only the stored record keeps it from resending the code.
+func TestReplacedAccountsLoginStillRecordsItsTOTPStep(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	e := newEnvWrapped(t, stallPath("/api/v1/authenticate/mfa", arrived, release))
+	fast := *e
+	fast.limiters = upstream.NewLimiters() // another process
+	fast.withClock(offsetClock{e.clock, 30 * time.Second})
+	fast.write("config", with(e.plextracConfig(true), "verify", false))
+	reading := make(chan struct{})
+	go func() { // its MFA code is sent, and stalled upstream
+		defer close(reading)
+		_, _ = fast.do(logical.ReadOperation, "token", nil)
+	}()
+	<-arrived
+	fast.write("config", map[string]any{"password": sim.DemoPlexTracPassword, "verify": false}) // replaces the account
+	close(release)
+	<-reading
+	mfa := e.sim.Stats(sim.PlexTrac).MFA
+	e.write("config", map[string]any{"min_ttl": 240}) // this node's login check, at once
+	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != mfa+1 {
+		t.Fatalf("the replaced account's TOTP step was not stored: its code was sent again: %+v", st)
 	}
 }
