@@ -86,10 +86,11 @@ func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream
 
 // sharedCallContext is the context of a shared upstream call (a refresh, login or rotate that
 // readers join): not the request's that started it, which may end while others wait on the
-// call, but bounded by what the call can take: a refresh and a login (request_timeout each),
-// one TOTP step's wait, and storing the result (the storage bound).
+// call, but bounded by what the call can take: its upstream calls (a refresh, then a login's
+// password and MFA steps: request_timeout each), one TOTP step's wait, and its storage writes
+// (the TOTP step, the hold, the session: the storage bound each). With the defaults, 90 s.
 func (a *account) sharedCallContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 2*a.cfg.requestTimeout()+totpStep+a.storageTimeout)
+	return context.WithTimeout(context.WithoutCancel(ctx), 3*a.cfg.requestTimeout()+totpStep+3*a.storageTimeout)
 }
 
 // sharedToken is the token a shared call's value holds: a refresh's token, or a rotation's new one.

@@ -280,3 +280,23 @@ func TestImplausibleExpiriesAreBadResponsesAtLogin(t *testing.T) {
 		e.clock.Advance(time.Minute) // past the failure backoff and the auth budget
 	}
 }
+
+// Risk 3 of issue 24: a shared upstream call (refresh, login, rotate) runs under its own
+// context: not ended by the request that started it, and still bounded (three upstream calls
+// of request_timeout, one TOTP step, three storage writes; 90 s with the defaults).
+func TestSharedCallsHaveTheirOwnBound(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	a, err := e.b.account(context.Background(), e.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request, cancel := context.WithCancel(context.Background())
+	cancel() // the request that started the call has ended
+	ctx, done := a.sharedCallContext(request)
+	defer done()
+	deadline, bounded := ctx.Deadline()
+	if ctx.Err() != nil || !bounded || time.Until(deadline) > 90*time.Second || time.Until(deadline) < 80*time.Second {
+		t.Fatalf("shared call context: err %v, deadline in %s (bounded %v); want no error and 90 s", ctx.Err(), time.Until(deadline), bounded)
+	}
+}
