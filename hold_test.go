@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -356,4 +357,57 @@ func TestReplacedAccountsLoginStillRecordsItsTOTPStep(t *testing.T) {
 	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != mfa+1 {
 		t.Fatalf("the replaced account's TOTP step was not stored: its code was sent again: %+v", st)
 	}
+}
+
+// pausingStorage, once armed, pauses the next read of key after reading it: paused is closed
+// then, and the read returns what it read when resume is closed.
+type pausingStorage struct {
+	logical.Storage
+	key            string
+	armed          atomic.Bool
+	paused, resume chan struct{}
+}
+
+func (s *pausingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	e, err := s.Storage.Get(ctx, key)
+	if key == s.key && s.armed.CompareAndSwap(true, false) {
+		close(s.paused)
+		<-s.resume
+	}
+	return e, err
+}
+
+// Defect 2, the narrower window: the old password's refusal lands after the config write read
+// the hold and before it swapped the account. Credentials the write supplies end whatever
+// hold is stored when the write lands, so the refusal still holds nothing.
+func TestARefusalDuringTheConfigWriteHoldsNothing(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	e := newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
+	ps := &pausingStorage{Storage: e.s, key: holdKey, paused: make(chan struct{}), resume: make(chan struct{})}
+	e.s = ps
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1, "verify", false))
+	revokeDemoPassword(e) // upstream now takes only "rotated-elsewhere"
+	reading := make(chan struct{})
+	go func() { // logs in with the old password; stalled upstream
+		defer close(reading)
+		_, _ = e.do(logical.ReadOperation, "token", nil)
+	}()
+	<-arrived
+	ps.armed.Store(true)
+	writing := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.do(logical.UpdateOperation, "config", map[string]any{"password": "rotated-elsewhere", "verify": false})
+		writing <- resp
+	}()
+	<-ps.paused    // the write has read the hold: none yet
+	close(release) // upstream refuses the old password, before the write swaps the account
+	<-reading
+	close(ps.resume)
+	if resp := <-writing; resp.IsError() {
+		t.Fatalf("config write: %s", errText(resp))
+	}
+	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+		t.Fatalf("the old password's refusal holds the new one: %+v", h)
+	}
+	e.read("token", nil)
 }

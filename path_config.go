@@ -159,8 +159,10 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		warnings = append(warnings, "stored without a login check: the mount holds its credentials after upstream refused them; write the credentials, or write rotate once the account is fixed upstream")
 	}
 	// New credentials end the hold and start a new count, but only once the config is stored
-	// (below): a write that fails keeps the hold. A refused check is counted at once.
-	clearHold := err == nil && !verify && supplied && hold != (holdRecord{})
+	// (below): a write that fails keeps the hold. Whatever hold is stored then goes, also one
+	// that the replaced account's last refusal wrote after the read above. A refused check is
+	// counted at once.
+	clearHold := err == nil && !verify && supplied
 	if err == nil && verify {
 		attempt := c.checkKey()
 		if serr := b.spaced(attempt, c.Provider, prov.Conn().Host(), "config not saved; fix what the last error named"); serr != nil {
@@ -172,7 +174,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			b.Logger().Warn("could not store the last TOTP step", "error", serr)
 		}
 		b.noteCheck(attempt, err)
-		if h, changed := hold.next(err, c.maxRefusedLogins(), b.clock.Now()); changed && err == nil {
+		if h, changed := hold.next(err, c.maxRefusedLogins(), b.clock.Now()); err == nil {
 			clearHold = true
 		} else if changed { // this attempt counts
 			if herr := b.storeHold(ctx, req.Storage, h); herr != nil {
