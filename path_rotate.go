@@ -77,7 +77,9 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 		return upstreamFailure(err)
 	}
 	prev, t, err := a.rotate(ctx, req.Storage)
-	b.noteCheck(attempt, err)
+	if ctx.Err() == nil { // else the request ended first, not knowing how the login ended
+		b.noteCheck(attempt, err)
+	}
 	if err != nil {
 		return upstreamFailure(err)
 	}

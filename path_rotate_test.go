@@ -188,6 +188,12 @@ func TestRotateCancelledDuringItsLoginLeavesReadersTheNewToken(t *testing.T) {
 	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 1 {
 		t.Fatalf("logins %d, want 1: the reader shared rotate's", st.Logins)
 	}
+	// The request that gave up does not know how the login ended: it is no failed rotate, and
+	// the next rotate is not spaced out.
+	if resp, err := e.do(logical.UpdateOperation, "rotate", nil); err != nil || resp.Data["expires_at"] == nil {
+		code, msg := failure(t, resp, err)
+		t.Fatalf("rotate after one whose request ended: %d %q", code, msg)
+	}
 }
 
 // Risk 2 of issue 24, for -race: rotate requests that end as the shared call starts (the
