@@ -380,13 +380,16 @@ func TestHeaderValuesWithLineBreaksAreRefused(t *testing.T) {
 	}
 }
 
-// Defect 3 of issue 24: a credentials_hold or fingerprint_key this binary cannot read (of a
-// newer version, after a rollback, or unreadable) makes reads fail with advice to delete
-// config and write it again, and that advice works: delete removes every record of the account
-// it ends, and the rewrite serves.
+// Defect 3 of issue 24: a stored record this binary cannot read (of a newer version, after a
+// rollback, or unreadable) makes reads fail with advice to delete config and write it again,
+// and that advice works: delete removes every record of the account it ends, and the rewrite
+// serves. (An unreadable session is not an error: the next read logs in again.)
 func TestConfigDeleteRemovesEveryRecordOfTheAccount(t *testing.T) {
-	for _, key := range []string{holdKey, fingerprintKeyKey} {
+	for _, key := range []string{configKey, sessionKey, totpStepKey, holdKey, fingerprintKeyKey} {
 		for name, value := range map[string]string{"newer": `{"version": 99}`, "unreadable": `{"version": "x"`} {
+			if key == sessionKey && name == "unreadable" {
+				continue
+			}
 			t.Run(key+" "+name, func(t *testing.T) {
 				e := newEnv(t)
 				e.write("config", e.plextracConfig(true))
