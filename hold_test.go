@@ -224,21 +224,33 @@ func stallPath(path string, arrived, release chan struct{}) func(http.Handler) h
 	}
 }
 
+// oldPasswordInFlight is a mount (max_refused_logins 1, on the storage wrap makes of its own
+// when wrap is given) whose password upstream has just changed to "rotated-elsewhere", with a
+// reader's login with the old one stalled upstream: closing release lets upstream refuse it,
+// and reading is closed once that read has ended.
+func oldPasswordInFlight(t *testing.T, wrap func(logical.Storage) logical.Storage) (e *env, release, reading chan struct{}) {
+	arrived := make(chan struct{})
+	release, reading = make(chan struct{}), make(chan struct{})
+	e = newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
+	if wrap != nil {
+		e.s = wrap(e.s)
+	}
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1, "verify", false))
+	revokeDemoPassword(e) // upstream now takes only "rotated-elsewhere"
+	go func() {
+		defer close(reading)
+		_, _ = e.do(logical.ReadOperation, "token", nil)
+	}()
+	<-arrived
+	return e, release, reading
+}
+
 // Defect 2 of issue 24: a reader's login with the old password is in flight when the
 // operator writes the right one (verify=false); upstream then refuses the old login. That
 // refusal is the replaced account's: it holds nothing and counts nothing, so after a restart
 // the mount logs in with the new, correct password instead of answering 503.
 func TestReplacedAccountsRefusalHoldsNothing(t *testing.T) {
-	arrived, release := make(chan struct{}), make(chan struct{})
-	e := newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
-	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1, "verify", false))
-	revokeDemoPassword(e) // upstream now takes only "rotated-elsewhere"
-	reading := make(chan struct{})
-	go func() { // logs in with the old password; stalled upstream
-		defer close(reading)
-		_, _ = e.do(logical.ReadOperation, "token", nil)
-	}()
-	<-arrived
+	e, release, reading := oldPasswordInFlight(t, nil)
 	e.write("config", map[string]any{"password": "rotated-elsewhere", "verify": false})
 	close(release) // upstream refuses the old password
 	<-reading
@@ -381,18 +393,11 @@ func (s *pausingStorage) Get(ctx context.Context, key string) (*logical.StorageE
 // the hold and before it swapped the account. Credentials the write supplies end whatever
 // hold is stored when the write lands, so the refusal still holds nothing.
 func TestARefusalDuringTheConfigWriteHoldsNothing(t *testing.T) {
-	arrived, release := make(chan struct{}), make(chan struct{})
-	e := newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
-	ps := &pausingStorage{Storage: e.s, key: holdKey, paused: make(chan struct{}), resume: make(chan struct{})}
-	e.s = ps
-	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1, "verify", false))
-	revokeDemoPassword(e) // upstream now takes only "rotated-elsewhere"
-	reading := make(chan struct{})
-	go func() { // logs in with the old password; stalled upstream
-		defer close(reading)
-		_, _ = e.do(logical.ReadOperation, "token", nil)
-	}()
-	<-arrived
+	var ps *pausingStorage
+	e, release, reading := oldPasswordInFlight(t, func(s logical.Storage) logical.Storage {
+		ps = &pausingStorage{Storage: s, key: holdKey, paused: make(chan struct{}), resume: make(chan struct{})}
+		return ps
+	})
 	ps.armed.Store(true)
 	writing := make(chan *logical.Response, 1)
 	go func() {
