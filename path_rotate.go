@@ -101,10 +101,14 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	return resp, nil
 }
 
-// rotation is the value of rotate's shared call: the replaced token and the new one. Readers
-// that joined the call take next (sharedToken). Returned through the call, not written to a
-// variable of the request's, since the call outlives a request that ends.
-type rotation struct{ prev, next *upstream.Token }
+// rotation is the value of rotate's shared call: the replaced token and the new one, and which
+// rotate request started the call (by). Readers that joined the call take next (sharedToken).
+// Returned through the call, not written to a variable of the request's, since the call
+// outlives a request that ends.
+type rotation struct {
+	by         *byte
+	prev, next *upstream.Token
+}
 
 // rotate replaces the session with a full login, after any refresh in flight: it joins the
 // shared upstream call's singleflight, so no reader's refresh runs beside it. It skips the
@@ -112,11 +116,12 @@ type rotation struct{ prev, next *upstream.Token }
 // rules. The login runs under the shared call's own bounded context: readers that joined it
 // are not failed by the rotate request ending. It returns the replaced token and the new one.
 func (a *account) rotate(ctx context.Context, s logical.Storage) (*upstream.Token, *upstream.Token, error) {
-	for range 3 { // a reader's refresh may win the key first: wait for it, then try again
+	for range 3 { // a reader's refresh, or an ended rotate's call, may hold the key: wait for it, then try again
+		me := new(byte) // not a zero-size value: pointers to those may be equal
 		ch := a.sf.DoChan("refresh", func() (any, error) {
 			ctx, cancel := a.sharedCallContext(ctx)
 			defer cancel()
-			r := rotation{prev: a.current()}
+			r := rotation{by: me, prev: a.current()}
 			t, err := a.login(ctx, s, true)
 			if err != nil {
 				return r, a.noteFailure(err)
@@ -127,8 +132,8 @@ func (a *account) rotate(ctx context.Context, s logical.Storage) (*upstream.Toke
 		})
 		select {
 		case r := <-ch:
-			rot, ours := r.Val.(rotation)
-			if !ours {
+			rot, _ := r.Val.(rotation)
+			if rot.by != me {
 				continue
 			}
 			if r.Err != nil {
