@@ -33,7 +33,9 @@ import (
 //     loaded account never take it.
 //   - backend.sessionGate: session writes (read lock, account.store) against account swaps
 //     (write lock, replaceAccount and reset), so that a slow session write of a replaced
-//     account never lands after the change. Held across that one storage write on purpose.
+//     account never lands after the change. Held across that one storage write on purpose
+//     (and the hold's, and a config change's writes), each bounded by storageTimeout
+//     (boundedStorage), so that a hung storage cannot hold it, and config writes, forever.
 //   - backend.mu: the loaded account and its generation. Never held across I/O.
 //   - account.mu: the session's state in memory. Never held across I/O or a wait.
 //   - upstream.Limiters.mu, upstream.TOTPSteps.mu: short, in memory, never across I/O or a
@@ -44,18 +46,19 @@ import (
 
 // account is a mount's upstream account and its one shared session.
 type account struct {
-	cfg         *config
-	prov        upstream.Provider
-	fingerprint string        // the upstream account's: see config.fingerprint
-	legacy      string        // its v0.1.0 fingerprint, while the account is the one v0.1.0 configured
-	gate        *sync.RWMutex // the backend's sessionGate
-	writable    func() bool   // whether this node may write storage (and so log in)
-	clock       upstream.Clock
-	logger      hclog.Logger
-	sf          singleflight.Group
-	closed      atomic.Bool                // replaced by a config change: must not write its session any more
-	metrics     *mountMetrics              // the mount's, which outlive the account
-	cache       atomic.Pointer[readAnswer] // what reads return for the current token
+	cfg            *config
+	prov           upstream.Provider
+	fingerprint    string        // the upstream account's: see config.fingerprint
+	legacy         string        // its v0.1.0 fingerprint, while the account is the one v0.1.0 configured
+	gate           *sync.RWMutex // the backend's sessionGate
+	storageTimeout time.Duration // bounds each storage operation under the gate
+	writable       func() bool   // whether this node may write storage (and so log in)
+	clock          upstream.Clock
+	logger         hclog.Logger
+	sf             singleflight.Group
+	closed         atomic.Bool                // replaced by a config change: must not write its session any more
+	metrics        *mountMetrics              // the mount's, which outlive the account
+	cache          atomic.Pointer[readAnswer] // what reads return for the current token
 
 	mu          sync.Mutex
 	tok         *upstream.Token
@@ -69,7 +72,7 @@ type account struct {
 
 func (b *backend) newAccount(cfg *config, p upstream.Provider, fingerprintKey []byte) *account {
 	return &account{cfg: cfg, prov: p, fingerprint: cfg.fingerprint(fingerprintKey), legacy: cfg.LegacyAccount,
-		gate: &b.sessionGate, writable: b.WriteSafeReplicationState, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider),
+		gate: &b.sessionGate, storageTimeout: b.storageTimeout, writable: b.WriteSafeReplicationState, clock: b.clock, logger: b.Logger().With("provider", cfg.Provider),
 		metrics: b.metrics}
 }
 
@@ -85,9 +88,7 @@ func (a *account) load(ctx context.Context, s logical.Storage) error {
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	a.hold = h
-	a.mu.Unlock()
+	a.setHold(h)
 	t, stamp, err := readSession(ctx, s, a.clock.Now())
 
 	var newer *newerFormatError
@@ -214,10 +215,11 @@ func (b *backend) lockGate() (gateHeld, func()) {
 	return gateHeld{}, b.sessionGate.Unlock
 }
 
-// rlockGate takes sessionGate's read lock, under which an account writes its session.
-func (a *account) rlockGate() (gateHeld, func()) {
+// rlockGate takes sessionGate's read lock, under which an account writes its session and its
+// hold, and returns s bounded (boundedStorage): a hung write must not hold the gate forever.
+func (a *account) rlockGate(s logical.Storage) (gateHeld, logical.Storage, func()) {
 	a.gate.RLock()
-	return gateHeld{}, a.gate.RUnlock
+	return gateHeld{}, boundedStorage{s, a.storageTimeout}, a.gate.RUnlock
 }
 
 // swap makes next the mount's account (nil: none) and returns the one it replaces, closed so
@@ -246,14 +248,16 @@ func (b *backend) reset() {
 // replaceAccount makes next the mount's account (nil: none) with no session write of the
 // account it replaces landing in between: under the session gate it closes the current
 // account, drops the stored session unless next is the same upstream account, and runs
-// write. It returns the replaced account, if one was loaded.
-func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func(gateHeld) error) (*account, error) {
+// write, each storage operation bounded (boundedStorage: the gate is held meanwhile). It
+// returns the replaced account, if one was loaded.
+func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func(gateHeld, logical.Storage) error) (*account, error) {
 	prev, err := b.account(ctx, s)
 	if err != nil {
 		b.Logger().Warn("the current config could not be loaded; replacing it", "error", err)
 	}
 	held, unlock := b.lockGate()
 	defer unlock()
+	s = boundedStorage{s, b.storageTimeout}
 	b.swap(held, nil)
 	if next == nil || prev == nil || prev.fingerprint != next.fingerprint {
 		for _, k := range []string{sessionKey, legacySessionKey} {
@@ -262,7 +266,7 @@ func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *a
 			}
 		}
 	}
-	if err := write(held); err != nil {
+	if err := write(held, s); err != nil {
 		return nil, err
 	}
 	b.swap(held, next)

@@ -177,3 +177,50 @@ func TestConcurrentConfigWritesDoNotLoseFields(t *testing.T) {
 		}
 	}
 }
+
+// hungStorage is storage whose writes of one key hang until their context ends, as Vault's
+// storage does when its backend stops answering. hung is closed when the first one starts.
+type hungStorage struct {
+	logical.Storage
+	key  string
+	once *sync.Once
+	hung chan struct{}
+}
+
+func (s hungStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if e.Key == s.key {
+		s.once.Do(func() { close(s.hung) })
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+// Risk 4 of issue 24: every storage operation made under the session gate has its own bound.
+// A session write that hangs (its storage stopped answering) holds the gate only that long,
+// so config writes, which swap accounts under the gate, go on.
+func TestAHungSessionWriteDoesNotBlockConfigWrites(t *testing.T) {
+	e := newEnv(t)
+	e.b.storageTimeout = 100 * time.Millisecond
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	hung := hungStorage{e.s, sessionKey, &sync.Once{}, make(chan struct{})}
+	e.s = hung
+	go func() { _, _ = e.do(logical.ReadOperation, "token", nil) }() // logs in; its session write hangs
+	<-hung.hung
+	done := make(chan error, 1)
+	go func() {
+		resp, err := e.do(logical.UpdateOperation, "config", map[string]any{"min_ttl": 120, "verify": false})
+		if err == nil && resp.IsError() {
+			err = resp.Error()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("config write after a hung session write: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a config write waited on a hung session write for 5 s (its bound is 100 ms)")
+	}
+}

@@ -50,6 +50,8 @@ type backend struct {
 	checkFailures int
 	checkRetryAt  time.Time
 
+	storageTimeout time.Duration // each storage operation under sessionGate: defaultStorageTimeout
+
 	loadMu sync.Mutex // one load of the account from storage at a time: see account.go
 
 	mu   sync.RWMutex
@@ -69,7 +71,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
-	b := &backend{clock: clock, limiters: limiters, mountID: randomID()}
+	b := &backend{clock: clock, limiters: limiters, mountID: randomID(), storageTimeout: defaultStorageTimeout}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,

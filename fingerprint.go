@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/url"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -51,27 +53,34 @@ func (c *config) identityParts() []string {
 		}
 		parts = append(parts, f.name, v)
 	}
-	for _, name := range c.identityCredentials() {
-		parts = append(parts, name, fmt.Sprint(fieldByName[name].value(c)))
-	}
-	return parts
+	return append(parts, c.identityCredentials()...)
 }
 
-// identityCredentials are the secret fields that name the account, for providers where the
-// user name does not: a generic login body that names no user is identified by its API key.
+// identityCredentials are the secrets that name the account, as name and value parts, for a
+// login that sends no user name: a generic login whose body does not reference .username, or
+// whose username is empty. Then every secret the login sends is the account: each value the
+// parsed body references (a password may be a personal access token) and each header value.
 // (Plaspy's user name identifies the account; a new API key for it keeps the account.)
 func (c *config) identityCredentials() []string {
 	if c.Provider != upstream.Generic {
 		return nil
 	}
-	body := c.LoginBody
-	if body == "" {
-		body = upstream.DefaultLoginBody
+	sent := upstream.LoginBodyFields(c.LoginBody)
+	if c.Username != "" && slices.Contains(sent, "username") {
+		return nil
 	}
-	if !strings.Contains(body, ".username") && strings.Contains(body, ".api_key") {
-		return []string{"api_key"}
+	var parts []string
+	// api_key first, so that a body that sends only api_key, with no headers, keeps the
+	// fingerprint v0.2.0 gave it.
+	for _, name := range []string{"api_key", "password"} {
+		if slices.Contains(sent, name) {
+			parts = append(parts, name, fmt.Sprint(fieldByName[name].value(c)))
+		}
 	}
-	return nil
+	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
+		parts = append(parts, "headers", name, c.Headers[name])
+	}
+	return parts
 }
 
 // checkCredentialsResupplied refuses a write that changes where stored secrets are sent, or

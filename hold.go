@@ -51,7 +51,7 @@ func readHold(ctx context.Context, s logical.Storage) (holdRecord, error) {
 	}
 	var h holdRecord
 	if err := json.Unmarshal(e.Value, &h); err != nil {
-		return holdRecord{}, fmt.Errorf("stored %s is unreadable: %w", holdKey, err)
+		return holdRecord{}, errUnreadable(holdKey, err)
 	}
 	return h, nil
 }
@@ -105,8 +105,15 @@ func (h holdRecord) heldError(provider, host string) *upstream.Error {
 
 // noteLogin records how a login attempt with the account's credentials ended: the count of
 // refusals in a row, and the hold. The change to held is logged once, at error level, for
-// teams without metrics.
+// teams without metrics. An account a config write replaced records nothing: its credentials
+// are no longer the mount's, and its refusal must not hold the new ones. That is checked under
+// the session gate, as the session's store is, so no record lands after the swap.
 func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) error {
+	_, s, unlock := a.rlockGate(s)
+	defer unlock()
+	if a.closed.Load() {
+		return nil
+	}
 	a.mu.Lock()
 	prev := a.hold
 	h, changed := prev.next(err, a.cfg.maxRefusedLogins(), a.clock.Now())
@@ -143,11 +150,15 @@ func (b *backend) storeHold(ctx context.Context, s logical.Storage, h holdRecord
 	a := b.acct
 	b.mu.RUnlock()
 	if a != nil {
-		a.mu.Lock()
-		a.hold = h
-		a.mu.Unlock()
+		a.setHold(h)
 	}
 	return nil
+}
+
+func (a *account) setHold(h holdRecord) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.hold = h
 }
 
 // suppliesCredentials says whether a write names any secret field: the operator's act that

@@ -3,13 +3,17 @@ package sessiontoken
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // revokeDemoPassword changes the demo account's password upstream, as an admin would.
@@ -140,11 +144,14 @@ func TestRefusedLoginCheckCountsForTheLoadedMount(t *testing.T) {
 	}
 }
 
-// unstorableHold is storage that fails every write of the credentials hold.
-type unstorableHold struct{ logical.Storage }
+// unstorable is storage that fails every write of one key.
+type unstorable struct {
+	logical.Storage
+	key string
+}
 
-func (s unstorableHold) Put(ctx context.Context, e *logical.StorageEntry) error {
-	if e.Key == holdKey {
+func (s unstorable) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if e.Key == s.key {
 		return errors.New("storage unavailable")
 	}
 	return s.Storage.Put(ctx, e)
@@ -154,7 +161,7 @@ func (s unstorableHold) Put(ctx context.Context, e *logical.StorageEntry) error 
 // upstream said, not that storage failed, and the mount holds.
 func TestAHoldThatCannotBeStoredIsKeptInMemory(t *testing.T) {
 	e := newEnv(t)
-	e.b, e.s, e.logs = e.newMount(unstorableHold{&logical.InmemStorage{}}, nil)
+	e.b, e.s, e.logs = e.newMount(unstorable{&logical.InmemStorage{}, holdKey}, nil)
 	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1))
 	revokeDemoPassword(e)
 	e.clock.Advance(15 * time.Minute)
@@ -201,4 +208,211 @@ func TestMisconfiguredMFAHoldsAtOnce(t *testing.T) {
 	if code, msg := e.readFailure("token"); code != 503 || !strings.Contains(msg, "cannot log in") {
 		t.Fatalf("%d %q", code, msg)
 	}
+}
+
+// stallPath holds the first upstream call to path: it closes arrived when that call comes in
+// and passes it on when release is closed. Later calls go straight through.
+func stallPath(path string, arrived, release chan struct{}) func(http.Handler) http.Handler {
+	var once sync.Once
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == path {
+				once.Do(func() { close(arrived); <-release })
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// oldPasswordInFlight is a mount (max_refused_logins 1, on the storage wrap makes of its own
+// when wrap is given) whose password upstream has just changed to "rotated-elsewhere", with a
+// reader's login with the old one stalled upstream: closing release lets upstream refuse it,
+// and reading is closed once that read has ended.
+func oldPasswordInFlight(t *testing.T, wrap func(logical.Storage) logical.Storage) (e *env, release, reading chan struct{}) {
+	arrived := make(chan struct{})
+	release, reading = make(chan struct{}), make(chan struct{})
+	e = newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
+	if wrap != nil {
+		e.s = wrap(e.s)
+	}
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1, "verify", false))
+	revokeDemoPassword(e) // upstream now takes only "rotated-elsewhere"
+	go func() {
+		defer close(reading)
+		_, _ = e.do(logical.ReadOperation, "token", nil)
+	}()
+	<-arrived
+	return e, release, reading
+}
+
+// Defect 2 of issue 24: a reader's login with the old password is in flight when the
+// operator writes the right one (verify=false); upstream then refuses the old login. That
+// refusal is the replaced account's: it holds nothing and counts nothing, so after a restart
+// the mount logs in with the new, correct password instead of answering 503.
+func TestReplacedAccountsRefusalHoldsNothing(t *testing.T) {
+	e, release, reading := oldPasswordInFlight(t, nil)
+	e.write("config", map[string]any{"password": "rotated-elsewhere", "verify": false})
+	close(release) // upstream refuses the old password
+	<-reading
+	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+		t.Fatalf("the replaced account's refusal was stored: %+v", h)
+	}
+	restarted, _, _ := e.newMount(e.s, nil)
+	e.b = restarted
+	if resp, err := e.do(logical.ReadOperation, "token", nil); err != nil || resp.IsError() || resp.Data["token"] == nil {
+		code, msg := failure(t, resp, err)
+		t.Fatalf("after a restart the mount with the right password answers %d %q", code, msg)
+	}
+}
+
+// Defect 5 of issue 24: a config write that supplies credentials ends the hold only once the
+// config is stored. When storing the config fails, the hold stays (stored and in memory), and
+// the old credentials are not tried: a failed write stores nothing.
+func TestAFailedConfigWriteKeepsTheHold(t *testing.T) {
+	for _, verify := range []bool{false, true} {
+		e := heldAfterOneRefusal(t)
+		e.sim.AddDemoUsers() // the stored password works again upstream
+		e.s = unstorable{e.s, configKey}
+		e.clock.Advance(time.Minute)
+		resp, err := e.do(logical.UpdateOperation, "config", map[string]any{"password": sim.DemoPlexTracPassword, "verify": verify})
+		if err == nil && !resp.IsError() {
+			t.Fatalf("verify=%v: the config write succeeded on storage that fails it", verify)
+		}
+		if h, _ := readHold(context.Background(), e.s); !h.Held {
+			t.Fatalf("verify=%v: the hold is gone after a config write that stored nothing: %+v", verify, h)
+		}
+		before := e.sim.Stats(sim.PlexTrac).AuthCalls
+		for _, b := range []*backend{e.b, func() *backend { r, _, _ := e.newMount(e.s, nil); return r }()} {
+			e.b = b
+			e.clock.Advance(10 * time.Minute)
+			if code, _ := e.readFailure("token"); code != 503 {
+				t.Fatalf("verify=%v: a read after the failed write answered %d, want 503 (held)", verify, code)
+			}
+		}
+		if n := e.sim.Stats(sim.PlexTrac).AuthCalls - before; n != 0 {
+			t.Fatalf("verify=%v: the old credentials were tried %d times after the failed write", verify, n)
+		}
+	}
+}
+
+// Issue 35: an upstream error that says nothing about the credentials (a refused connection,
+// a 5xx, a 429) keeps the count of refused logins as it is, neither raising nor resetting it.
+// With the default of 3: refused, refused, an outage, refused → held. A flapping upstream must
+// not keep a wrong password from ever holding.
+func TestARefusalCountSurvivesAnOutage(t *testing.T) {
+	fault := func(f sim.Fault) func(*env) { return func(e *env) { e.sim.AddFault(f) } }
+	for _, outage := range []struct {
+		name       string
+		start, end func(e *env)
+		code       int
+	}{
+		{"connection refused", (*env).upstreamDown, (*env).upstreamUp, 504},
+		{"503", fault(sim.Fault{Provider: sim.PlexTrac, Status: 503, Times: 1}), func(*env) {}, 502},
+		{"429", fault(sim.Fault{Provider: sim.PlexTrac, Status: 429, RetryAfter: "5", Times: 1}), func(*env) {}, 429},
+	} {
+		t.Run(outage.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.write("config", e.plextracConfig(false))
+			revokeDemoPassword(e)
+			e.clock.Advance(15 * time.Minute) // the session expired: each read logs in
+			refusals := func(want int, what string) {
+				t.Helper()
+				if h, _ := readHold(context.Background(), e.s); h.Refused != want || h.Held != (want >= defaultMaxRefusedLogins) {
+					t.Fatalf("after %s: %+v, want %d refusals", what, h, want)
+				}
+			}
+			for i := 1; i <= 2; i++ {
+				e.clock.Advance(10 * time.Minute) // past the backoff
+				e.readFailure("token")
+				refusals(i, "a refused login")
+			}
+			outage.start(e)
+			e.clock.Advance(10 * time.Minute)
+			if code, _ := e.readFailure("token"); code != outage.code {
+				t.Fatalf("read during the outage: %d, want %d", code, outage.code)
+			}
+			refusals(2, "the outage")
+			outage.end(e)
+			e.clock.Advance(10 * time.Minute)
+			e.readFailure("token")
+			refusals(3, "a third refused login")
+			e.clock.Advance(10 * time.Minute)
+			if code, msg := e.readFailure("token"); code != 503 || !strings.Contains(msg, "3 times in a row") {
+				t.Fatalf("after three refusals around an outage: %d %q, want 503 (held)", code, msg)
+			}
+		})
+	}
+}
+
+// Defect 2's other half: a replaced account's login records nothing about the credentials,
+// but still the TOTP step it sent, so that no process resends that code. Here the node ran
+// 30 s fast (within the step tolerated) and the next login is another process's, a step
+// behind: only the stored record keeps it from resending the code.
+func TestReplacedAccountsLoginStillRecordsItsTOTPStep(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	e := newEnvWrapped(t, stallPath("/api/v1/authenticate/mfa", arrived, release))
+	fast := *e
+	fast.limiters = upstream.NewLimiters() // another process
+	fast.withClock(offsetClock{e.clock, 30 * time.Second})
+	fast.write("config", with(e.plextracConfig(true), "verify", false))
+	reading := make(chan struct{})
+	go func() { // its MFA code is sent, and stalled upstream
+		defer close(reading)
+		_, _ = fast.do(logical.ReadOperation, "token", nil)
+	}()
+	<-arrived
+	fast.write("config", map[string]any{"password": sim.DemoPlexTracPassword, "verify": false}) // replaces the account
+	close(release)
+	<-reading
+	mfa := e.sim.Stats(sim.PlexTrac).MFA
+	e.write("config", map[string]any{"min_ttl": 240}) // this node's login check, at once
+	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != mfa+1 {
+		t.Fatalf("the replaced account's TOTP step was not stored: its code was sent again: %+v", st)
+	}
+}
+
+// pausingStorage, once armed, pauses the next read of key after reading it: paused is closed
+// then, and the read returns what it read when resume is closed.
+type pausingStorage struct {
+	logical.Storage
+	key            string
+	armed          atomic.Bool
+	paused, resume chan struct{}
+}
+
+func (s *pausingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	e, err := s.Storage.Get(ctx, key)
+	if key == s.key && s.armed.CompareAndSwap(true, false) {
+		close(s.paused)
+		<-s.resume
+	}
+	return e, err
+}
+
+// Defect 2, the narrower window: the old password's refusal lands after the config write read
+// the hold and before it swapped the account. Credentials the write supplies end whatever
+// hold is stored when the write lands, so the refusal still holds nothing.
+func TestARefusalDuringTheConfigWriteHoldsNothing(t *testing.T) {
+	var ps *pausingStorage
+	e, release, reading := oldPasswordInFlight(t, func(s logical.Storage) logical.Storage {
+		ps = &pausingStorage{Storage: s, key: holdKey, paused: make(chan struct{}), resume: make(chan struct{})}
+		return ps
+	})
+	ps.armed.Store(true)
+	writing := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.do(logical.UpdateOperation, "config", map[string]any{"password": "rotated-elsewhere", "verify": false})
+		writing <- resp
+	}()
+	<-ps.paused    // the write has read the hold: none yet
+	close(release) // upstream refuses the old password, before the write swaps the account
+	<-reading
+	close(ps.resume)
+	if resp := <-writing; resp.IsError() {
+		t.Fatalf("config write: %s", errText(resp))
+	}
+	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+		t.Fatalf("the old password's refusal holds the new one: %+v", h)
+	}
+	e.read("token", nil)
 }

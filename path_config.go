@@ -158,23 +158,25 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		verify = false
 		warnings = append(warnings, "stored without a login check: the mount holds its credentials after upstream refused them; write the credentials, or write rotate once the account is fixed upstream")
 	}
-	if err == nil && !verify && supplied && hold != (holdRecord{}) {
-		err = b.storeHold(ctx, req.Storage, holdRecord{}) // new credentials: a new count
-	}
+	// New credentials end the hold and start a new count, but only once the config is stored
+	// (below): a write that fails keeps the hold. Whatever hold is stored then goes, also one
+	// that the replaced account's last refusal wrote after the read above. A refused check is
+	// counted at once.
+	clearHold := err == nil && !verify && supplied
 	if err == nil && verify {
 		attempt := c.checkKey()
-		if now := b.clock.Now(); attempt == b.checkFailed && now.Before(b.checkRetryAt) {
+		if serr := b.spaced(attempt, c.Provider, prov.Conn().Host(), "config not saved; fix what the last error named"); serr != nil {
 			prov.Conn().Close()
-			return upstreamFailure(&upstream.Error{Provider: c.Provider, Host: prov.Conn().Host(), Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
-				Msg:  "not tried: the same config failed its login check moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share",
-				Hint: "config not saved; fix what the last error named", RetryAt: b.checkRetryAt})
+			return upstreamFailure(serr)
 		}
 		tok, err = prov.Login(ctx)
 		if serr := saveTOTPStep(ctx, req.Storage, prov); serr != nil {
 			b.Logger().Warn("could not store the last TOTP step", "error", serr)
 		}
 		b.noteCheck(attempt, err)
-		if h, changed := hold.next(err, c.maxRefusedLogins(), b.clock.Now()); changed { // this attempt counts
+		if h, changed := hold.next(err, c.maxRefusedLogins(), b.clock.Now()); err == nil {
+			clearHold = true
+		} else if changed { // this attempt counts
 			if herr := b.storeHold(ctx, req.Storage, h); herr != nil {
 				return nil, herr
 			}
@@ -188,20 +190,26 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		return logical.ErrorResponse("config not saved: %s", err), nil
 	}
 	next := b.newAccount(c, prov, key)
-	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld) error {
+	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld, s logical.Storage) error {
 		if tok == nil { // same account: its stored session (in either format) still serves
-			if err := next.load(ctx, req.Storage); err != nil {
+			if err := next.load(ctx, s); err != nil {
 				return err
 			}
 		}
-		if err := writeConfig(ctx, req.Storage, c); err != nil {
+		if err := writeConfig(ctx, s, c); err != nil {
 			return err
 		}
+		if clearHold {
+			if err := writeHold(ctx, s, holdRecord{}); err != nil {
+				return err
+			}
+			next.setHold(holdRecord{})
+		}
 		if tok != nil { // the check's login is a good session: the first read costs no login
-			return next.keep(ctx, req.Storage, tok, held)
+			return next.keep(ctx, s, tok, held)
 		}
 		if t := next.current(); t != nil { // stored again in the current format
-			return writeSession(ctx, req.Storage, next.fingerprint, t)
+			return writeSession(ctx, s, next.fingerprint, t)
 		}
 		return nil
 	})
@@ -223,20 +231,11 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	}
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
-	b.checkFailed, b.checkFailures, b.checkRetryAt = "", 0, time.Time{} // a new start: nothing to space out
-	// The stored TOTP step goes too: a step from a node whose clock ran fast would otherwise
-	// outlive every rewrite. This process's own record of the account still protects a quick
-	// rewrite until its step is past.
-	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(gateHeld) error {
-		if err := deleteConfig(ctx, req.Storage); err != nil {
-			return err
-		}
-		for _, k := range []string{totpStepKey, legacyTOTPStepKey} {
-			if err := req.Storage.Delete(ctx, k); err != nil {
-				return err
-			}
-		}
-		return nil
+	// Every record of the account goes (deleteAccount). The stored TOTP step too: a step from
+	// a node whose clock ran fast would otherwise outlive every rewrite. This process's own
+	// record of the account still protects a quick rewrite until its step is past.
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(_ gateHeld, s logical.Storage) error {
+		return deleteAccount(ctx, s)
 	})
 	if err != nil {
 		return nil, err
@@ -246,11 +245,13 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	return nil, nil
 }
 
-// noteCheck spaces out a mount's retries of a config whose login check failed, as the
-// session's backoff does for its logins (10 s doubling to 5 minutes): a config writer
-// retrying a wrong password in a loop would otherwise hold the host's shared auth budget at
-// zero for every other mount on it. A changed config (a new password, a CA) is checked at
-// once. A check the limiter held back sent nothing and does not count. Guarded by configMu.
+// noteCheck spaces out a mount's retries of a config whose login check, or rotate, failed, as
+// the session's backoff does for its logins (10 s doubling to 5 minutes): a config writer or
+// a job retrying a wrong password in a loop would otherwise hold the host's shared auth
+// budget at zero for every other mount on it, and spend the account's refused logins. A
+// changed config (a new password, a CA) is checked at once. A check the limiter held back
+// sent nothing and does not count. The spacing is the mount's, not the config's: a delete
+// keeps it. Guarded by configMu.
 func (b *backend) noteCheck(attempt string, err error) {
 	switch {
 	case err == nil:
@@ -262,6 +263,17 @@ func (b *backend) noteCheck(attempt string, err error) {
 		b.checkFailures++
 		b.checkRetryAt = b.clock.Now().Add(min(firstFailureBackoff<<min(b.checkFailures-1, 10), maxFailureBackoff))
 	}
+}
+
+// spaced is the answer to a login check or rotate of the config whose key is attempt while
+// its spacing lasts (noteCheck): 429 with the time to retry, nothing sent. Guarded by configMu.
+func (b *backend) spaced(attempt, provider, host, hint string) error {
+	if attempt != b.checkFailed || !b.clock.Now().Before(b.checkRetryAt) {
+		return nil
+	}
+	return &upstream.Error{Provider: provider, Host: host, Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
+		Msg:  "not tried: the same config failed a login (its check or a rotate) moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share, nor the account's refused logins",
+		Hint: hint, RetryAt: b.checkRetryAt}
 }
 
 // checkKey tells one config's login check from another's, without keeping a credential.

@@ -1,6 +1,7 @@
 package sessiontoken
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -376,5 +377,83 @@ func TestHeaderValuesWithLineBreaksAreRefused(t *testing.T) {
 		if strings.Contains(msg, "X-Injected") || strings.Contains(msg, "abc") {
 			t.Errorf("error echoes the header value: %q", msg)
 		}
+	}
+}
+
+// Defect 3 of issue 24: a stored record this binary cannot read (of a newer version, after a
+// rollback, or unreadable) makes reads fail with advice to delete config and write it again,
+// and that advice works: delete removes every record of the account it ends, and the rewrite
+// serves. (An unreadable session is not an error: the next read logs in again.)
+func TestConfigDeleteRemovesEveryRecordOfTheAccount(t *testing.T) {
+	for _, key := range []string{configKey, sessionKey, totpStepKey, holdKey, fingerprintKeyKey} {
+		for name, value := range map[string]string{"newer": `{"version": 99}`, "unreadable": `{"version": "x"`} {
+			if key == sessionKey && name == "unreadable" {
+				continue
+			}
+			t.Run(key+" "+name, func(t *testing.T) {
+				e := newEnv(t)
+				e.write("config", e.plextracConfig(true))
+				e.read("token", nil)
+				if err := e.s.Put(context.Background(), &logical.StorageEntry{Key: key, Value: []byte(value)}); err != nil {
+					t.Fatal(err)
+				}
+				e.b.reset()
+				_, err := e.do(logical.ReadOperation, "token", nil)
+				if err == nil || !strings.Contains(err.Error(), "delete config and write it again") {
+					t.Fatalf("read with a %s %s: %v, want the advice to delete config and write it again", name, key, err)
+				}
+				for _, k := range []string{legacyConfigKey, legacySessionKey, legacyTOTPStepKey} { // as v0.1.0 left them
+					if err := e.s.Put(context.Background(), &logical.StorageEntry{Key: k, Value: []byte(`{}`)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+					t.Fatal(err)
+				}
+				if keys, _ := logical.CollectKeys(context.Background(), e.s); len(keys) != 0 {
+					t.Fatalf("config delete left %v", keys)
+				}
+				e.clock.Advance(time.Minute)
+				e.write("config", e.plextracConfig(true))
+				e.read("token", nil)
+			})
+		}
+	}
+}
+
+// A lease from before a config delete never renews after a rewrite, even of the same account:
+// the delete ended the account, and its fingerprint key with it.
+func TestLeasesFromBeforeAConfigDeleteNeverRenew(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	lease := e.lease()
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.write("config", e.plextracConfig(false))
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
+		t.Fatalf("a lease from before the delete renewed after a rewrite: %v %s", err, errText(resp))
+	}
+}
+
+// Defect 4 of issue 24: a delete does not reset the spacing of a failed config check, so a
+// loop of delete and write with a wrong password costs the upstream one login, not one a round.
+func TestCheckSpacingSurvivesADelete(t *testing.T) {
+	e := newEnv(t)
+	wrong := with(e.plextracConfig(false), "password", "wrong-password")
+	for i := range 5 {
+		resp, _ := e.do(logical.UpdateOperation, "config", wrong)
+		if i > 0 {
+			if code, msg := failure(t, resp, nil); code != 429 || !strings.Contains(msg, "retry after") {
+				t.Fatalf("round %d: %d %q, want 429 with the time to retry", i, code, msg)
+			}
+		}
+		if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.LoginFailures != 1 {
+		t.Fatalf("5 rounds of delete and write reached upstream %d times, want 1", st.LoginFailures)
 	}
 }

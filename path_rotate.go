@@ -22,6 +22,9 @@ last_vault_rotation changes, and renewing a lease that holds the replaced token 
 new one and ends that lease's renewability. It ends a credentials hold (its one attempt
 counts), skips the failure backoff (an operator asked), and respects the host's auth budget
 (429 with the time to retry) and the TOTP rules (it may wait for the next 30 s step).
+After a rotate fails (any failure but rate limiting), rotate is spaced like a failed config
+check, sharing its spacing: until the time to retry (10 s doubling to 5 minutes, kept across a
+config delete), rotate and a login check of the same config answer 429 and send nothing.
 revoke_previous=true also ends the replaced token upstream where the provider has a logout
 (generic with logout_path); PlexTrac, Plaspy and Resolver publish none, so there the replaced
 token stays valid upstream until it expires. Answers the new session's times, never the token.
@@ -69,7 +72,14 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	if a == nil {
 		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
+	attempt := a.cfg.checkKey() // spaced like the config's login check, sharing its record
+	if err := b.spaced(attempt, a.cfg.Provider, a.prov.Conn().Host(), "fix what the last error named, then write rotate again"); err != nil {
+		return upstreamFailure(err)
+	}
 	prev, t, err := a.rotate(ctx, req.Storage)
+	if ctx.Err() == nil { // else the request ended first, not knowing how the login ended
+		b.noteCheck(attempt, err)
+	}
 	if err != nil {
 		return upstreamFailure(err)
 	}
@@ -91,32 +101,45 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	return resp, nil
 }
 
+// rotation is the value of rotate's shared call: the replaced token and the new one, and which
+// rotate request started the call (by). Readers that joined the call take next (sharedToken).
+// Returned through the call, not written to a variable of the request's, since the call
+// outlives a request that ends.
+type rotation struct {
+	by         *byte
+	prev, next *upstream.Token
+}
+
 // rotate replaces the session with a full login, after any refresh in flight: it joins the
 // shared upstream call's singleflight, so no reader's refresh runs beside it. It skips the
 // failure backoff and the hold (its one attempt counts), not the host's budget or the TOTP
-// rules. It returns the replaced token and the new one.
-func (a *account) rotate(ctx context.Context, s logical.Storage) (prev, next *upstream.Token, err error) {
-	for range 3 { // a reader's refresh may win the key first: wait for it, then try again
-		ran := false
+// rules. The login runs under the shared call's own bounded context: readers that joined it
+// are not failed by the rotate request ending. It returns the replaced token and the new one.
+func (a *account) rotate(ctx context.Context, s logical.Storage) (*upstream.Token, *upstream.Token, error) {
+	for range 3 { // a reader's refresh, or an ended rotate's call, may hold the key: wait for it, then try again
+		me := new(byte) // not a zero-size value: pointers to those may be equal
 		ch := a.sf.DoChan("refresh", func() (any, error) {
-			ran = true
-			prev = a.current()
+			ctx, cancel := a.sharedCallContext(ctx)
+			defer cancel()
+			r := rotation{by: me, prev: a.current()}
 			t, err := a.login(ctx, s, true)
 			if err != nil {
-				return nil, a.noteFailure(err)
+				return r, a.noteFailure(err)
 			}
 			t.ObtainedBy = obtainedByRotate // renewals of the replaced token move to it (secret_token.go)
-			return t, a.store(ctx, s, t)
+			r.next = t
+			return r, a.store(ctx, s, t)
 		})
 		select {
 		case r := <-ch:
-			if !ran {
+			rot, _ := r.Val.(rotation)
+			if rot.by != me {
 				continue
 			}
 			if r.Err != nil {
 				return nil, nil, r.Err
 			}
-			return prev, r.Val.(*upstream.Token), nil
+			return rot.prev, rot.next, nil
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}

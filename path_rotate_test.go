@@ -3,6 +3,7 @@ package sessiontoken
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -108,4 +109,116 @@ func TestRotateRevokesThePreviousTokenWhenAsked(t *testing.T) {
 	if resp := p.write("rotate", map[string]any{"revoke_previous": true}); resp.Data["previous_revoked"] != false || len(resp.Warnings) == 0 {
 		t.Fatalf("plextrac has no logout: %v %v", resp.Data, resp.Warnings)
 	}
+}
+
+// Risk 1 of issue 24: rotate is spaced like a failed config check, sharing its spacing (the
+// same config's key, kept across a delete): a job that loops on rotate against credentials
+// upstream refuses costs one login per spacing, not one per call, held or not. Each refused
+// call answers 429 with the time to retry, and sends nothing.
+func TestRotateIsSpacedLikeAFailedConfigCheck(t *testing.T) {
+	e := newEnv(t)
+	cfg := with(e.plextracConfig(false), "max_refused_logins", 1)
+	e.write("config", cfg)
+	revokeDemoPassword(e)
+	spaced := func(what string, resp *logical.Response, err error) {
+		t.Helper()
+		if code, msg := failure(t, resp, err); code != 429 || !strings.Contains(msg, "retry after") || !strings.Contains(msg, "not tried") {
+			t.Fatalf("%s: %d %q, want 429 with the time to retry", what, code, msg)
+		}
+	}
+	if resp, err := e.do(logical.UpdateOperation, "rotate", nil); err == nil && resp.Data["expires_at"] != nil {
+		t.Fatal("rotate with a revoked password succeeded")
+	}
+	for range 5 { // held now: each rotate would be one more refused login
+		resp, err := e.do(logical.UpdateOperation, "rotate", nil)
+		spaced("rotate right after a failed one", resp, err)
+	}
+	resp, err := e.do(logical.UpdateOperation, "config", cfg)
+	spaced("the same config's check after a failed rotate", resp, err)
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.write("config", with(cfg, "verify", false))
+	resp, err = e.do(logical.UpdateOperation, "rotate", nil)
+	spaced("rotate after a delete and rewrite", resp, err)
+	if st := e.sim.Stats(sim.PlexTrac); st.LoginFailures != 1 {
+		t.Fatalf("refused logins %d, want 1", st.LoginFailures)
+	}
+	e.clock.Advance(firstFailureBackoff)
+	e.sim.AddDemoUsers() // fixed upstream: the next rotate, once the spacing is over, logs in
+	if resp := e.write("rotate", nil); resp.Data["expires_at"] == nil {
+		t.Fatalf("rotate after the spacing: %v", resp.Data)
+	}
+}
+
+// Risks 2 and 3 of issue 24: a rotate request that ends during its login (the client gave up)
+// returns at once; the login goes on under the shared call's own bounded context, so a reader
+// that joined it gets the new token rather than the rotate request's cancellation. Run with
+// -race: the replaced token comes back through the shared call, not through a variable the
+// cancelled request returns from meanwhile.
+func TestRotateCancelledDuringItsLoginLeavesReadersTheNewToken(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	e := newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	ctx, cancel := context.WithCancel(context.Background())
+	rotating := make(chan error, 1)
+	go func() {
+		_, err := e.doCtx(ctx, logical.UpdateOperation, "rotate", nil)
+		rotating <- err
+	}()
+	<-arrived // rotate's login is upstream, stalled; no session yet, so a reader joins it
+	reading := make(chan *logical.Response, 1)
+	go func() {
+		resp, _ := e.do(logical.ReadOperation, "token", nil)
+		reading <- resp
+	}()
+	for counterValue(e.b.metrics.waited) == 0 && len(reading) == 0 {
+		time.Sleep(time.Millisecond) // until the reader waits on the shared call
+	}
+	time.Sleep(20 * time.Millisecond) // from the count to the call: a few lines
+	cancel()
+	if err := <-rotating; err == nil {
+		t.Fatal("a rotate whose request ended reported success")
+	}
+	// The next rotate waits for that login, then makes its own: the ended request's login is
+	// not its, and no failed rotate (the request that gave up does not know how it ended), so
+	// it is not spaced out either.
+	rotated := make(chan error, 1)
+	go func() {
+		resp, err := e.do(logical.UpdateOperation, "rotate", nil)
+		if err == nil && resp.Data["expires_at"] == nil {
+			_, msg := failure(t, resp, err)
+			err = errors.New(msg)
+		}
+		rotated <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it join the login in flight
+	close(release)
+	resp := <-reading
+	if resp == nil || resp.IsError() || resp.Data["token"] == nil {
+		t.Fatalf("the reader that joined the cancelled rotate got %s, want the new token", errText(resp))
+	}
+	e.servedTokens = append(e.servedTokens, resp.Data["token"].(string))
+	if err := <-rotated; err != nil {
+		t.Fatalf("rotate after one whose request ended: %v", err)
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 2 {
+		t.Fatalf("logins %d, want 2: the reader shared the first rotate's, the second rotate made its own", st.Logins)
+	}
+}
+
+// Risk 2 of issue 24, for -race: rotate requests that end as the shared call starts (the
+// client gave up) return while the call goes on. The call hands the replaced token back
+// through its value; a result variable it wrote would race with the request's return (seen
+// as a DATA RACE in each of four runs with one).
+func TestRotateWhoseRequestEndedRacesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	for range 50 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _ = e.doCtx(ctx, logical.UpdateOperation, "rotate", nil)
+		e.clock.Advance(20 * time.Second) // within the host's budget
+	}
+	e.read("token", nil)
 }

@@ -71,7 +71,7 @@ func (e *env) promptly(op logical.Operation, path string, data map[string]any) (
 // A node whose clock ran fast left a TOTP step far ahead in storage before a failover. Reads
 // and config writes fail at once with a clock-skew error (not a refused login, and before any
 // upstream call); other mounts of the account are not held up; a config delete clears the
-// stored step, after which a rewrite logs in.
+// stored step, after which a rewrite logs in (once the failed check's spacing is over).
 func TestTOTPStepAheadOfTheClockFailsFastAndDeleteClearsIt(t *testing.T) {
 	e := newEnv(t)
 	clock := &stallClock{fakeClock: e.clock}
@@ -108,6 +108,8 @@ func TestTOTPStepAheadOfTheClockFailsFastAndDeleteClearsIt(t *testing.T) {
 		t.Fatalf("the config delete left the stored TOTP step: %v", err)
 	}
 	clock.stalled.Store(false) // the other mount took the current step: this one waits for the next
+	// The failed check's spacing outlives the delete.
+	e.clock.Advance(firstFailureBackoff)
 	e.write("config", e.plextracConfig(true))
 	if st := e.sim.Stats(sim.PlexTrac); st.MFA != 2 || st.MFAFailures != 0 {
 		t.Fatalf("want 2 MFA logins and no code refused, got %+v", st)

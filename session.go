@@ -21,6 +21,8 @@ const (
 	// broken upstream or wrong password never causes a retry storm.
 	firstFailureBackoff = 10 * time.Second
 	maxFailureBackoff   = 5 * time.Minute
+	// totpStep is one TOTP step: the longest a login waits for the next one.
+	totpStep = 30 * time.Second
 )
 
 // minTTL is how much life a read wants left: the configured (or asked) min_ttl, but never more
@@ -66,18 +68,37 @@ func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream
 		if cur := a.current(); cur != seen && a.usable(cur) {
 			return cur, nil
 		}
-		return a.refreshOrLogin(context.WithoutCancel(ctx), s)
+		ctx, cancel := a.sharedCallContext(ctx)
+		defer cancel()
+		return a.refreshOrLogin(ctx, s)
 	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		return r.Val.(*upstream.Token), nil
+		return sharedToken(r.Val), nil
 	case <-ctx.Done():
 		return nil, &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.Conn().Host(), Op: "refresh", Kind: upstream.KindUnavailable,
 			Msg: "this request ended while waiting for the upstream (" + ctx.Err().Error() + "); the refresh goes on", Hint: "read again shortly"}
 	}
+}
+
+// sharedCallContext is the context of a shared upstream call (a refresh, login or rotate that
+// readers join): not the request's that started it, which may end while others wait on the
+// call, but bounded by what the call can take: its upstream calls (a refresh, then a login's
+// password and MFA steps: request_timeout each), one TOTP step's wait, and its storage writes
+// (the TOTP step, the hold, the session: the storage bound each). With the defaults, 90 s.
+func (a *account) sharedCallContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 3*a.cfg.requestTimeout()+totpStep+3*a.storageTimeout)
+}
+
+// sharedToken is the token a shared call's value holds: a refresh's token, or a rotation's new one.
+func sharedToken(v any) *upstream.Token {
+	if r, ok := v.(rotation); ok {
+		return r.next
+	}
+	return v.(*upstream.Token)
 }
 
 // refreshOrLogin: the provider's refresh while the token is valid, a full login (with MFA)
@@ -167,7 +188,7 @@ func (a *account) noteFailure(err error) error {
 // store makes t the shared session, in memory and in storage (encrypted by Vault's barrier),
 // unless the account was replaced by a config change: then t is nobody's session.
 func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Token) error {
-	held, unlock := a.rlockGate()
+	held, s, unlock := a.rlockGate(s)
 	defer unlock()
 	if a.closed.Load() {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 func TestRefreshRejectedFallsBackToLogin(t *testing.T) {
@@ -154,18 +155,46 @@ func TestFailureBackoffDoublesUpToFiveMinutes(t *testing.T) {
 	}
 }
 
-// A login from a read stores the TOTP step it used, so a plugin process started right after
-// (reload, failover) does not resend that code.
-func TestReadPathLoginRecordsItsTOTPStep(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", with(e.plextracConfig(true), "verify", false))
-	e.read("token", nil) // logs in with MFA
-	fresh := *e
-	fresh.limiters = newEnv(t).limiters // another process: no memory of the step
-	fresh.b, _, fresh.logs = fresh.newMount(e.s, nil)
-	fresh.write("config", map[string]any{"min_ttl": 240}) // same instant: must wait a step
-	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
-		t.Fatalf("want 2 MFA logins and no replayed code, got %+v", st)
+// Issue 35: the TOTP step a session's login used is stored, whether a token read, a renewal or
+// the periodic run logged in, so that another process (a reload, a failover) never sends a code
+// of that step. Here the node that logged in ran 30 s fast, within the step tolerated: the
+// process that takes over skips only its own current step, so only the stored record keeps it
+// from resending the code of the next.
+func TestEveryLoginRecordsItsTOTPStep(t *testing.T) {
+	for name, login := range map[string]func(fast *env){
+		"read": func(fast *env) { fast.read("token", nil) },
+		"renewal": func(fast *env) {
+			lease := fast.lease()
+			fast.clock.Advance(11 * time.Minute) // the renewal window: refresh refused, so a login
+			fast.sim.Forget()
+			renew(t, fast, lease.Secret)
+		},
+		"periodic run": func(fast *env) {
+			fast.read("token", nil)
+			fast.clock.Advance(9 * time.Minute) // the periodic look-ahead: refresh refused, so a login
+			fast.sim.Forget()
+			if err := fast.b.PeriodicFunc(context.Background(), &logical.Request{Storage: fast.s}); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			fast := *e
+			fast.limiters = upstream.NewLimiters() // the node before the failover: another process
+			fast.withClock(offsetClock{e.clock, 30 * time.Second})
+			fast.write("config", with(e.plextracConfig(true), "verify", false))
+			login(&fast)
+			mfa := e.sim.Stats(sim.PlexTrac).MFA
+			if want := map[string]int{"read": 1, "renewal": 2, "periodic run": 2}[name]; mfa != want { // the first read's, then the one tested
+				t.Fatalf("test setup: %d MFA logins, want %d", mfa, want)
+			}
+			e.servedTokens = fast.servedTokens
+			e.write("config", map[string]any{"min_ttl": 240}) // this node's login check, at once
+			if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != mfa+1 {
+				t.Fatalf("the other process resent the code of the step the %s's login used: %+v", name, st)
+			}
+		})
 	}
 }
 
@@ -249,5 +278,25 @@ func TestImplausibleExpiriesAreBadResponsesAtLogin(t *testing.T) {
 			t.Fatalf("%s: read %d %q, want 502 naming the upstream", name, code, msg)
 		}
 		e.clock.Advance(time.Minute) // past the failure backoff and the auth budget
+	}
+}
+
+// Risk 3 of issue 24: a shared upstream call (refresh, login, rotate) runs under its own
+// context: not ended by the request that started it, and still bounded (three upstream calls
+// of request_timeout, one TOTP step, three storage writes; 90 s with the defaults).
+func TestSharedCallsHaveTheirOwnBound(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	a, err := e.b.account(context.Background(), e.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request, cancel := context.WithCancel(context.Background())
+	cancel() // the request that started the call has ended
+	ctx, done := a.sharedCallContext(request)
+	defer done()
+	deadline, bounded := ctx.Deadline()
+	if ctx.Err() != nil || !bounded || time.Until(deadline) > 90*time.Second || time.Until(deadline) < 80*time.Second {
+		t.Fatalf("shared call context: err %v, deadline in %s (bounded %v); want no error and 90 s", ctx.Err(), time.Until(deadline), bounded)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -34,6 +35,42 @@ const (
 	fingerprintVersion = 1
 )
 
+// defaultStorageTimeout bounds each storage operation made under the session gate
+// (boundedStorage), so that a hung storage cannot hold the gate, and every config write
+// behind it, forever. Vault's storage ends an operation when its context does.
+const defaultStorageTimeout = 10 * time.Second
+
+// boundedStorage is storage each of whose operations ends within bound, or with its caller's
+// context. It is the storage the holders of the session gate use (lockGate, rlockGate).
+type boundedStorage struct {
+	logical.Storage
+	bound time.Duration
+}
+
+func (s boundedStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.bound)
+	defer cancel()
+	return s.Storage.List(ctx, prefix)
+}
+
+func (s boundedStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.bound)
+	defer cancel()
+	return s.Storage.Get(ctx, key)
+}
+
+func (s boundedStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	ctx, cancel := context.WithTimeout(ctx, s.bound)
+	defer cancel()
+	return s.Storage.Put(ctx, e)
+}
+
+func (s boundedStorage) Delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.bound)
+	defer cancel()
+	return s.Storage.Delete(ctx, key)
+}
+
 // sealWrapped are the keys that hold credentials or session tokens, seal-wrapped where the
 // seal supports it (Vault Enterprise).
 var sealWrapped = []string{configKey, sessionKey, fingerprintKeyKey, legacyConfigKey, legacySessionKey}
@@ -50,6 +87,12 @@ func (e *newerFormatError) Error() string {
 		"run the plugin version that wrote it (vault secrets tune -plugin-version), or delete config and write it again", e.key, e.version, Version, e.understood)
 }
 
+// errUnreadable refuses a stored record that does not decode, with the advice that works:
+// config delete removes every record of the account (deleteAccount).
+func errUnreadable(key string, err error) error {
+	return fmt.Errorf("stored %s is unreadable (%w): delete config and write it again", key, err)
+}
+
 func errNewerFormat(key string, version, understood int) error {
 	return &newerFormatError{key: key, version: version, understood: understood}
 }
@@ -60,7 +103,7 @@ func storedVersion(key string, raw []byte, understood int) (int, error) {
 		Version int `json:"version"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return 0, fmt.Errorf("stored %s is unreadable: %w", key, err)
+		return 0, errUnreadable(key, err)
 	}
 	if v.Version > understood {
 		return 0, errNewerFormat(key, v.Version, understood)
@@ -84,7 +127,7 @@ func readTOTPStep(ctx context.Context, s logical.Storage) (int64, error) {
 		}
 		var r totpStepRecord
 		if err := json.Unmarshal(e.Value, &r); err != nil {
-			return 0, fmt.Errorf("stored %s is unreadable: %w", totpStepKey, err)
+			return 0, errUnreadable(totpStepKey, err)
 		}
 		return r.Step, nil
 	}
@@ -126,7 +169,7 @@ func readFingerprintKey(ctx context.Context, s logical.Storage, create bool) ([]
 		}
 		var r fingerprintKeyRecord
 		if err := json.Unmarshal(e.Value, &r); err != nil || len(r.Key) < 16 {
-			return nil, fmt.Errorf("stored %s is unreadable", fingerprintKeyKey)
+			return nil, errUnreadable(fingerprintKeyKey, errors.New("no key of 16 bytes or more"))
 		}
 		return r.Key, nil
 	}

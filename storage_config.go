@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/url"
 	"strconv"
@@ -28,7 +27,7 @@ func readConfig(ctx context.Context, s logical.Storage) (*config, error) {
 		}
 		var c config
 		if err := json.Unmarshal(e.Value, &c); err != nil {
-			return nil, fmt.Errorf("stored config is unreadable: %w", err)
+			return nil, errUnreadable("config", err)
 		}
 		return &c, nil
 	}
@@ -58,8 +57,12 @@ func writeConfig(ctx context.Context, s logical.Storage, c *config) error {
 	return nil
 }
 
-func deleteConfig(ctx context.Context, s logical.Storage) error {
-	for _, k := range []string{configKey, legacyConfigKey} {
+// deleteAccount removes every record of the mount's account, in both formats: a config delete
+// ends the account, and what is left of it must not outlive it. Leases of the account then
+// never renew after a rewrite (the fingerprint key goes too), and a record this binary cannot
+// read goes with the rest, so "delete config and write it again" always works.
+func deleteAccount(ctx context.Context, s logical.Storage) error {
+	for _, k := range []string{configKey, legacyConfigKey, sessionKey, legacySessionKey, totpStepKey, legacyTOTPStepKey, holdKey, fingerprintKeyKey} {
 		if err := s.Delete(ctx, k); err != nil {
 			return err
 		}
@@ -102,7 +105,7 @@ type configV0 struct {
 func upgradeConfigV0(raw []byte) (*config, error) {
 	var v configV0
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, fmt.Errorf("stored config (v0.1.0) is unreadable: %w", err)
+		return nil, errUnreadable("config (v0.1.0)", err)
 	}
 	g := v.Generic
 	c := &config{Version: configVersion, Provider: v.Provider, URL: v.URL, Username: v.Username, Email: v.Email,

@@ -20,8 +20,10 @@ import (
 // fingerprint key. Each test loads those bytes into a fresh mount of this code, whose
 // upstream URL is dead: what it serves, it serves without a login.
 
-// v020Serving are the fixtures with a session to serve (plextrac-held's has expired).
-var v020Serving = []string{"plextrac-mfa", "plaspy", "resolver", "generic-apikey", "generic-password", "plextrac-rotated"}
+// v020Serving are the fixtures with a session to serve (plextrac-held's has expired), and
+// whose account this code names as v0.2.0 did. generic-password's account now includes its
+// password (issue 24, defect 1): see TestV020GenericNamedByItsPasswordIsAnotherAccount.
+var v020Serving = []string{"plextrac-mfa", "plaspy", "resolver", "generic-apikey", "plextrac-rotated"}
 
 func loadV020(t *testing.T, name string) v020Fixture {
 	t.Helper()
@@ -89,9 +91,10 @@ func TestV020LeasesRenew(t *testing.T) {
 }
 
 // The account fingerprint is golden: this code computes, from v0.2.0's stored config and key,
-// the very bytes v0.2.0 stamped on its session and leases.
+// the very bytes v0.2.0 stamped on its session and leases. The one rule that changed it
+// (generic-password) changes it: that is asserted too, so the list cannot go stale.
 func TestV020FingerprintsAreGolden(t *testing.T) {
-	for _, name := range append(v020Serving, "plextrac-held") {
+	for _, name := range append(v020Serving, "plextrac-held", "generic-password") {
 		t.Run(name, func(t *testing.T) {
 			fx := loadV020(t, name)
 			e := upgradedEnv(t, fx.v010Fixture, time.Minute, false)
@@ -110,8 +113,9 @@ func TestV020FingerprintsAreGolden(t *testing.T) {
 			if session.Account != fx.Fingerprint || fx.Lease.InternalData[leaseAccountKey] != fx.Fingerprint {
 				t.Fatal("test setup: the fixture's session and lease are not stamped with its fingerprint")
 			}
-			if got := cfg.fingerprint(key); got != fx.Fingerprint {
-				t.Fatalf("fingerprint %s, v0.2.0 stamped %s: its session and leases would be another account's", got, fx.Fingerprint)
+			got, changed := cfg.fingerprint(key), name == "generic-password"
+			if (got != fx.Fingerprint) != changed {
+				t.Fatalf("fingerprint %s, v0.2.0 stamped %s: changed %v, want %v", got, fx.Fingerprint, got != fx.Fingerprint, changed)
 			}
 		})
 	}
@@ -149,5 +153,21 @@ func TestV020KeepsTheTOTPStep(t *testing.T) {
 	e.read("token", nil)
 	if now := e.clock.Now().Unix() / 30; now <= rec.Step {
 		t.Fatalf("an MFA login in step %d, which v0.2.0 had already used", now)
+	}
+}
+
+// Issue 24, defect 1: a generic mount whose login names no user is identified by the secrets
+// it sends, so a v0.2.0 mount named by its password alone is another account once, at the
+// upgrade: its stored session is not served and its leases do not renew (docs/upgrading.md).
+func TestV020GenericNamedByItsPasswordIsAnotherAccount(t *testing.T) {
+	fx := loadV020(t, "generic-password")
+	e := upgradedEnv(t, fx.v010Fixture, 3*time.Minute, false)
+	if code, msg := e.readFailure("token"); code != 504 || !strings.Contains(msg, "login failed") { // the dead URL
+		t.Fatalf("read: %d %q, want a login tried instead of the session stamped with v0.2.0's fingerprint", code, msg)
+	}
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s,
+		Secret: v020Lease(fx), Data: fx.Lease.Data})
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
+		t.Fatalf("a v0.2.0 lease of the password-named account renewed: %v %s", err, errText(resp))
 	}
 }

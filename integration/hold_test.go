@@ -14,24 +14,28 @@ import (
 )
 
 // Not parallel (it reloads the plugin): a mount whose credentials upstream refuses holds
-// after max_refused_logins refusals, the hold survives a plugin reload (it is in storage),
-// readers get a clear 503 and upstream sees no more logins; rotate needs update capability
-// and, once the account is fixed upstream, ends the hold and serves a new token at once.
+// after max_refused_logins refusals, a failed rotate is spaced out (429, nothing sent), the
+// hold survives a plugin reload (it is in storage), readers get a clear 503 and upstream sees
+// no more logins; rotate needs update capability and, once the account is fixed upstream,
+// ends the hold and serves a new token at once.
 func TestCredentialsHoldSurvivesAPluginReload(t *testing.T) {
 	sim := startSim(t, 20*time.Second) // short tokens: the held mount soon has none it may serve
 	enable(t, "held", "provider=plextrac", "url="+sim.url, "allow_insecure_http=true", "username=svc-nomfa@acme.com",
-		"password=plextrac-demo-pass", "max_refused_logins=2")
+		"password=plextrac-demo-pass", "max_refused_logins=1")
 	firstRead := readJSON(t, "held/token")
 	first := firstRead.Data["token"].(string)
 	expires, _ := time.Parse(time.RFC3339, firstRead.Data["expires_at"].(string))
 	sim.admin(t, http.MethodPost, "/_sim/users/plextrac", map[string]any{"name": "svc-nomfa@acme.com", "password": "changed-by-an-admin", "tenant_id": 7}, nil)
-	rotateOut, errOut, err := vault.cli("write", "-f", "-format=json", "held/rotate") // refused once
+	rotateOut, errOut, err := vault.cli("write", "-f", "-format=json", "held/rotate") // refused: held
 	if err == nil || !strings.Contains(errOut, "check username and password") {
 		t.Fatalf("rotate with revoked credentials: %v %s %s", err, rotateOut, errOut)
 	}
-	_, errOut, err = vault.cli("write", "-f", "-format=json", "held/rotate") // twice: held
-	if err == nil {
-		t.Fatalf("rotate with revoked credentials succeeded: %s", errOut)
+	_, errOut, err = vault.cli("write", "-f", "-format=json", "held/rotate") // spaced out: not tried
+	if err == nil || !strings.Contains(errOut, "Code: 429") || !strings.Contains(errOut, "not tried") {
+		t.Fatalf("rotate right after a failed one: %v %s", err, errOut)
+	}
+	if n := sim.stats(t, "plextrac")["login_failures"]; n != 1 {
+		t.Fatalf("two rotates sent %v refused logins, want 1", n)
 	}
 	mustCLI(t, "plugin", "reload", "-plugin=sessiontoken")
 	var status map[string]any

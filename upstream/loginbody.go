@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"text/template"
 	"text/template/parse"
@@ -155,6 +156,26 @@ func parseLoginBody(src string) (*loginBody, error) {
 			MaxNameLen, MaxSecretLen, b.worst, maxLoginBody>>10)
 	}
 	return b, nil
+}
+
+// LoginBodyFields are the login values (username, password, api_key) a login_body sends, each
+// named once, in the order they first appear; the empty body is DefaultLoginBody. A body that
+// does not parse sends nothing (it is refused where the config is validated).
+func LoginBodyFields(src string) []string {
+	if src == "" {
+		src = DefaultLoginBody
+	}
+	b, err := parseLoginBody(src)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, p := range b.pieces {
+		if p.field != "" && !slices.Contains(out, p.field) {
+			out = append(out, p.field)
+		}
+	}
+	return out
 }
 
 // add appends one node of the template's top level, refusing everything but text and
