@@ -78,9 +78,14 @@ func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
 				}
 				read, _ := json.Marshal(e.read("config", nil).Data)
 				if f.secret {
-					values := stored.secretValues()
-					if _, ok := f.ref(stored).(*string); ok && !contains(values, f.value(stored).(string)) {
-						t.Errorf("secret %s is not in the scrub list", f.name)
+					var values []string
+					switch p := f.ref(stored).(type) {
+					case *string:
+						values = []string{*p}
+					case *map[string]string:
+						for _, v := range *p {
+							values = append(values, v)
+						}
 					}
 					for _, v := range values {
 						if v != "" && strings.Contains(string(read), v) {
@@ -143,15 +148,6 @@ func notRefusedForSize(t *testing.T, e *env, data map[string]any, field string) 
 	if msg := errText(resp); resp.IsError() && (strings.Contains(msg, "longer than") || strings.Contains(msg, "more than the limit")) {
 		t.Errorf("%s at its limit refused for its size: %q", field, msg)
 	}
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Defect 8: a write of another user name alone would log in as that user with the stored

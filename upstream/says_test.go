@@ -1,0 +1,174 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/testclock"
+)
+
+// A TOTP seed configured as authenticator apps show it (lower case, in groups) and echoed by
+// upstream in its canonical form is not shown, nor are the MFA challenge and the TOTP code the
+// call sent.
+func TestTOTPSeedEchoedInItsCanonicalFormIsWithheld(t *testing.T) {
+	rec := newRecorder(t, map[string]answer{
+		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-7Qz91x"}`},
+		"POST /api/v1/authenticate/mfa": {401, `{"message":"code 081804 for chal-7Qz91x does not match seed JBSWY3DPEHPK3PXP"}`},
+	})
+	p := providerAt(t, Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: "jbsw y3dp ehpk 3pxp"},
+		testclock.At(time.Unix(1111111109, 0)))
+	knownAccount(p)
+	_, err := p.Login(context.Background())
+	wantErr(t, err, KindRejected, "mfa failed: upstream refused it (HTTP 401); its message is withheld; it mentions: MFA or code", "check totp_secret")
+	for _, v := range []string{"JBSWY3DPEHPK3PXP", "CHAL-7QZ91X", rec.sent()[1].body["token"].(string)} {
+		if strings.Contains(strings.ToUpper(err.Error()), v) {
+			t.Errorf("%s is shown: %v", v, err)
+		}
+	}
+}
+
+// rawServer answers every connection on a loopback port with the bytes given, once the
+// request's head has arrived, and closes it. It returns host:port.
+func rawServer(t *testing.T, reply string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				_, _ = c.Write([]byte(reply))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// expiredCA is a TLS server whose certificate (its own CA, valid for 127.0.0.1) expired
+// yesterday, and that certificate in PEM.
+func expiredCA(t *testing.T) (*httptest.Server, string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "expired"},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := quietTLSServer(t, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	return srv, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// quietTLSServer is a TLS test server (with cfg, or httptest's certificate) that does not log
+// the handshakes the client refuses.
+func quietTLSServer(t *testing.T, cfg *tls.Config) *httptest.Server {
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.TLS, srv.Config.ErrorLog = cfg, log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Transport and body-read failures are told in the plugin's words with the configured host,
+// classified by their Go error types; Go's text, which quotes what the upstream sent
+// (headers, certificate names, a proxy's status), is never shown.
+func TestTransportFailuresAreToldInThePluginsWords(t *testing.T) {
+	tlsSrv := quietTLSServer(t, nil)
+	tlsCA := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}))
+	expired, expiredPEM := expiredCA(t)
+	closed := rawServer(t, "")
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+	for _, tc := range []struct {
+		name, url, ca, want string
+	}{
+		{"malformed header", "http://" + rawServer(t, "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate Basic, you sent svc:Hunter2\r\n\r\n"), "",
+			"the answer is not valid HTTP"},
+		{"malformed status line", "http://" + rawServer(t, "HTTP/1.1 4O1 you sent svc:Hunter2\r\n\r\n"), "", "the answer is not valid HTTP"},
+		{"body cut off", "http://" + rawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"token\": \"Hunter2"), "",
+			"the answer was cut off"},
+		{"closed without an answer", "http://" + closed, "", "the connection closed before an answer"},
+		{"connection refused", "http://127.0.0.1:1", "", "cannot reach upstream: the connection was refused"},
+		{"unknown authority", tlsSrv.URL, "", "its TLS certificate is not signed by a CA the plugin trusts"},
+		{"wrong name", strings.Replace(tlsSrv.URL, "127.0.0.1", "localhost", 1), tlsCA, "its TLS certificate is not valid for that host name"},
+		{"expired", expired.URL, expiredPEM, "its TLS certificate has expired or is not yet valid"},
+		{"not TLS", strings.Replace(plain.URL, "http:", "https:", 1), "", "it does not answer TLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := providerAt(t, Config{Provider: Generic, URL: tc.url, CACert: tc.ca, Username: "svc", Password: "Hunter2",
+				Generic: GenericConfig{LoginPath: "/login"}}, RealClock{})
+			defer p.Conn().Close()
+			_, err := p.Login(context.Background())
+			host := tc.url[strings.Index(tc.url, "//")+2:]
+			e, ok := AsError(err)
+			if !ok || !strings.HasPrefix(err.Error(), "generic ("+host+") login failed: ") || !strings.Contains(e.Msg, tc.want) {
+				t.Fatalf("got %v; want the plugin's words %q naming %s", err, tc.want, host)
+			}
+			for _, goText := range []string{"Hunter2", "MIME", "x509", "tls:", "dial", "EOF", "malformed", "127.0.0.1:1:"} {
+				if strings.Contains(e.Msg, goText) {
+					t.Errorf("the message shows Go's text (%q): %v", goText, err)
+				}
+			}
+		})
+	}
+}
+
+// A token is put in a header by whoever reads it: every byte in 0x21-0x7E. The extras served
+// with it (tenant_id) stay within 0x20-0x7E.
+func TestTokensAndExtrasAreHeaderSafe(t *testing.T) {
+	for _, tc := range []struct {
+		tok    Token
+		wantOK bool
+	}{
+		{Token{Value: "eyJ.abc-_~!#$%&'*+.^`|"}, true},
+		{Token{Value: "abc\nX-Injected: 1"}, false},
+		{Token{Value: "abc def"}, false},
+		{Token{Value: "abc\tdef"}, false},
+		{Token{Value: "abc\x7f"}, false},
+		{Token{Value: "abcé"}, false},
+		{Token{Value: "abc", Extras: map[string]any{"tenant_id": "acme corp (EU)"}}, true},
+		{Token{Value: "abc", Extras: map[string]any{"tenant_id": "7\r\nX-Injected: 1"}}, false},
+		{Token{Value: "abc", Extras: map[string]any{"tenant_id": "Zürich"}}, false},
+	} {
+		err := CheckToken(&tc.tok)
+		if (err == nil) != tc.wantOK {
+			t.Errorf("%q %v: %v, want ok=%v", tc.tok.Value, tc.tok.Extras, err, tc.wantOK)
+		}
+		if err != nil && (strings.Contains(err.Error(), "abc") || strings.Contains(err.Error(), "Injected")) {
+			t.Errorf("the error quotes the value: %v", err)
+		}
+	}
+}
