@@ -68,6 +68,12 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 	tr := cleanhttp.DefaultPooledTransport()
 	tr.DialContext = guardedDialer().DialContext
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	tr.OnProxyConnectResponse = func(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Response) error {
+		if resp.StatusCode != http.StatusOK {
+			return proxyRefused(resp.StatusCode) // Go's own error would be the proxy's status text
+		}
+		return nil
+	}
 	if cfg.CACert != "" {
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {

@@ -152,6 +152,11 @@ func mentions(s string) string {
 	return "; it mentions: " + strings.Join(found, ", ")
 }
 
+// proxyRefused is a proxy's answer to CONNECT other than 200: its status code.
+type proxyRefused int
+
+func (p proxyRefused) Error() string { return fmt.Sprintf("the proxy refused with HTTP %d", int(p)) }
+
 // failureWords classifies f.err by its Go types into the plugin's words.
 func failureWords(f failure) string {
 	var (
@@ -162,6 +167,7 @@ func failureWords(f failure) string {
 		invalid  x509.CertificateInvalidError
 		record   tls.RecordHeaderError
 		netErr   net.Error
+		proxy    proxyRefused
 	)
 	const unreachable = "cannot reach upstream: "
 	switch err := f.err; {
@@ -180,6 +186,8 @@ func failureWords(f failure) string {
 		return unreachable + "the host resolves to an address that is never an upstream API (link-local, metadata service or unspecified)"
 	case errors.As(err, &op) && op.Op == "proxyconnect":
 		return unreachable + "the proxy set in the environment (HTTPS_PROXY) cannot be reached"
+	case errors.As(err, &proxy):
+		return unreachable + fmt.Sprintf("the proxy set in the environment (HTTPS_PROXY) refused to connect to it (HTTP %d)", int(proxy))
 	case errors.As(err, &dns) && dns.IsNotFound:
 		return unreachable + "the host name does not resolve (DNS: no such host)"
 	case errors.As(err, &dns):

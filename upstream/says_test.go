@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -113,24 +114,32 @@ func TestTransportFailuresAreToldInThePluginsWords(t *testing.T) {
 	plain := httptest.NewServer(http.NotFoundHandler())
 	defer plain.Close()
 	for _, tc := range []struct {
-		name, url, ca, want string
+		name, url, ca, want, proxy string
 	}{
 		{"malformed header", "http://" + rawServer(t, "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate Basic, you sent svc:Hunter2\r\n\r\n"), "",
-			"the answer is not valid HTTP"},
-		{"malformed status line", "http://" + rawServer(t, "HTTP/1.1 4O1 you sent svc:Hunter2\r\n\r\n"), "", "the answer is not valid HTTP"},
+			"the answer is not valid HTTP", ""},
+		{"malformed status line", "http://" + rawServer(t, "HTTP/1.1 4O1 you sent svc:Hunter2\r\n\r\n"), "", "the answer is not valid HTTP", ""},
 		{"body cut off", "http://" + rawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"token\": \"Hunter2"), "",
-			"the answer was cut off"},
-		{"closed without an answer", "http://" + closed, "", "the connection closed before an answer"},
-		{"connection refused", "http://127.0.0.1:1", "", "cannot reach upstream: the connection was refused"},
-		{"unknown authority", tlsSrv.URL, "", "its TLS certificate is not signed by a CA the plugin trusts"},
-		{"wrong name", strings.Replace(tlsSrv.URL, "127.0.0.1", "localhost", 1), tlsCA, "its TLS certificate is not valid for that host name"},
-		{"expired", expired.URL, expiredPEM, "its TLS certificate has expired or is not yet valid"},
-		{"not TLS", strings.Replace(plain.URL, "http:", "https:", 1), "", "it does not answer TLS"},
+			"the answer was cut off", ""},
+		{"closed without an answer", "http://" + closed, "", "the connection closed before an answer", ""},
+		{"connection refused", "http://127.0.0.1:1", "", "cannot reach upstream: the connection was refused", ""},
+		{"unknown authority", tlsSrv.URL, "", "its TLS certificate is not signed by a CA the plugin trusts", ""},
+		{"wrong name", strings.Replace(tlsSrv.URL, "127.0.0.1", "localhost", 1), tlsCA, "its TLS certificate is not valid for that host name", ""},
+		{"expired", expired.URL, expiredPEM, "its TLS certificate has expired or is not yet valid", ""},
+		{"not TLS", strings.Replace(plain.URL, "http:", "https:", 1), "", "it does not answer TLS", ""},
+		{"proxy refused", "https://127.0.0.1:1", "", "the proxy set in the environment (HTTPS_PROXY) refused to connect to it (HTTP 403)",
+			rawServer(t, "HTTP/1.1 403 you sent svc:Hunter2\r\n\r\n")},
+		{"proxy unreachable", "https://127.0.0.1:1", "", "the proxy set in the environment (HTTPS_PROXY) cannot be reached", "127.0.0.1:1"},
+		{"proxy answers no HTTP", "https://127.0.0.1:1", "", "cannot reach upstream: the exchange failed; Go's reason is not shown",
+			rawServer(t, "HTTP/1.1 4O3 you sent svc:Hunter2\r\n\r\n")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := providerAt(t, Config{Provider: Generic, URL: tc.url, CACert: tc.ca, Username: "svc", Password: "Hunter2",
 				Generic: GenericConfig{LoginPath: "/login"}}, RealClock{})
 			defer p.Conn().Close()
+			if tc.proxy != "" { // the environment's proxy skips loopback hosts: set it here
+				p.Conn().http.Transport.(*http.Transport).Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: tc.proxy})
+			}
 			_, err := p.Login(context.Background())
 			host := tc.url[strings.Index(tc.url, "//")+2:]
 			e, ok := AsError(err)
