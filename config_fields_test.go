@@ -54,8 +54,7 @@ func changedValue(e *env, f *fieldSpec) any {
 	return nil
 }
 
-// The table's rules, checked for every field of every provider: a secret is scrubbed and
-// never read back; a destination or identity field cannot change without the secrets; and
+// The table's rules, checked for every field of every provider: a secret is never read back; a destination or identity field cannot change without the secrets; and
 // every field has a bound, which is refused one past it and not at it.
 func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
 	for _, provider := range upstream.Providers {
