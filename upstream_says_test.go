@@ -1,10 +1,10 @@
 package sessiontoken
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -45,33 +45,16 @@ func TestEchoesInOtherPercentEncodingsAreWithheld(t *testing.T) {
 // A malformed answer header is quoted by Go's HTTP client (malformed MIME header line: "...");
 // the plugin shows its own words for it, in the token read's error, status and the log.
 func TestMalformedAnswerHeaderIsNotQuoted(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				r := bufio.NewReader(c)
-				for { // the request's head, then the answer, before its body is read
-					line, err := r.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				_, _ = c.Write([]byte("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate Basic realm=api, you sent svc:Hunter2\r\nContent-Length: 0\r\n\r\n"))
-			}()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil { // the answer as written, not as net/http would
+			_, _ = conn.Write([]byte("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate Basic realm=api, you sent svc:Hunter2\r\nContent-Length: 0\r\n\r\n"))
+			conn.Close()
 		}
-	}()
+	}))
+	defer srv.Close()
+	host := srv.Listener.Addr().String()
 	e := newEnv(t)
-	e.write("config", with(genericFake(e), "url", "http://"+ln.Addr().String(), "verify", false))
+	e.write("config", with(genericFake(e), "url", "http://"+host, "verify", false))
 	code, msg := e.readFailure("token")
 	status, _ := json.Marshal(e.read("status", nil).Data)
 	for what, text := range map[string]string{"token read": msg, "status": string(status), "log": e.logs.String()} {
@@ -79,7 +62,7 @@ func TestMalformedAnswerHeaderIsNotQuoted(t *testing.T) {
 			t.Errorf("%s quotes the malformed header: %s", what, text)
 		}
 	}
-	if code != 502 || !strings.Contains(msg, "generic ("+ln.Addr().String()+") login failed: the answer is not valid HTTP") {
+	if code != 502 || !strings.Contains(msg, "generic ("+host+") login failed: the answer is not valid HTTP") {
 		t.Errorf("%d %s; want 502 and the plugin's words naming the host", code, msg)
 	}
 }
@@ -113,13 +96,7 @@ func TestStoredSessionThatIsNotHeaderSafeIsDropped(t *testing.T) {
 		e := newEnv(t)
 		e.write("config", e.plextracConfig(false))
 		first := e.read("token", nil).Data["token"].(string)
-		entry, _ := e.s.Get(context.Background(), sessionKey)
-		var r sessionRecord
-		_ = entry.DecodeJSON(&r)
-		spoil(&r)
-		entry, _ = logical.StorageEntryJSON(sessionKey, r)
-		_ = e.s.Put(context.Background(), entry)
-		e.b.reset()
+		r := e.rewriteStoredSession(spoil)
 		data := e.read("token", nil).Data
 		if tok := data["token"].(string); tok == first || tok == r.Value || strings.ContainsAny(data["authorization"].(string), "\r\n ") {
 			t.Errorf("%s: served the stored session: %q, %q", name, tok, data["authorization"])
@@ -128,6 +105,19 @@ func TestStoredSessionThatIsNotHeaderSafeIsDropped(t *testing.T) {
 			t.Errorf("%s: the log does not say why the stored session was not used", name)
 		}
 	}
+}
+
+// rewriteStoredSession changes the mount's stored session with edit, and makes the mount load
+// it again, as after a restart. It returns what it stored.
+func (e *env) rewriteStoredSession(edit func(*sessionRecord)) sessionRecord {
+	entry, _ := e.s.Get(context.Background(), sessionKey)
+	var r sessionRecord
+	_ = entry.DecodeJSON(&r)
+	edit(&r)
+	entry, _ = logical.StorageEntryJSON(sessionKey, r)
+	_ = e.s.Put(context.Background(), entry)
+	e.b.reset()
+	return r
 }
 
 // A hold reason stored by an earlier version may quote the upstream: loaded, it is replaced by

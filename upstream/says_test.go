@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -44,36 +43,17 @@ func TestTOTPSeedEchoedInItsCanonicalFormIsWithheld(t *testing.T) {
 	}
 }
 
-// rawServer answers every connection on a loopback port with the bytes given, once the
-// request's head has arrived, and closes it. It returns host:port.
+// rawServer answers every request on a loopback port with the bytes given, as they are, and
+// closes the connection. It returns host:port.
 func rawServer(t *testing.T, reply string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				_, _ = c.Write([]byte(reply))
-			}()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			_, _ = conn.Write([]byte(reply))
+			conn.Close()
 		}
-	}()
-	return ln.Addr().String()
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
 }
 
 // expiredCA is a TLS server whose certificate (its own CA, valid for 127.0.0.1) expired
