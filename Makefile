@@ -13,7 +13,7 @@ export VAULT_BIN
 # that prefixes a command would not).
 FIND_VAULT := vault_bin="$$(scripts/vault.sh)" &&
 
-.PHONY: all build vault test unit fuzz monitoring integration dev bench mutate release release-check clean
+.PHONY: all build vault test unit staticcheck fuzz monitoring integration dev bench mutate release release-check clean
 
 all: build
 
@@ -25,16 +25,23 @@ build:
 vault:
 	@scripts/vault.sh
 
-# The one test command: vet, unit tests with -race, fuzzing, the reproducible-build check, the
+# The one test command: vet, unit tests with -race, staticcheck, fuzzing, the reproducible-build check, the
 # alert rules and a scrape checked with promtool, then the real-Vault integration suite (plugin
 # built with -race too: a data race in the plugin fails the suite). Against another Vault:
 # make test VAULT_BIN=/path/to/vault
-test: unit fuzz release-check monitoring integration
+test: unit staticcheck fuzz release-check monitoring integration
 
 unit:
 	go vet ./...
 	go vet -tags integration ./integration/
 	go test -race -count=1 ./...
+
+# staticcheck (honnef.co/go/tools), pinned in tools/go.mod apart from the plugin's module, over
+# every package and the integration suite. Any finding fails the build.
+staticcheck:
+	cd tools && go build -o ../bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	bin/staticcheck ./...
+	bin/staticcheck -tags integration ./integration/
 
 # Each fuzz target for a fixed number of inputs, not a duration: a duration -fuzztime races Go's
 # fuzz coordinator (golang/go#75804, fixed in Go 1.27) and can fail a run by chance with

@@ -44,7 +44,7 @@ func TestResetOfAnUnconfiguredMountIsHarmless(t *testing.T) {
 	if code, msg := e.readFailure("token"); code != 400 || !strings.Contains(msg, "not configured") {
 		t.Fatalf("%d %q", code, msg)
 	}
-	e.b.clean(nil)
+	e.b.clean(context.Background())
 }
 
 // heldStorage holds the next session write until released, as a slow storage backend would.

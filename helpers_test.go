@@ -42,6 +42,10 @@ type env struct {
 	limiters     *upstream.Limiters
 	logs         *syncBuffer // everything the backend logged
 	servedTokens []string    // token values reads handed out, for leak checks
+	// mounts is every mount this test set up in the plugin process (this one, otherMount's,
+	// standby's): at cleanup each one's log is checked for the secrets and for every token any
+	// of them served.
+	mounts *[]*env
 	// leaseData is each lease's stored response data, as Vault keeps it and hands it to
 	// renewals: the read's data, then each renewal's.
 	leaseData map[*logical.Secret]map[string]any
@@ -64,9 +68,16 @@ func newEnvWrapped(t testing.TB, wrap func(http.Handler) http.Handler) *env {
 	srv := httptest.NewServer(h)
 	e := &env{t: t, clock: clock, sim: s, url: srv.URL, srv: srv, limiters: upstream.NewLimiters(), leaseData: map[*logical.Secret]map[string]any{}}
 	e.b, e.s, e.logs = e.newMount(nil, nil)
+	e.mounts = &[]*env{e}
 	t.Cleanup(func() {
 		e.srv.Close()
-		assertNoSecrets(t, "the backend's log", e.logs.String(), e.servedTokens...)
+		var served []string
+		for _, m := range *e.mounts {
+			served = append(served, m.servedTokens...)
+		}
+		for i, m := range *e.mounts {
+			assertNoSecrets(t, fmt.Sprintf("mount %d's log", i), m.logs.String(), served...)
+		}
 	})
 	return e
 }
@@ -96,6 +107,8 @@ func (e *env) newMount(s logical.Storage, sys logical.SystemView) (*backend, log
 func (e *env) otherMount() *env {
 	o := *e
 	o.b, o.s, o.logs = e.newMount(nil, nil)
+	o.servedTokens = nil
+	*e.mounts = append(*e.mounts, &o)
 	return &o
 }
 
@@ -106,6 +119,8 @@ func (e *env) standby() *env {
 	sv := logical.TestSystemView()
 	sv.ReplicationStateVal = consts.ReplicationPerformanceStandby
 	o.b, o.s, o.logs = e.newMount(readOnlyStorage{e.s}, sv)
+	o.servedTokens = nil
+	*e.mounts = append(*e.mounts, &o)
 	return &o
 }
 

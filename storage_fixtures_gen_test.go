@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // v010Fixture is what one v0.1.0 mount kept: its storage entries as written, and a lease
@@ -78,4 +80,103 @@ func TestWriteV010StorageFixtures(t *testing.T) {
 		}
 		e.servedTokens = nil // the fixtures hold demo secrets and tokens by design; the log must not
 	}
+}
+
+// v020Fixture is what one v0.2.0 mount kept: as v010Fixture, with the account fingerprint
+// v0.2.0 computed from the stored config and key (the golden value later code must keep).
+type v020Fixture struct {
+	v010Fixture
+	LeaseIssued time.Time `json:"lease_issued"`
+	Fingerprint string    `json:"fingerprint"`
+}
+
+// v020Cases are the v0.2.0 mounts: each provider, a generic account named by its API key and
+// one named by its password alone, a held mount and a rotated session. Each returns the
+// config it wrote; it may act on the mount after that write.
+var v020Cases = map[string]func(e *env) map[string]any{
+	"plextrac-mfa": func(e *env) map[string]any { return e.plextracConfig(true) },
+	"plaspy":       func(e *env) map[string]any { return e.plaspyConfig() },
+	"resolver":     func(e *env) map[string]any { return e.resolverConfig() },
+	"generic-apikey": func(e *env) map[string]any {
+		return with(genericPlexTrac(e), "api_key", "generic-fixture-api-key",
+			"login_body", `{"username": {{json .username}}, "password": {{json .password}}, "key": {{json .api_key}}}`,
+			"headers", map[string]any{"cf-access-token": "fixture-header-value"}, "min_ttl", 240, "request_timeout", 7)
+	},
+	"generic-password": func(e *env) map[string]any { // a personal access token in password names the account
+		c := with(genericPlexTrac(e), "login_body", `{"username": "svc-nomfa@acme.com", "password": {{json .password}}}`)
+		delete(c, "username")
+		return c
+	},
+}
+
+// TestWriteV020StorageFixtures wrote testdata/storage/v0.2.0/*.json with the code of v0.2.0
+// (commit 5a42e41): run only with SESSIONTOKEN_WRITE_V020_FIXTURES=1, and only on that code.
+// A fixture's clock is the fake clock after the mount's last act; its lease is the last one
+// read, with the issue time lease_issued.
+func TestWriteV020StorageFixtures(t *testing.T) {
+	if os.Getenv("SESSIONTOKEN_WRITE_V020_FIXTURES") != "1" {
+		t.Skip("writes the v0.2.0 fixtures; only on v0.2.0's code")
+	}
+	dir := filepath.Join("testdata", "storage", "v0.2.0")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// write writes cfg to a new mount, reads a lease and static-token, then runs then.
+	write := func(name string, cfg func(e *env) map[string]any, then func(e *env)) {
+		e := newEnv(t)
+		var fx v020Fixture
+		fx.WrittenBy, fx.Config = "v0.2.0 (commit 5a42e41)", cfg(e)
+		e.write("config", fx.Config)
+		if then != nil && name == "plextrac-rotated" {
+			then(e)
+		}
+		resp := e.read("token", nil)
+		fx.LeaseIssued = e.clock.Now()
+		fx.Lease.InternalData, fx.Lease.Data, fx.Lease.TTL = resp.Secret.InternalData, resp.Data, resp.Secret.TTL
+		fx.StaticRead = e.read("static-token", nil).Data
+		if then != nil && name != "plextrac-rotated" {
+			then(e)
+		}
+		fx.Clock = e.clock.Now()
+		a, err := e.b.account(context.Background(), e.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fx.Fingerprint = a.fingerprint
+		fx.Storage = map[string]json.RawMessage{}
+		keys, err := logical.CollectKeys(context.Background(), e.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			entry, err := e.s.Get(context.Background(), k)
+			if err != nil || entry == nil {
+				t.Fatal(k, err)
+			}
+			fx.Storage[k] = entry.Value
+		}
+		out, err := json.MarshalIndent(fx, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".json"), append(out, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.servedTokens = nil // the fixtures hold demo secrets and tokens by design; the log must not
+	}
+	for name, cfg := range v020Cases {
+		write(name, cfg, nil)
+	}
+	plextrac := func(e *env) map[string]any { return e.plextracConfig(false) }
+	// held: once the session expired, upstream refused the stored password (max_refused_logins 1).
+	write("plextrac-held", func(e *env) map[string]any { return with(plextrac(e), "max_refused_logins", 1) }, func(e *env) {
+		revokeDemoPassword(e)
+		e.clock.Advance(15 * time.Minute)
+		e.readFailure("token")
+	})
+	// rotated: the session an operator's rotate obtained a minute after the config's check.
+	write("plextrac-rotated", plextrac, func(e *env) {
+		e.clock.Advance(time.Minute)
+		e.write("rotate", nil)
+	})
 }

@@ -36,8 +36,8 @@ func loadV010(t *testing.T, name string) v010Fixture {
 	return fx
 }
 
-// upgradedEnv is a mount of this code on storage that v0.1.0 wrote, with the clock at when
-// v0.1.0 wrote it plus elapsed. The fixture's upstream URL is dead (its port was the
+// upgradedEnv is a mount of this code on storage that an earlier version wrote, with the
+// clock at when it wrote it plus elapsed. The fixture's upstream URL is dead (its port was the
 // simulator's of that run), so any upstream call fails: serving without one is the point.
 // With pointAtSim, the stored URL is rewritten to this run's simulator first (and the session
 // dropped, since it belongs to the old URL's account), for tests of what a login does with
@@ -47,7 +47,7 @@ func upgradedEnv(t *testing.T, fx v010Fixture, elapsed time.Duration, pointAtSim
 	e := newEnv(t)
 	e.clock.Advance(fx.Clock.Sub(e.clock.Now()) + elapsed)
 	for k, v := range fx.Storage {
-		if k == legacyConfigKey && pointAtSim {
+		if (k == legacyConfigKey || k == configKey) && pointAtSim {
 			var c map[string]any
 			if err := json.Unmarshal(v, &c); err != nil {
 				t.Fatal(err)
@@ -55,7 +55,7 @@ func upgradedEnv(t *testing.T, fx v010Fixture, elapsed time.Duration, pointAtSim
 			c["url"] = e.url
 			v, _ = json.Marshal(c)
 		}
-		if k == legacySessionKey && pointAtSim {
+		if (k == legacySessionKey || k == sessionKey) && pointAtSim {
 			continue
 		}
 		if err := e.s.Put(context.Background(), &logical.StorageEntry{Key: k, Value: v}); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // faultCase breaks the upstream one way. Each runs twice: cold (no session: readers must get a
@@ -197,11 +198,14 @@ func TestTokenShapesThatAreAcceptedWithAnAssumedLife(t *testing.T) {
 	for _, shape := range []string{"notjwt", "noexp"} {
 		t.Run(shape, func(t *testing.T) {
 			e := newEnv(t)
+			// The simulator's tokens live 7 minutes here, not the plugin's assumed 15: a life
+			// of 15 minutes can then only be the plugin's fallback, not something it read.
+			e.sim.SetTokenLifetime(7 * time.Minute)
 			e.write("config", with(e.plextracConfig(false), "verify", false))
 			e.sim.AddFault(sim.Fault{Provider: sim.PlexTrac, Op: "login", Token: shape, Times: 1})
 			resp := e.read("token", nil)
 			exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
-			if !exp.Equal(e.clock.Now().Add(15 * time.Minute)) {
+			if !exp.Equal(e.clock.Now().Add(upstream.DefaultLifetime)) || upstream.DefaultLifetime != 15*time.Minute {
 				t.Fatalf("a token without exp should get the assumed 15 minutes, got %s", exp)
 			}
 		})

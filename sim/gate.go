@@ -38,7 +38,7 @@ func (s *Server) protected(provider string, body func(sub string) any) http.Hand
 		if _, done := s.faultGate(w, r, provider, "check"); done {
 			return
 		}
-		sub, err := s.check(provider, bearer(r))
+		sub, err := s.check(provider, bearer(r, provider))
 		if err != nil {
 			s.count(provider, func(st *Stats) { st.CheckFailures++ })
 			writeJSON(w, 401, map[string]any{"status": "error", "statusCode": 401, "error": "Unauthorized",

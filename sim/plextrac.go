@@ -132,7 +132,7 @@ func (s *Server) plextracRefresh(w http.ResponseWriter, r *http.Request) {
 	if done {
 		return
 	}
-	sub, err := s.check(PlexTrac, bearer(r))
+	sub, err := s.check(PlexTrac, bearer(r, PlexTrac))
 	s.mu.Lock()
 	u := s.plextrac[sub]
 	tenant := 0

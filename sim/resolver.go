@@ -68,9 +68,9 @@ func (s *Server) resolverRenew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims := jwt.MapClaims{}
-	sub, err := s.check(Resolver, bearer(r))
+	sub, err := s.check(Resolver, bearer(r, Resolver))
 	if err == nil {
-		_, _, _ = jwt.NewParser().ParseUnverified(bearer(r), claims)
+		_, _, _ = jwt.NewParser().ParseUnverified(bearer(r, Resolver), claims)
 	}
 	if err != nil {
 		s.count(Resolver, func(st *Stats) { st.RefreshFailures++ })

@@ -185,11 +185,17 @@ func decodeJSON(r *http.Request, v any) bool {
 	return dec.Decode(v) == nil
 }
 
-// bearer returns the token from an Authorization header, with or without a scheme word.
-func bearer(r *http.Request) string {
+// bearer returns the token from an Authorization header as provider reads it. PlexTrac takes
+// the bare token or "Bearer <token>" (UPSTREAMS.md: both are seen working); Plaspy and Resolver
+// Core document only "Bearer <token>" (the scheme word in any case), so for them a bare token is
+// no token and the call is refused, as the real upstream would.
+func bearer(r *http.Request, provider string) string {
 	h := strings.TrimSpace(r.Header.Get("Authorization"))
 	if i := strings.IndexByte(h, ' '); i > 0 && strings.EqualFold(h[:i], "bearer") {
 		return strings.TrimSpace(h[i+1:])
 	}
-	return h
+	if provider == PlexTrac {
+		return h
+	}
+	return ""
 }

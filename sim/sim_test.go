@@ -110,3 +110,39 @@ func TestPlaspyFailsWithSuccessFalseAndResolverWith404(t *testing.T) {
 		t.Fatalf("resolver user in no org: %d", st)
 	}
 }
+
+// The token-checking and refresh endpoints read Authorization as UPSTREAMS.md says each upstream
+// does: PlexTrac takes the bare token or "Bearer <token>"; Plaspy and Resolver Core only
+// "Bearer <token>" (the scheme word in any case), so a bare token is refused there.
+func TestAuthorizationHeaderAsEachUpstreamReadsIt(t *testing.T) {
+	_, _, url := setup(t)
+	login := func(path string, body map[string]any) string {
+		t.Helper()
+		st, _, r := post(t, "POST", url+path, body, "")
+		tok, _ := r["token"].(string)
+		if st != 200 || tok == "" {
+			t.Fatalf("login at %s: %d", path, st)
+		}
+		return tok
+	}
+	plextrac := login("/api/v1/authenticate", map[string]any{"username": DemoPlexTracNoMFAUser, "password": DemoPlexTracPassword})
+	plaspy := login("/api/Auth/Token", map[string]any{"userName": DemoPlaspyUser, "apiKey": DemoPlaspyKey})
+	resolver := login("/user/authenticate", map[string]any{"email": DemoResolverEmail, "password": DemoResolverPassword, "selectedOrg": DemoResolverOrg})
+	for _, c := range []struct {
+		name, method, path, authz string
+		want                      int
+	}{
+		{"plextrac bare", "GET", "/api/v1/whoami", plextrac, 200},
+		{"plextrac Bearer", "GET", "/api/v1/whoami", "Bearer " + plextrac, 200},
+		{"plaspy bare", "GET", "/api/Account", plaspy, 401},
+		{"plaspy Bearer", "GET", "/api/Account", "Bearer " + plaspy, 200},
+		{"resolver bare", "GET", "/user/me", resolver, 401},
+		{"resolver bearer", "GET", "/user/me", "bearer " + resolver, 200},
+		{"resolver renew bare", "GET", "/user/authenticate", resolver, 401},
+		{"resolver renew bearer", "GET", "/user/authenticate", "bearer " + resolver, 200},
+	} {
+		if st, _, _ := post(t, c.method, url+c.path, nil, c.authz); st != c.want {
+			t.Errorf("%s: HTTP %d, want %d", c.name, st, c.want)
+		}
+	}
+}
