@@ -178,7 +178,7 @@ func failureWords(f failure) string {
 		return fmt.Sprintf("no answer within request_timeout (%s)", f.timeout)
 	case errors.Is(err, context.Canceled):
 		return "the call was cancelled before an answer"
-	case f.answered && f.err != nil && errors.Is(err, io.ErrUnexpectedEOF):
+	case f.answered && errors.Is(err, io.ErrUnexpectedEOF):
 		return "the answer was cut off: the connection closed before its end"
 	case f.answered:
 		return "the answer is not valid HTTP; the plugin does not show it"

@@ -135,6 +135,29 @@ func TestTransportFailuresAreToldInThePluginsWords(t *testing.T) {
 	}
 }
 
+// The failures no loopback server can cause are named too, from their Go types: the dial
+// guard's refusal of the address a name resolved to, DNS, a cancelled call, a dial timeout.
+func TestFailuresWithoutAServerAreNamed(t *testing.T) {
+	guard := refuseNeverUpstream("tcp", "169.254.169.254:443", nil)
+	dial := func(err error) error {
+		return &url.Error{Op: "Post", URL: "https://svc:Hunter2@x", Err: &net.OpError{Op: "dial", Net: "tcp", Err: err}}
+	}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{dial(guard), "cannot reach upstream: the host resolves to an address that is never an upstream API"},
+		{dial(&net.DNSError{Err: "no such host Hunter2", Name: "x", IsNotFound: true}), "cannot reach upstream: the host name does not resolve"},
+		{dial(&net.DNSError{Err: "server misbehaving Hunter2", Name: "x"}), "cannot reach upstream: the DNS lookup of the host name failed"},
+		{dial(&net.DNSError{Err: "i/o timeout Hunter2", Name: "x", IsTimeout: true}), "no answer within request_timeout (3s)"},
+		{dial(context.Canceled), "the call was cancelled before an answer"},
+	} {
+		if got := Shown(failure{err: tc.err, timeout: 3 * time.Second}); !strings.HasPrefix(got, tc.want) || strings.Contains(got, "Hunter2") {
+			t.Errorf("%v: %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
 // A token is put in a header by whoever reads it: every byte in 0x21-0x7E. The extras served
 // with it (tenant_id) stay within 0x20-0x7E.
 func TestTokensAndExtrasAreHeaderSafe(t *testing.T) {
