@@ -62,6 +62,8 @@ var echoForms = []struct {
 	}},
 	{"upper", strings.ToUpper},
 	{"lower", strings.ToLower},
+	{"basic auth", func(s string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte("svc:"+s)) }},
+	{"zero-width space inside", func(s string) string { return s[:len(s)/2] + "\u200b" + s[len(s)/2:] }},
 }
 
 // percent escapes every byte of s but ASCII letters, digits and keep, in upper-case hex
