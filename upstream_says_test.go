@@ -30,8 +30,8 @@ func TestEchoesInOtherPercentEncodingsAreWithheld(t *testing.T) {
 		e.write("config", with(cfg, "verify", false))
 		_, readMsg := e.readFailure("token")
 		status, _ := json.Marshal(e.read("status", nil).Data)
+		echoed := tc.echo[strings.Index(tc.echo, "password=")+len("password="):]
 		for what, text := range map[string]string{"config write": msg, "token read": readMsg, "status": string(status), "log": e.logs.String()} {
-			echoed := tc.echo[strings.Index(tc.echo, "password=")+len("password="):]
 			if strings.Contains(text, echoed) || strings.Contains(text, tc.password) {
 				t.Errorf("%s shows the echoed password %q: %s", what, echoed, text)
 			}
