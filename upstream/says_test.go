@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +182,28 @@ func TestTokensAndExtrasAreHeaderSafe(t *testing.T) {
 		}
 		if err != nil && (strings.Contains(err.Error(), "abc") || strings.Contains(err.Error(), "Injected")) {
 			t.Errorf("the error quotes the value: %v", err)
+		}
+	}
+}
+
+// authorization, as every provider builds it, is a scheme (one HTTP token), one space and the
+// token, or the bare token where the upstream takes it so: nothing a consumer's header could
+// read as a second header or parameter.
+func TestAuthorizationIsASchemeOneSpaceAndTheToken(t *testing.T) {
+	shape := regexp.MustCompile("^([!#$%&'*+.^_`|~0-9A-Za-z-]+ )?[\\x21-\\x7e]+$")
+	const tok = "eyJ.abc-_~!"
+	for _, cfg := range []Config{
+		{Provider: PlexTrac, Username: "u", Password: "p"},
+		{Provider: Plaspy, Username: "u", APIKey: "k"},
+		{Provider: Resolver, Email: "u", Password: "p", OrgID: 1},
+		{Provider: Generic, Username: "u", Password: "p", Generic: GenericConfig{LoginPath: "/l"}},
+		{Provider: Generic, Username: "u", Password: "p", Generic: GenericConfig{LoginPath: "/l", AuthScheme: "Token"}},
+		{Provider: Generic, Username: "u", Password: "p", Generic: GenericConfig{LoginPath: "/l", AuthScheme: "none"}},
+	} {
+		cfg.URL = "https://127.0.0.1:1"
+		p := providerAt(t, cfg, RealClock{})
+		if got := p.Authorization(tok); !shape.MatchString(got) || !strings.HasSuffix(got, tok) {
+			t.Errorf("%s %q: authorization %q", cfg.Provider, cfg.Generic.AuthScheme, got)
 		}
 	}
 }
