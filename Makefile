@@ -50,13 +50,13 @@ staticcheck:
 FUZZ_CONFIG_N   ?= 3000x
 FUZZ_TIMES_N    ?= 20000x
 FUZZ_ANSWERS_N  ?= 1500x
-FUZZ_SCRUB_N    ?= 5000x
+FUZZ_SHOWN_N    ?= 20000x
 FUZZ_JSONSTR_N  ?= 20000x
 fuzz:
 	go test -run='^$$' -fuzz='^FuzzConfigWrite$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_CONFIG_N)) .
 	go test -run='^$$' -fuzz='^FuzzTokenTimes$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_TIMES_N)) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzProviderAnswers$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_ANSWERS_N)) ./upstream/
-	go test -run='^$$' -fuzz='^FuzzScrubPlantedSecrets$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_SCRUB_N)) ./upstream/
+	go test -run='^$$' -fuzz='^FuzzShownPlantedSecrets$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_SHOWN_N)) ./upstream/
 	go test -run='^$$' -fuzz='^FuzzJSONString$$' -fuzztime=$(or $(FUZZTIME),$(FUZZ_JSONSTR_N)) ./upstream/
 
 # The shipped alert rules (monitoring/): promtool checks them and runs their unit tests, then

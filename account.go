@@ -104,7 +104,6 @@ func (a *account) load(ctx context.Context, s logical.Storage) error {
 		a.logger.Warn("stored session belongs to another upstream account than the config; the next read logs in again")
 		return nil
 	}
-	a.prov.Conn().RememberToken(t.Value) // scrubbed from what upstream says back
 	a.mu.Lock()
 	a.tok = t
 	a.mu.Unlock()

@@ -12,15 +12,14 @@ import (
 // fieldSpec declares one config field, once. Everything else is derived from configFields:
 // the framework schema, which providers take the field and which require it, the merge of a
 // write into the stored config, the size bounds, the config read (secrets as <name>_set), the
-// rule that a write moving credentials elsewhere must supply them again, the account
-// fingerprint, and the values scrubbed from anything upstream says back.
+// rule that a write moving credentials elsewhere must supply them again, and the account
+// fingerprint.
 type fieldSpec struct {
 	name      string
 	providers []string // nil: every provider
 	required  []string // providers that cannot do without it
 
-	// secret: write-only. A read shows <name>_set (headers: header_names), never the value,
-	// and the value is scrubbed from upstream errors.
+	// secret: write-only. A read shows <name>_set (headers: header_names), never the value.
 	secret bool
 	// destination: it decides where, or in what form, credentials are sent. A write that
 	// changes it must supply every stored secret again (see checkCredentialsResupplied).
@@ -215,24 +214,4 @@ func (f *fieldSpec) value(c *config) any {
 		return *p
 	}
 	return nil
-}
-
-// secretValues are the values scrubbed from everything upstream says back: every secret
-// field's value (each header value).
-func (c *config) secretValues() []string {
-	var out []string
-	for _, f := range configFields {
-		if !f.secret {
-			continue
-		}
-		switch p := f.ref(c).(type) {
-		case *string:
-			out = append(out, *p)
-		case *map[string]string:
-			for _, v := range *p {
-				out = append(out, v)
-			}
-		}
-	}
-	return out
 }

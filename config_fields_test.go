@@ -54,8 +54,7 @@ func changedValue(e *env, f *fieldSpec) any {
 	return nil
 }
 
-// The table's rules, checked for every field of every provider: a secret is scrubbed and
-// never read back; a destination or identity field cannot change without the secrets; and
+// The table's rules, checked for every field of every provider: a secret is never read back; a destination or identity field cannot change without the secrets; and
 // every field has a bound, which is refused one past it and not at it.
 func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
 	for _, provider := range upstream.Providers {
@@ -78,9 +77,14 @@ func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
 				}
 				read, _ := json.Marshal(e.read("config", nil).Data)
 				if f.secret {
-					values := stored.secretValues()
-					if _, ok := f.ref(stored).(*string); ok && !contains(values, f.value(stored).(string)) {
-						t.Errorf("secret %s is not in the scrub list", f.name)
+					var values []string
+					switch p := f.ref(stored).(type) {
+					case *string:
+						values = []string{*p}
+					case *map[string]string:
+						for _, v := range *p {
+							values = append(values, v)
+						}
 					}
 					for _, v := range values {
 						if v != "" && strings.Contains(string(read), v) {
@@ -143,15 +147,6 @@ func notRefusedForSize(t *testing.T, e *env, data map[string]any, field string) 
 	if msg := errText(resp); resp.IsError() && (strings.Contains(msg, "longer than") || strings.Contains(msg, "more than the limit")) {
 		t.Errorf("%s at its limit refused for its size: %q", field, msg)
 	}
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Defect 8: a write of another user name alone would log in as that user with the stored

@@ -36,9 +36,12 @@ type holdRecord struct {
 	Held    bool `json:"held"`
 	// Misconfigured: held for a config problem no retry fixes, not for refusals.
 	Misconfigured bool      `json:"misconfigured,omitempty"`
-	Since         time.Time `json:"since,omitempty"`  // when the mount started holding
-	Reason        string    `json:"reason,omitempty"` // the last refusal, as its error says it (scrubbed of secrets)
-	At            time.Time `json:"at,omitempty"`     // when upstream last refused
+	Since         time.Time `json:"since,omitempty"`   // when the mount started holding
+	Reason        string    `json:"refusal,omitempty"` // the last refusal, as its error says it: the plugin's words (see upstream.Shown)
+	At            time.Time `json:"at,omitempty"`      // when upstream last refused
+	// EarlierReason is the reason as versions up to v0.2.0 stored it: an error's text, which may
+	// quote the upstream. readHold replaces it with the plugin's words.
+	EarlierReason string `json:"reason,omitempty"`
 }
 
 func readHold(ctx context.Context, s logical.Storage) (holdRecord, error) {
@@ -52,6 +55,9 @@ func readHold(ctx context.Context, s logical.Storage) (holdRecord, error) {
 	var h holdRecord
 	if err := json.Unmarshal(e.Value, &h); err != nil {
 		return holdRecord{}, errUnreadable(holdKey, err)
+	}
+	if h.EarlierReason != "" { // the last writer was an earlier version: its reason is the latest
+		h.Reason, h.EarlierReason = upstream.Shown(upstream.StoredReason(h.EarlierReason)), ""
 	}
 	return h, nil
 }

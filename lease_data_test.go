@@ -1,7 +1,6 @@
 package sessiontoken
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -68,13 +67,7 @@ func TestImplausibleStoredSessionIsNotServed(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
 	first := e.read("token", nil).Data["token"].(string)
-	entry, _ := e.s.Get(context.Background(), sessionKey)
-	var r sessionRecord
-	_ = entry.DecodeJSON(&r)
-	r.ExpiresAt = e.clock.Now().Add(5 * 365 * 24 * time.Hour)
-	entry, _ = logical.StorageEntryJSON(sessionKey, r)
-	_ = e.s.Put(context.Background(), entry)
-	e.b.reset()
+	e.rewriteStoredSession(func(r *sessionRecord) { r.ExpiresAt = e.clock.Now().Add(5 * 365 * 24 * time.Hour) })
 	resp := e.read("token", nil)
 	if resp.Data["token"] == first || resp.Secret.TTL > 16*time.Minute {
 		t.Fatalf("served the implausible stored session: ttl %s", resp.Secret.TTL)

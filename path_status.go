@@ -41,7 +41,7 @@ var statusFields = map[string]*framework.FieldSchema{
 	"session":                  {Type: framework.TypeMap, Description: "The shared session: state (none, valid, expired), issued_at, expires_at, ttl, obtained_by, last_refresh."},
 	"upstream_calls":           {Type: framework.TypeMap, Description: "Upstream calls by kind (login, mfa, refresh, logout) and outcome since the plugin started."},
 	"reads_waited_on_upstream": {Type: framework.TypeInt, Description: "Reads that had to wait on an upstream call."},
-	"last_error":               {Type: framework.TypeString, Description: "The last upstream failure, scrubbed of secrets."},
+	"last_error":               {Type: framework.TypeString, Description: "The last upstream failure, in the plugin's words (see docs/security.md)."},
 	"last_error_at":            {Type: framework.TypeString, Description: "When it happened, RFC 3339."},
 	"retry_after":              {Type: framework.TypeString, Description: "No upstream attempt before this time, RFC 3339."},
 	"health":                   {Type: framework.TypeString, Description: "ok, degraded (serving a valid token while refreshes fail), failing (no token that can be served) or held (credentials refused, no more attempts); held wins over failing, failing over degraded."},

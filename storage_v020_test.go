@@ -122,7 +122,8 @@ func TestV020FingerprintsAreGolden(t *testing.T) {
 }
 
 // A held v0.2.0 mount stays held: no read logs in, even with upstream accepting the stored
-// password again, and the error names the refusal v0.2.0 stored.
+// password again, and the error says it holds (the reason v0.2.0 stored is withheld:
+// TestHoldReasonStoredByAnEarlierVersionIsNotShown).
 func TestV020HeldMountStaysHeld(t *testing.T) {
 	fx := loadV020(t, "plextrac-held")
 	e := upgradedEnv(t, fx.v010Fixture, 10*time.Minute, true)

@@ -10,10 +10,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -46,52 +47,8 @@ type Client struct {
 	timeout  time.Duration
 	limiter  *HostLimiter
 	clock    Clock
-	secrets  []string // configured values scrubbed from anything upstream says back
-	tokens   tokenMemory
 	observe  func(op, outcome string) // Deps.Observe: the mount counts, since a client lives only until the next config write
 }
-
-// tokenMemory holds the last two token values the client obtained or was told about, so that
-// an upstream echoing one (opaque tokens are not JWT-shaped) cannot put it into an error.
-type tokenMemory struct {
-	mu   sync.Mutex
-	last [2]string // newest first
-}
-
-func (m *tokenMemory) remember(v string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if v != "" && v != m.last[0] {
-		m.last[1], m.last[0] = m.last[0], v
-	}
-}
-
-func (m *tokenMemory) values() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return []string{m.last[0], m.last[1]}
-}
-
-// RememberToken adds a token the client did not obtain itself (a session loaded from storage
-// after a restart or failover) to the values scrubbed from upstream text. The client remembers
-// the last two tokens: the one it serves and the one before.
-func (c *Client) RememberToken(value string) { c.tokens.remember(value) }
-
-// secretSet is every value scrubbed from upstream text in one call: the configured secrets,
-// the remembered tokens and the extra values (what the call sends: its token, Authorization
-// value, MFA challenge and TOTP code).
-func (c *Client) secretSet(extra ...string) []string {
-	out := make([]string, 0, len(c.secrets)+2+len(extra))
-	out = append(out, c.secrets...)
-	out = append(out, c.tokens.values()...)
-	return append(out, extra...)
-}
-
-// Scrub makes text that may hold upstream words safe to log or show: invisible characters
-// dropped, every configured secret and remembered token replaced (raw, URL-encoded, base64,
-// JSON- and HTML-escaped), JWT-shaped strings replaced, and cut to 200 bytes on a character
-// boundary.
-func (c *Client) Scrub(text string) string { return scrub(text, c.secretSet()) }
 
 func newClient(cfg Config, deps Deps) (*Client, error) {
 	// The scheme rule (https unless allowed) is the config's to apply: tests and the simulator
@@ -111,6 +68,12 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 	tr := cleanhttp.DefaultPooledTransport()
 	tr.DialContext = guardedDialer().DialContext
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	tr.OnProxyConnectResponse = func(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Response) error {
+		if resp.StatusCode != http.StatusOK {
+			return proxyRefused(resp.StatusCode) // Go's own error would be the proxy's status text
+		}
+		return nil
+	}
 	if cfg.CACert != "" {
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
@@ -132,17 +95,12 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 			return http.ErrUseLastResponse
 		}},
 		limiter: deps.Limiters.Host(HostKey(base)),
-		secrets: []string{cfg.Password, cfg.APIKey, cfg.TOTPSecret},
 		observe: deps.Observe,
 	}
 	for k, v := range cfg.Headers {
 		if !httpguts.ValidHeaderFieldValue(v) { // never echoed: it is a secret
 			return nil, fmt.Errorf("headers: the value of %s contains a control character; remove it", k)
 		}
-		c.secrets = append(c.secrets, v)
-	}
-	if deps.Secrets != nil {
-		c.secrets = deps.Secrets
 	}
 	return c, nil
 }
@@ -166,13 +124,6 @@ type request struct {
 	authz            string         // Authorization header value, if any
 	rejected         map[int]string // statuses that mean "refused", with the hint to show
 	noLimit          bool           // logout: not an auth call
-	token            string         // the token the call sends, scrubbed from its errors
-	sends            []string       // other values the call sends that its errors must not show: the MFA challenge and TOTP code
-}
-
-// scrubbed is every value scrubbed from r's errors.
-func (c *Client) scrubbed(r request) []string {
-	return c.secretSet(append([]string{r.token, r.authz}, r.sends...)...)
 }
 
 // call sends r through the limiter, decodes a 2xx JSON answer into out and runs check on it.
@@ -191,27 +142,26 @@ func (c *Client) call(ctx context.Context, r request, out any, check func() erro
 	if err != nil {
 		return err
 	}
-	secrets := c.scrubbed(r)
 	switch {
 	case status == http.StatusTooManyRequests:
 		retryAt := c.clock.Now().Add(retryAfter(header.Get("Retry-After"), c.clock.Now()))
 		c.limiter.Block(retryAt)
-		return c.fail(r.op, KindRateLimited, status, "upstream refused with HTTP 429 Too Many Requests"+upstreamSays(body, secrets), "", retryAt)
+		return c.fail(r.op, KindRateLimited, status, "upstream refused with HTTP 429 Too Many Requests"+upstreamSays(body), "", retryAt)
 	case status >= 300 && status < 400:
 		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered with a redirect (HTTP %d), which is not followed with credentials", status),
 			"set url to the address that serves the API itself", time.Time{})
 	case r.rejected[status] != "":
-		return c.fail(r.op, KindRejected, status, fmt.Sprintf("upstream refused it (HTTP %d%s)", status, upstreamSays(body, secrets)), r.rejected[status], time.Time{})
+		return c.fail(r.op, KindRejected, status, fmt.Sprintf("upstream refused it (HTTP %d)%s", status, upstreamSays(body)), r.rejected[status], time.Time{})
 	case status >= 500:
-		return c.fail(r.op, KindUnavailable, status, fmt.Sprintf("upstream error HTTP %d%s", status, upstreamSays(body, secrets)), "", time.Time{})
+		return c.fail(r.op, KindUnavailable, status, fmt.Sprintf("upstream error HTTP %d%s", status, upstreamSays(body)), "", time.Time{})
 	case status >= 400:
-		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered HTTP %d%s", status, upstreamSays(body, secrets)), "", time.Time{})
+		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered HTTP %d%s", status, upstreamSays(body)), "", time.Time{})
 	}
 	if out != nil {
 		if err := json.Unmarshal(body, out); err != nil {
 			what := "a body that is not JSON"
 			if ct := header.Get("Content-Type"); ct != "" {
-				what += " (" + scrub(ct, secrets) + ")"
+				what += " (" + Shown(mediaType(ct)) + ")"
 			}
 			return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered HTTP %d with %s", status, what),
 				"check url points at the API, not a web page or proxy", time.Time{})
@@ -234,10 +184,13 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 		}
 		payload = bytes.NewReader(b)
 	}
-	secrets := c.scrubbed(r)
+	// Whether the answer began tells a malformed answer from no answer, without reading Go's
+	// error text (which quotes the answer).
+	var answered atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: func() { answered.Store(true) }})
 	req, err := http.NewRequestWithContext(ctx, r.method, c.base.String()+r.path, payload)
 	if err != nil {
-		return 0, nil, nil, c.fail(r.op, KindBadResponse, 0, "cannot build the request: "+scrub(err.Error(), secrets), "", time.Time{})
+		return 0, nil, nil, c.fail(r.op, KindBadResponse, 0, "cannot build the request", "", time.Time{})
 	}
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
@@ -251,20 +204,16 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		inner := err
-		if u := errors.Unwrap(err); u != nil {
-			inner = u // drop the "Post URL:" prefix
+		kind := KindUnavailable
+		if answered.Load() && ctx.Err() == nil {
+			kind = KindBadResponse // an answer came, and it is not HTTP
 		}
-		msg := "cannot reach upstream: " + scrub(inner.Error(), secrets)
-		if ctx.Err() == context.DeadlineExceeded {
-			msg = fmt.Sprintf("no answer within request_timeout (%s)", c.timeout)
-		}
-		return 0, nil, nil, c.fail(r.op, KindUnavailable, 0, msg, "", time.Time{})
+		return 0, nil, nil, c.fail(r.op, kind, 0, Shown(failure{err, answered.Load(), c.timeout}), "", time.Time{})
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return 0, nil, nil, c.fail(r.op, KindUnavailable, resp.StatusCode, "the answer was cut off: "+scrub(err.Error(), secrets), "", time.Time{})
+		return 0, nil, nil, c.fail(r.op, KindUnavailable, resp.StatusCode, Shown(failure{err, true, c.timeout}), "", time.Time{})
 	}
 	if len(body) > maxBody {
 		return 0, nil, nil, c.fail(r.op, KindBadResponse, resp.StatusCode, fmt.Sprintf("upstream answer is larger than %d KiB and was not read", maxBody>>10), "", time.Time{})
@@ -292,7 +241,6 @@ func (c *Client) newToken(op, value string, expiry any, extras map[string]any) (
 	if err != nil {
 		return nil, c.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
 	}
-	c.tokens.remember(value)
 	t.IssuedAt, t.ExpiresAt = issued, exp
 	return t, nil
 }
@@ -301,15 +249,16 @@ func (c *Client) fail(op string, k Kind, status int, msg, hint string, retryAt t
 	return &Error{Provider: c.provider, Host: c.base.Host, Op: op, Kind: k, Status: status, Msg: msg, Hint: hint, RetryAt: retryAt}
 }
 
-// upstreamSays quotes the message or error field of a JSON error body, scrubbed.
-func upstreamSays(body []byte, secrets []string) string {
+// upstreamSays is what is shown of the first of the message, error and detail fields of a JSON
+// error body (see Shown), after "; ", or nothing.
+func upstreamSays(body []byte) string {
 	var m map[string]any
 	if json.Unmarshal(body, &m) != nil {
 		return ""
 	}
 	for _, k := range []string{"message", "error", "detail"} {
 		if s, ok := m[k].(string); ok && s != "" {
-			return ": " + scrub(s, secrets)
+			return "; " + Shown(message(s))
 		}
 	}
 	return ""

@@ -50,8 +50,8 @@ func TestErrorsSayWhatCameBackNotTheURL(t *testing.T) {
 	}))
 	defer srv.Close()
 	p := plextracAt(t, srv.URL)
-	if _, err := p.Login(context.Background()); err == nil || !strings.Contains(err.Error(), "(text/html; charset=utf-8)") {
-		t.Fatalf("HTML answer: %v, want the Content-Type quoted", err)
+	if _, err := p.Login(context.Background()); err == nil || !strings.Contains(err.Error(), "a body that is not JSON (text/html)") {
+		t.Fatalf("HTML answer: %v, want the media type named", err)
 	}
 	srv.Close()
 	_, err := p.Login(context.Background())

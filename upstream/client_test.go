@@ -57,7 +57,7 @@ func TestHostileAnswersGiveClearErrorsWithoutSecrets(t *testing.T) {
 		{"error echoing the password", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(401)
 			w.Write([]byte(`{"message":"bad password s3cret-pass for user, token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.abc"}`))
-		}, "[redacted]", KindRejected},
+		}, "upstream refused it (HTTP 401); its message is withheld; it mentions: password or credentials, token", KindRejected},
 		{"5xx", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, "HTTP 503", KindUnavailable},
 		{"hang past timeout", func(w http.ResponseWriter, r *http.Request) {
 			select {
@@ -102,7 +102,7 @@ func TestUpstream429BlocksTheHostUntilRetryAfter(t *testing.T) {
 		if requests.Add(1) == 1 {
 			w.Header().Set("Retry-After", "30")
 			w.WriteHeader(429)
-			w.Write([]byte(`{"message":"slow down"}`))
+			w.Write([]byte(`{"message":"Too Many Requests"}`))
 			return
 		}
 		w.Write([]byte(`{"status":"success","token":"opaque-after-429"}`))
@@ -133,7 +133,7 @@ func TestUpstream429BlocksTheHostUntilRetryAfter(t *testing.T) {
 	_, err := p.Login(context.Background())
 	e, ok := AsError(err)
 	if !ok || e.Kind != KindRateLimited || e.Status != 429 || !e.RetryAt.Equal(start.Add(30*time.Second)) ||
-		!strings.Contains(err.Error(), "HTTP 429 Too Many Requests: slow down") {
+		!strings.Contains(err.Error(), `HTTP 429 Too Many Requests; upstream says "Too Many Requests"`) {
 		t.Fatalf("first call: %v", err)
 	}
 	cur := &Token{Value: "opaque-cur"}
@@ -201,14 +201,14 @@ func TestStatusClassification(t *testing.T) {
 	}{
 		{300, KindBadResponse, "redirect (HTTP 300)"},
 		{399, KindBadResponse, "redirect (HTTP 399)"},
-		{400, KindBadResponse, "upstream answered HTTP 400: nope"},
-		{401, KindRejected, "upstream refused it (HTTP 401: nope); check username and password"},
-		{403, KindRejected, "upstream refused it (HTTP 403: nope)"},
-		{404, KindBadResponse, "upstream answered HTTP 404: nope"},
-		{429, KindRateLimited, "HTTP 429 Too Many Requests: nope"},
-		{499, KindBadResponse, "upstream answered HTTP 499: nope"},
-		{500, KindUnavailable, "upstream error HTTP 500: nope"},
-		{599, KindUnavailable, "upstream error HTTP 599: nope"},
+		{400, KindBadResponse, "upstream answered HTTP 400; its message is withheld"},
+		{401, KindRejected, "upstream refused it (HTTP 401); its message is withheld; check username and password"},
+		{403, KindRejected, "upstream refused it (HTTP 403); its message is withheld"},
+		{404, KindBadResponse, "upstream answered HTTP 404; its message is withheld"},
+		{429, KindRateLimited, "HTTP 429 Too Many Requests; its message is withheld"},
+		{499, KindBadResponse, "upstream answered HTTP 499; its message is withheld"},
+		{500, KindUnavailable, "upstream error HTTP 500; its message is withheld"},
+		{599, KindUnavailable, "upstream error HTTP 599; its message is withheld"},
 	} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(tc.status)
@@ -223,18 +223,21 @@ func TestStatusClassification(t *testing.T) {
 	}
 }
 
-// Which field of an error body is quoted: message, else error, else detail; strings only.
+// Which field of an error body is shown (see Shown): message, else error, else detail;
+// strings only.
 func TestUpstreamSays(t *testing.T) {
 	for body, want := range map[string]string{
-		`{"detail":"d","error":"e","message":"m"}`: ": m",
-		`{"detail":"d","error":"e"}`:               ": e",
-		`{"detail":"d"}`:                           ": d",
-		`{"message":"","detail":"d"}`:              ": d",
-		`{"message":5,"error":"e"}`:                ": e",
-		`{"other":"x"}`:                            "",
-		`not json`:                                 "",
+		`{"detail":"d","error":"invalid_grant","message":"Invalid MFA code"}`: `; upstream says "Invalid MFA code"`,
+		`{"detail":"d","error":"invalid_grant"}`:                              `; upstream says "invalid_grant"`,
+		`{"detail":"invalid_grant"}`:                                          `; upstream says "invalid_grant"`,
+		`{"message":"","detail":"invalid_grant"}`:                             `; upstream says "invalid_grant"`,
+		`{"message":5,"error":"invalid_grant"}`:                               `; upstream says "invalid_grant"`,
+		`{"message":"Account LOCKED after 5 tries","error":"invalid_grant"}`:  "; its message is withheld; it mentions: locked",
+		`{"message":"invalid_grant "}`:                                        "; its message is withheld",
+		`{"other":"x"}`:                                                       "",
+		`not json`:                                                            "",
 	} {
-		if got := upstreamSays([]byte(body), nil); got != want {
+		if got := upstreamSays([]byte(body)); got != want {
 			t.Errorf("%s: %q, want %q", body, got, want)
 		}
 	}

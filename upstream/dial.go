@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -129,8 +130,15 @@ func refuseNeverUpstream(_, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("dial guard: %q is not an IP address", host)
 	}
-	return NeverUpstream(addr)
+	if err := NeverUpstream(addr); err != nil {
+		return fmt.Errorf("%w: %w", errNeverUpstream, err)
+	}
+	return nil
 }
+
+// errNeverUpstream marks the dial guard's refusals, so that an error names them without
+// quoting the address DNS gave.
+var errNeverUpstream = errors.New("dial guard")
 
 // guardedDialer dials with refuseNeverUpstream. Each call's request_timeout bounds the dial,
 // and Go's default keep-alive applies.

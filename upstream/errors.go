@@ -41,7 +41,7 @@ func IsRefusedLogin(err error) bool {
 var ErrNoRefresh = errors.New("upstream has no refresh call")
 
 // Error is an upstream failure. Its message names the upstream, says what happened and what
-// to do, and never holds a secret: upstream text is scrubbed before it gets here.
+// to do, and never holds a secret: of what the upstream said, only what Shown allows gets here.
 type Error struct {
 	Provider string
 	Host     string

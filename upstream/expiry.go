@@ -138,13 +138,19 @@ func epoch(f float64) (time.Time, bool) {
 // bytes, and at most MaxExtras extras, each a number, bool or string of at most
 // MaxExtraValueLen bytes. Tokens are copied into every read and renewal; an upstream that
 // answers with a huge one must not make every reader's response (and Vault's lease storage)
-// huge too.
+// huge too. A token goes into a header in every consumer (authorization is the scheme, one
+// space and the token): every byte is visible ASCII, 0x21-0x7E, so no line break, space or
+// control can add a header or a parameter the upstream never issued; string extras, served
+// next to it, are printable ASCII (0x20-0x7E). Errors never quote the value.
 func CheckToken(t *Token) error {
 	if t.Value == "" {
 		return fmt.Errorf("the token is empty")
 	}
 	if len(t.Value) > MaxTokenLen {
 		return fmt.Errorf("the token is %d bytes, more than the %d the plugin keeps", len(t.Value), MaxTokenLen)
+	}
+	if i := outside(t.Value, 0x21); i >= 0 {
+		return fmt.Errorf("the token has a byte outside 0x21-0x7E (at offset %d), so it cannot be sent in a header", i)
 	}
 	if len(t.Extras) > MaxExtras {
 		return fmt.Errorf("the answer has %d extra fields, more than the %d the plugin keeps", len(t.Extras), MaxExtras)
@@ -155,12 +161,25 @@ func CheckToken(t *Token) error {
 			if len(x) > MaxExtraValueLen {
 				return fmt.Errorf("%s is %d bytes, more than the %d the plugin keeps", k, len(x), MaxExtraValueLen)
 			}
+			if i := outside(x, 0x20); i >= 0 {
+				return fmt.Errorf("%s has a byte outside 0x20-0x7E (at offset %d)", k, i)
+			}
 		case float64, int, int64, bool, nil:
 		default:
 			return fmt.Errorf("%s is not a number, string or bool", k)
 		}
 	}
 	return nil
+}
+
+// outside returns the offset of the first byte of s outside lowest-0x7E, or -1.
+func outside(s string, lowest byte) int {
+	for i := range len(s) {
+		if s[i] < lowest || s[i] > 0x7e {
+			return i
+		}
+	}
+	return -1
 }
 
 // CheckStoredToken applies to a token loaded from storage the rules a login's answer meets:

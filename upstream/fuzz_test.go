@@ -44,7 +44,7 @@ func FuzzTokenTimes(f *testing.F) {
 
 // FuzzProviderAnswers: whatever an upstream answers to a login or refresh, every provider
 // returns a usable token or an *Error, never panics, and never puts a secret in the error:
-// password, api_key, TOTP seed, header value, the current token or the one before it.
+// password, api_key, TOTP seed, header value, the current token or one an upstream echoes.
 func FuzzProviderAnswers(f *testing.F) {
 	f.Add(200, []byte(`{"status":"success","tenant_id":0,"token":"eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTU0MzU0MDJ9.x"}`))
 	f.Add(200, []byte(`{"mfa_enabled":true,"code":"abc"}`))
@@ -87,8 +87,6 @@ func FuzzProviderAnswers(f *testing.F) {
 				t.Fatal(err)
 			}
 			cur := &Token{Value: "fuzz-opaque-current", IssuedAt: clock.Now(), ExpiresAt: clock.Now().Add(time.Minute)}
-			p.Conn().RememberToken("fuzz-opaque-previous")
-			p.Conn().RememberToken(cur.Value) // as the backend does for a session it loads
 			for _, call := range []func() (*Token, error){
 				func() (*Token, error) { return p.Login(context.Background()) },
 				func() (*Token, error) { return p.Refresh(context.Background(), cur) },
@@ -99,7 +97,7 @@ func FuzzProviderAnswers(f *testing.F) {
 					t.Fatalf("%s: success without a usable token: %+v", name, tok)
 				case err != nil:
 					for _, sec := range []string{"fuzz-secret-pw", "fuzz-secret-key", "JBSWY3DPEHPK3PXP", "fuzz-secret-header", "fuzz-opaque-current", "fuzz-opaque-previous"} {
-						if strings.Contains(oracleVisible(err.Error()), sec) {
+						if strings.Contains(err.Error(), sec) {
 							t.Fatalf("%s: error leaks %s: %v", name, sec, err)
 						}
 					}

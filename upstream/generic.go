@@ -135,7 +135,7 @@ func (p *generic) Login(ctx context.Context) (*Token, error) {
 		if errors.Is(err, errLoginValueTooLong) {
 			hint = "shorten the credential in config"
 		}
-		return nil, p.fail(OpLogin, KindBadResponse, 0, "the login body does not render: "+scrub(err.Error(), p.secretSet()), hint, time.Time{})
+		return nil, p.fail(OpLogin, KindBadResponse, 0, "the login body does not render: "+Shown(failure{err: err}), hint, time.Time{})
 	}
 	return p.exchange(ctx, OpLogin, p.g.LoginMethod, p.g.LoginPath, json.RawMessage(body), "")
 }
@@ -159,7 +159,7 @@ func (p *generic) exchange(ctx context.Context, op, method, path string, body an
 	if op == OpRefresh {
 		hint = "the session is no longer valid: log in again"
 	}
-	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz, token: cur,
+	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz,
 		rejected: map[int]string{401: hint, 403: hint}}, &r, func() error {
 		tok, _ = lookup(r, p.g.TokenField).(string)
 		if tok == "" {
@@ -184,7 +184,7 @@ func (p *generic) Logout(ctx context.Context, token string) error {
 		return nil
 	}
 	err := p.call(ctx, request{op: OpLogout, method: strings.ToUpper(p.g.LogoutMethod), path: p.g.LogoutPath,
-		authz: p.Authorization(token), token: token, noLimit: true}, nil, nil)
+		authz: p.Authorization(token), noLimit: true}, nil, nil)
 	if e, ok := AsError(err); ok && (e.Status == 401 || e.Status == 403 || e.Status == 404) {
 		return nil
 	}

@@ -29,7 +29,7 @@ func (p *plaspy) Login(ctx context.Context) (*Token, error) {
 		case r.Success != nil && !*r.Success:
 			msg := "upstream refused the credentials"
 			if r.Error != "" {
-				msg += ": " + scrub(r.Error, p.secretSet(r.Token))
+				msg += "; " + Shown(message(r.Error))
 			}
 			return p.fail(OpLogin, KindRejected, 200, msg, plaspyCredHint, time.Time{})
 		case r.Token == "":

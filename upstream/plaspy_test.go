@@ -30,9 +30,12 @@ func TestPlaspyLogin(t *testing.T) {
 	if tok, err := p.Login(context.Background()); err != nil || tok.Value != "opaque-q" {
 		t.Fatalf("%+v %v", tok, err)
 	}
+	rec.set("POST /api/Auth/Token", answer{200, `{"success":false,"error":"Invalid API key or username."}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindRejected, `upstream refused the credentials; upstream says "Invalid API key or username."`, "regenerating the key")
 	rec.set("POST /api/Auth/Token", answer{200, `{"success":false,"error":"Invalid API key key-secret"}`})
 	_, err = p.Login(context.Background())
-	wantErr(t, err, KindRejected, "upstream refused the credentials: Invalid API key [redacted]", "regenerating the key")
+	wantErr(t, err, KindRejected, "upstream refused the credentials; its message is withheld; it mentions: password or credentials", "regenerating the key")
 	if e, _ := AsError(err); e.Status != 200 {
 		t.Fatalf("status %d", e.Status)
 	}

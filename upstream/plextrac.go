@@ -69,7 +69,7 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 	challenge := r.Code
 	r = plextracReply{}
 	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa",
-		body: map[string]string{"code": challenge, "token": code}, sends: []string{challenge, code},
+		body: map[string]string{"code": challenge, "token": code},
 		rejected: map[int]string{401: "check totp_secret: it must be the base32 seed of this account's authenticator",
 			403: "check totp_secret: it must be the base32 seed of this account's authenticator"}}, &r, p.requireToken(OpMFA, &r.Token))
 	if err != nil {
@@ -92,7 +92,7 @@ func (p *plextrac) totpFailure(err error) error {
 
 func (p *plextrac) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r plextracReply
-	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value, token: cur.Value,
+	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value,
 		rejected: map[int]string{401: "the session is no longer valid: log in again", 403: "the session is no longer valid: log in again"}},
 		&r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {

@@ -21,7 +21,7 @@ type Provider interface {
 	// Authorization is the ready Authorization header value for token.
 	Authorization(token string) string
 	// Conn is the provider's connection to its upstream, the part every provider shares: its
-	// host key, the host's limiter, the remembered tokens it scrubs, and Close.
+	// host key, the host's limiter, and Close.
 	Conn() *Client
 }
 
@@ -76,9 +76,6 @@ var Providers = []string{PlexTrac, Plaspy, Resolver, Generic}
 type Deps struct {
 	Clock    Clock
 	Limiters *Limiters
-	// Secrets are the configured values scrubbed from anything upstream says back. The
-	// backend derives them from its field table; nil means those of Config.
-	Secrets []string
 	// Observe is told how each upstream call ended: its op (OpLogin, …) and Outcome. The
 	// backend counts there, per mount, so that rebuilding the client on a config write
 	// resets no count. nil: not counted.

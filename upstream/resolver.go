@@ -34,7 +34,7 @@ func (p *resolver) Login(ctx context.Context) (*Token, error) {
 
 func (p *resolver) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r resolverReply
-	err := p.call(ctx, request{op: OpRefresh, method: http.MethodGet, path: "/user/authenticate", authz: "bearer " + cur.Value, token: cur.Value,
+	err := p.call(ctx, request{op: OpRefresh, method: http.MethodGet, path: "/user/authenticate", authz: "bearer " + cur.Value,
 		rejected: map[int]string{401: "the session is no longer valid: log in again"}}, &r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {
 		return nil, err
