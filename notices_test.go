@@ -13,10 +13,20 @@ import (
 	"testing"
 )
 
-// The platforms `make release` builds (scripts/release.sh), with the release build's cgo setting.
-var releasePlatforms = []string{"linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64", "freebsd/amd64"}
-
 const noticesFile = "THIRD_PARTY_NOTICES.md"
+
+// releasePlatforms reads the platforms `make release` builds from scripts/release.sh.
+func releasePlatforms() ([]string, error) {
+	b, err := os.ReadFile("scripts/release.sh")
+	if err != nil {
+		return nil, err
+	}
+	m := regexp.MustCompile(`(?m)^PLATFORMS="([^"]+)"$`).FindSubmatch(b)
+	if m == nil {
+		return nil, fmt.Errorf(`scripts/release.sh has no PLATFORMS="..." line`)
+	}
+	return strings.Fields(string(m[1])), nil
+}
 
 // THIRD_PARTY_NOTICES.md lists every module a release binary contains, on each release platform,
 // with the license files of its module download, and holds those texts. It is generated:
@@ -101,9 +111,14 @@ func thirdPartyNotices() ([]byte, error) {
 	}
 	env := strings.Fields(string(out))
 	modCache, goRoot := env[0], env[1]
+	platforms, err := releasePlatforms()
+	if err != nil {
+		return nil, err
+	}
 	mods := map[string]*module{}
-	for _, p := range releasePlatforms {
+	for _, p := range platforms {
 		goos, goarch, _ := strings.Cut(p, "/")
+		// The release build's settings (release_build in scripts/release-lib.sh) that choose files.
 		cmd := exec.Command(goBin, "list", "-deps", "-f", "{{with .Module}}{{.Path}} {{.Version}}{{end}}", "./cmd/vault-plugin-secrets-sessiontoken")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=-mod=readonly")
 		out, err := cmd.Output()
@@ -139,9 +154,9 @@ func thirdPartyNotices() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	std := &module{path: "Go standard library and runtime", version: "the release's Go", platforms: releasePlatforms,
+	std := &module{path: "Go standard library and runtime", version: "the release's Go", platforms: platforms,
 		files: []licenseFile{{name: "LICENSE", kind: classify(goLicense), text: goLicense}}}
-	return renderNotices(append([]*module{std}, list...))
+	return renderNotices(platforms, append([]*module{std}, list...))
 }
 
 // licenseFiles reads the license and notice files at the root of a module's download.
@@ -189,11 +204,11 @@ func escapeModulePath(s string) string {
 	return b.String()
 }
 
-func renderNotices(mods []*module) ([]byte, error) {
+func renderNotices(platforms []string, mods []*module) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(`# Third-party notices
 
-The release binaries of vault-plugin-secrets-sessiontoken (` + "`make release`" + `: ` + strings.Join(releasePlatforms, ", ") + `) contain
+The release binaries of vault-plugin-secrets-sessiontoken (` + "`make release`" + `: ` + strings.Join(platforms, ", ") + `) contain
 the Go standard library and runtime and the Go modules below, each under its own license, as the
 license files at the root of the module's download say. Each text follows the table once, for every
 module whose file holds exactly that text; ` + "`NOTICE`" + ` files are reproduced as the Apache License asks.
@@ -227,11 +242,11 @@ on each release platform and the module cache; ` + "`TestThirdPartyNotices`" + `
 			}
 			texts[sum].users = append(texts[sum].users, m.path)
 		}
-		platforms := "all"
-		if len(m.platforms) != len(releasePlatforms) {
-			platforms = strings.Join(m.platforms, ", ")
+		on := "all"
+		if len(m.platforms) != len(platforms) {
+			on = strings.Join(m.platforms, ", ")
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", m.path, m.version, strings.Join(names, ", "), platforms)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", m.path, m.version, strings.Join(names, ", "), on)
 	}
 	b.WriteString("\n## The texts\n")
 	for i, sum := range order {
