@@ -93,7 +93,7 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	// Every process the suite started is gone: Vault's, the plugin's (Vault's children), the
-	// simulator's and Agent's.
+	// simulator's, Agent's, Prometheus's and Alertmanager's.
 	if left := leftoverProcesses(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "processes left running after the suite:\n%s\n", strings.Join(left, "\n"))
 		code = 1

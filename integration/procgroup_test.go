@@ -12,10 +12,11 @@ import (
 	"syscall"
 )
 
-// Every process the suite starts (Vault, Agent, the simulator) runs in a process group of
-// its own, and stopping it stops the whole group and every process below it. Vault starts
-// the plugin as its child; a Vault that is stopped (or killed, as the raft failover test does
-// to the active node) would otherwise leave that plugin process running after the suite.
+// Every process the suite starts (Vault, Agent, the simulator, Prometheus, Alertmanager) runs in
+// a process group of its own, and stopping it stops the whole group and every process below
+// it. Vault starts the plugin as its child; a Vault that is stopped (or killed, as the raft
+// failover test does to the active node) would otherwise leave that plugin process running
+// after the suite.
 
 var started struct {
 	sync.Mutex

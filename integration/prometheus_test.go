@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -25,10 +24,7 @@ import (
 // the metrics path from relabelling), and loads the shipped alert rules. The scraped series
 // agree with status.
 func TestPrometheusScrapesAMount(t *testing.T) {
-	promBin, err := exec.LookPath(envOr("PROMETHEUS_BIN", "prometheus"))
-	if err != nil {
-		t.Fatalf("no prometheus binary: install Debian's prometheus package (.ci/run does), or set PROMETHEUS_BIN: %v", err)
-	}
+	promBin := debianBinary(t, "PROMETHEUS_BIN", "prometheus")
 	sim := startSim(t, 15*time.Minute)
 	const mount = "prom/plextrac" // nested: a policy's +/metrics would not match it
 	// A PlexTrac service account without MFA: no wait for a TOTP step keeps the test short.
@@ -37,13 +33,7 @@ func TestPrometheusScrapesAMount(t *testing.T) {
 	readJSON(t, mount+"/token")
 
 	dir := t.TempDir()
-	policy := filepath.Join(dir, "metrics.hcl")
-	writeFile(t, policy, fmt.Sprintf("path %q {\n  capabilities = [\"read\"]\n}\n", mount+"/metrics"))
-	mustCLI(t, "policy", "write", "sessiontoken-metrics", policy)
-	token := strings.TrimSpace(mustCLI(t, "token", "create", "-policy=sessiontoken-metrics", "-ttl=10m", "-field=token"))
-	rememberSecret(token)
-	tokenFile := filepath.Join(dir, "vault-token")
-	writeFile(t, tokenFile, token)
+	token, tokenFile := metricsToken(t, dir, mount)
 
 	// The raw answer, as Prometheus gets it from Vault's HTTP layer.
 	resp := metricsGET(t, token, mount)
@@ -54,45 +44,7 @@ func TestPrometheusScrapesAMount(t *testing.T) {
 		t.Fatalf("without a token: HTTP %d", resp.StatusCode)
 	}
 
-	rules, err := filepath.Abs("../monitoring/sessiontoken.rules.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "prometheus.yml")
-	writeFile(t, cfg, fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [%q]
-scrape_configs:
-  - job_name: vault-sessiontoken
-    params: {format: [prometheus]}
-    authorization: {credentials_file: %q}
-    static_configs:
-      - targets: [%q]
-    relabel_configs:
-      - source_labels: [__address__]
-        target_label: mount
-      - source_labels: [__address__]
-        target_label: __metrics_path__
-        replacement: /v1/${1}/metrics
-      - target_label: __address__
-        replacement: %q
-`, rules, tokenFile, mount, vault.addr))
-	addr := freeAddr()
-	prom := exec.Command(promBin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prom.Stdout, prom.Stderr = logf, logf
-	prom.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // stopped with its process group
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopGroup(prom, 10*time.Second); logf.Close() })
-	promLog := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-
+	addr, promLog := startPrometheus(t, promBin, dir, prometheusConfig(t, tokenFile, mount, ""))
 	q := func(expr string) map[string]float64 { return promQuery(t, addr, expr) }
 	if !waitFor(20*time.Second, func() bool { return q(`up{job="vault-sessiontoken"}`)[mount] == 1 }) {
 		t.Fatalf("up is not 1 for %s: %v\n%s", mount, q(`up`), promLog())
@@ -132,6 +84,92 @@ scrape_configs:
 	if firing := q(`ALERTS{alertstate="firing"}`); len(firing) != 0 {
 		t.Errorf("alerts firing for a healthy mount: %v", firing)
 	}
+}
+
+// metricsToken writes a policy that may only read mount's metrics path and returns a token
+// with it and the file that holds it (as Vault Agent's sink would), for Prometheus to read.
+func metricsToken(t *testing.T, dir, mount string) (token, tokenFile string) {
+	t.Helper()
+	name := "sessiontoken-metrics-" + strings.ReplaceAll(mount, "/", "-")
+	policy := filepath.Join(dir, name+".hcl")
+	writeFile(t, policy, fmt.Sprintf("path %q {\n  capabilities = [\"read\"]\n}\n", mount+"/metrics"))
+	mustCLI(t, "policy", "write", name, policy)
+	token = strings.TrimSpace(mustCLI(t, "token", "create", "-policy="+name, "-ttl=10m", "-field=token"))
+	rememberSecret(token)
+	tokenFile = filepath.Join(dir, "vault-token")
+	writeFile(t, tokenFile, token)
+	return token, tokenFile
+}
+
+// prometheusConfig is docs/monitoring.md's scrape job for one mount of the suite's Vault, with
+// 1 s scrape and evaluation intervals and the shipped rules; extra is appended (alerting:).
+func prometheusConfig(t *testing.T, tokenFile, mount, extra string) string {
+	t.Helper()
+	rules, err := filepath.Abs("../monitoring/sessiontoken.rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+scrape_configs:
+  - job_name: vault-sessiontoken
+    params: {format: [prometheus]}
+    authorization: {credentials_file: %q}
+    static_configs:
+      - targets: [%q]
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: mount
+      - source_labels: [__address__]
+        target_label: __metrics_path__
+        replacement: /v1/${1}/metrics
+      - target_label: __address__
+        replacement: %q
+`, rules, tokenFile, mount, vault.addr) + extra
+}
+
+// startPrometheus runs Prometheus with cfg on a free loopback port, in a process group of its
+// own that the test's cleanup (and the suite's leftover check) covers. It returns the address
+// and a function that reads its log.
+func startPrometheus(t *testing.T, promBin, dir, cfg string) (addr string, log func() string) {
+	t.Helper()
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	writeFile(t, cfgFile, cfg)
+	addr = freeAddr()
+	return addr, startDaemon(t, dir, "prometheus", exec.Command(promBin, "--config.file="+cfgFile,
+		"--storage.tsdb.path="+filepath.Join(dir, "prometheus-data"), "--web.listen-address="+addr, "--log.level=warn"))
+}
+
+// startDaemon starts cmd with its output in dir/<name>.log, in a process group of its own that
+// the test's cleanup stops (and the suite's leftover check covers), and returns a function that
+// reads the log.
+func startDaemon(t *testing.T, dir, name string, cmd *exec.Cmd) func() string {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = ownGroup(cmd)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopProcess(cmd, 10*time.Second); logf.Close() })
+	return func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
+}
+
+// debianBinary finds the program of the Debian package of the same name (.ci/run installs it),
+// or the one the environment variable env names.
+func debianBinary(t *testing.T, env, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(envOr(env, name))
+	if err != nil {
+		t.Fatalf("no %s binary: install Debian's %s package (.ci/run does), or set %s: %v", name, name, env, err)
+	}
+	return bin
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -211,20 +249,4 @@ func promGet(t *testing.T, addr, path string, out any) {
 	}
 	defer resp.Body.Close()
 	_ = json.NewDecoder(resp.Body).Decode(out)
-}
-
-// stopGroup interrupts cmd's process group and kills it if it has not exited within grace.
-func stopGroup(cmd *exec.Cmd, grace time.Duration) {
-	if cmd.Process == nil {
-		return
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
 }

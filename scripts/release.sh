@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make release: dist/ with the plugin for every platform we ship, named
-# vault-plugin-secrets-sessiontoken_<version>_<os>_<arch>, dist/SHA256SUMS over them (the format
-# `sha256sum -c` reads) and, when SIGN_KEY names a gpg key, dist/SHA256SUMS.sig (a detached
-# signature). The builds are reproducible: see release_build in scripts/release-lib.sh.
+# vault-plugin-secrets-sessiontoken_<version>_<os>_<arch>, LICENSE and THIRD_PARTY_NOTICES.md,
+# dist/SHA256SUMS over them (the format `sha256sum -c` reads) and, when SIGN_KEY names a gpg
+# key, dist/SHA256SUMS.sig (a detached signature). The builds are reproducible: see
+# release_build in scripts/release-lib.sh.
 #
 #   make release                       # unsigned
 #   make release SIGN_KEY=<key id>     # signed; GNUPGHOME selects the keyring as usual
@@ -37,7 +38,9 @@ for p in $PLATFORMS; do
   release_build "${p%/*}" "${p#*/}" "dist.tmp/$name" "$version"
 done
 check_version_flag linux amd64 "dist.tmp/${PLUGIN_NAME}_${version}_linux_amd64"
-(cd dist.tmp && sha256sum "${PLUGIN_NAME}_${version}"_* >SHA256SUMS)
+# The plugin's license and the licenses of what the binaries contain ship beside them.
+cp LICENSE THIRD_PARTY_NOTICES.md dist.tmp/
+(cd dist.tmp && sha256sum "${PLUGIN_NAME}_${version}"_* LICENSE THIRD_PARTY_NOTICES.md >SHA256SUMS)
 
 if [ -n "${SIGN_KEY:-}" ]; then
   gpg --batch --yes --local-user "$SIGN_KEY" --detach-sign --output dist.tmp/SHA256SUMS.sig dist.tmp/SHA256SUMS
