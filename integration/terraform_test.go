@@ -59,7 +59,7 @@ func TestTerraformRunsTheDocExample(t *testing.T) {
 	tf.run(t, "state rm", "state", "rm", "vault_generic_endpoint.plextrac_config")
 	before = sim.stats(t, "plextrac")
 	tf.procedure(t, "import", func(step int) {
-		if step == 1 { // after `import`, before `apply`
+		if step == 0 { // after `import`, before `apply`
 			if code := plan("plan after import"); code != 2 {
 				t.Fatalf("plan after import: exit %d, want 2 (an update, as the doc says)", code)
 			}
