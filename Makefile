@@ -9,9 +9,15 @@ SIM      := bin/upstream-sim
 # line) if set, otherwise scripts/vault.sh finds one >= 1.15 on PATH or builds Vault 1.21.0.
 VAULT_BIN ?=
 export VAULT_BIN
+# The Terraform test's client: TOFU_BIN=/path/to/tofu if set, otherwise the OpenTofu that
+# scripts/tofu.sh builds and caches; the hashicorp/vault provider always comes from its mirror.
+TOFU_BIN ?=
+export TOFU_BIN
 # Stops the recipe when no Vault is found (a failed command substitution inside an assignment
 # that prefixes a command would not).
 FIND_VAULT := vault_bin="$$(scripts/vault.sh)" &&
+# Sets TOFU_BIN and TOFU_MIRROR (scripts/tofu.sh prints them), or stops the recipe.
+FIND_TOFU := tofu_env="$$(scripts/tofu.sh)" && eval "$$tofu_env" &&
 
 .PHONY: all build vault test unit staticcheck fuzz monitoring integration dev bench mutate release release-check clean
 
@@ -78,9 +84,9 @@ integration:
 	go build -race -ldflags "$(LDFLAGS)" -o bin/race/vault-plugin-secrets-sessiontoken ./cmd/vault-plugin-secrets-sessiontoken
 	go build -o $(SIM) ./cmd/upstream-sim
 	go build -o bin/noopplugin ./bench/noopplugin
-	$(FIND_VAULT) VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(CURDIR)/bin/race/vault-plugin-secrets-sessiontoken" \
+	$(FIND_VAULT) $(FIND_TOFU) VAULT_BIN="$$vault_bin" PLUGIN_BIN="$(CURDIR)/bin/race/vault-plugin-secrets-sessiontoken" \
 	SIM_BIN="$(CURDIR)/$(SIM)" NOOP_PLUGIN_BIN="$(CURDIR)/bin/noopplugin" PLUGIN_VERSION=$(VERSION) \
-	go test -race -count=1 -tags integration -timeout 20m -parallel 16 -v ./integration/
+	TOFU_BIN="$$TOFU_BIN" TOFU_MIRROR="$$TOFU_MIRROR" go test -race -count=1 -tags integration -timeout 20m -parallel 16 -v ./integration/
 
 # The published figures (about 16 minutes on 2 cores): bench/RESULTS.md and the README's table.
 bench: build

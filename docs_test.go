@@ -42,3 +42,24 @@ func TestDocsCiteTestsThatExist(t *testing.T) {
 		}
 	}
 }
+
+// docs/terraform.md registers the plugin under the version its binary reports, the VERSION
+// file's: Vault refuses to register a binary under any other, so the example would fail on its
+// first apply (TestTerraformRunsTheDocExample runs it; this says why at once, without a Vault).
+func TestTerraformDocRegistersTheVersionFile(t *testing.T) {
+	want, err := os.ReadFile("VERSION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("docs/terraform.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*version\s*=\s*"([^"]*)"`).FindAllSubmatch(doc, -1)
+	if len(m) != 1 {
+		t.Fatalf("docs/terraform.md: %d `version = \"…\"` lines, want one (vault_plugin's)", len(m))
+	}
+	if got := string(m[0][1]); got != strings.TrimSpace(string(want)) {
+		t.Errorf("docs/terraform.md registers version %q, the VERSION file says %q", got, strings.TrimSpace(string(want)))
+	}
+}

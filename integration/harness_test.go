@@ -133,7 +133,8 @@ type vaultServer struct {
 	cmd                                  *exec.Cmd
 }
 
-func startVault(dir string, extraArgs []string) (*vaultServer, error) {
+// env is added to the server's environment, which its plugin processes inherit.
+func startVault(dir string, extraArgs []string, env ...string) (*vaultServer, error) {
 	v := &vaultServer{addr: freeAddr(), token: "root", dir: dir, pluginDir: filepath.Join(dir, "plugins"), logPath: filepath.Join(dir, "vault.log")}
 	notePluginDir(v.pluginDir)
 	if err := os.MkdirAll(v.pluginDir, 0o755); err != nil {
@@ -153,7 +154,7 @@ func startVault(dir string, extraArgs []string) (*vaultServer, error) {
 		"-config=" + hcl, "-log-level=debug"}, extraArgs...)
 	v.cmd = ownGroup(exec.Command(vaultBin, args...))
 	v.cmd.Stdout, v.cmd.Stderr = logf, logf
-	v.cmd.Env = append(os.Environ(), "VAULT_DEV_ROOT_TOKEN_ID="+v.token)
+	v.cmd.Env = append(append(os.Environ(), "VAULT_DEV_ROOT_TOKEN_ID="+v.token), env...)
 	if err := v.cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -20,20 +20,26 @@ import (
 
 // simulator is a running cmd/upstream-sim.
 type simulator struct {
-	url  string
-	cmd  *exec.Cmd
-	seed string // the TOTP seed of its MFA user svc-ci@acme.com: one of its own (see startSim)
+	url    string
+	cmd    *exec.Cmd
+	seed   string       // the TOTP seed of its MFA user svc-ci@acme.com: one of its own (see startSim)
+	client *http.Client // for the admin API
 }
 
 func startSim(t *testing.T, lifetime time.Duration) *simulator {
+	return startSimWith(t, lifetime, http.DefaultClient)
+}
+
+// startSimWith starts a simulator with extra flags (-tls-cert, -tls-key); client reaches it.
+func startSimWith(t *testing.T, lifetime time.Duration, client *http.Client, flags ...string) *simulator {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
-	cmd := ownGroup(exec.Command(simBin, "-listen=127.0.0.1:0", "-addr-file="+addrFile, "-token-lifetime="+lifetime.String()))
+	cmd := ownGroup(exec.Command(simBin, append([]string{"-listen=127.0.0.1:0", "-addr-file=" + addrFile, "-token-lifetime=" + lifetime.String()}, flags...)...))
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &simulator{cmd: cmd}
+	s := &simulator{cmd: cmd, client: client}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	if !waitFor(10*time.Second, func() bool {
 		b, err := os.ReadFile(addrFile)
@@ -70,7 +76,7 @@ func (s *simulator) admin(t *testing.T, method, path string, body, out any) {
 		r = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequestWithContext(context.Background(), method, s.url+path, r)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,107 +4,115 @@ package integration
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
-	"regexp"
-	"slices"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// The Terraform example in docs/terraform.md, kept honest: its data_json goes through Vault's
-// HTTP API as vault_generic_endpoint sends it, and the read gives back every non-secret key as
-// written. The provider (ignore_absent_fields = true) replaces each data_json key the read
-// returns with the read's value and plans a change when the result, JSON-normalised, differs
-// from data_json; keys the read does not return count as up to date.
-func TestTerraformExampleReadsBackWithoutADiff(t *testing.T) {
-	t.Parallel()
-	sim := startSim(t, 15*time.Minute)
-	enable(t, "tf-plextrac")
-	data := exampleDataJSON(t, map[string]any{"plextrac_password": "plextrac-demo-pass", "plextrac_totp_secret": sim.seed})
-	// The simulator stands in for acme.plextrac.com: its loopback http URL and demo account.
-	data["url"], data["allow_insecure_http"], data["username"] = sim.url, true, "svc-ci@acme.com"
+// docs/terraform.md run by a real client: OpenTofu and the hashicorp/vault provider
+// (scripts/tofu.sh: TOFU_BIN, and TOFU_MIRROR holding the provider), against a Vault of its own
+// (the example registers and, on destroy, deregisters the plugin: the suite's shared Vault must
+// keep it). The example and the policy are the doc's fenced blocks as written; the test puts in
+// only the URL (the simulator, over TLS, so that allow_insecure_http = false stays as written),
+// the credentials and the sha256. Not parallel: Go runs it before any parallel test starts, so it
+// never shares the machine with the time-sampled Agent and VSO tests.
+func TestTerraformRunsTheDocExample(t *testing.T) {
+	tf := newTofu(t)
+	sim := tf.sim
+	plan := func(step string) int { return tf.plan(t, step) }
 
-	body, _ := json.Marshal(data) // what the provider sends: data_json decoded, then encoded again
-	if code, out := vaultAPI(t, http.MethodPut, "tf-plextrac/config", body); code != http.StatusNoContent && code != http.StatusOK {
-		t.Fatalf("PUT config: %d %s", code, out)
-	}
-	code, out := vaultAPI(t, http.MethodGet, "tf-plextrac/config", nil)
-	var read struct{ Data map[string]any }
-	dec := json.NewDecoder(bytes.NewReader(out))
-	dec.UseNumber() // as the provider's Vault client decodes
-	if err := dec.Decode(&read); code != http.StatusOK || err != nil {
-		t.Fatalf("GET config: %d %v %s", code, err, out)
+	tf.run(t, "init", "init", "-input=false")
+	lock, _ := os.ReadFile(filepath.Join(tf.dir, ".terraform.lock.hcl"))
+	if !bytes.Contains(lock, []byte(`provider "registry.opentofu.org/hashicorp/vault"`)) {
+		t.Fatalf("init: the lock file holds no hashicorp/vault provider:\n%s", lock)
 	}
 
-	var absent []string
-	for k, wrote := range data {
-		got, ok := read.Data[k]
-		if !ok {
-			absent = append(absent, k)
-			continue
-		}
-		w, _ := json.Marshal(wrote)
-		g, _ := json.Marshal(got)
-		if !bytes.Equal(w, g) {
-			t.Errorf("%s: data_json has %s, the read gives %s: a diff on every plan", k, w, g)
-		}
+	before := sim.stats(t, "plextrac")
+	tf.run(t, "first apply", "apply", "-auto-approve", "-input=false")
+	tf.expectLogins(t, "first apply", before, 1, 0)
+	if code := plan("plan after apply"); code != 0 {
+		t.Fatalf("plan after the first apply: exit %d, want 0 (no changes): a field reads back differently from what the example wrote", code)
 	}
-	// Only the secrets are write-only; every other key is compared, so none can hide a diff.
-	slices.Sort(absent)
-	if want := []string{"password", "totp_secret"}; !slices.Equal(absent, want) {
-		t.Errorf("keys the read does not return: %v, want only the secrets %v", absent, want)
-	}
-	// The write's check logged in once (verify is on); the read cost nothing upstream.
-	if st := sim.stats(t, "plextrac"); st["mfa"] != 1 {
-		t.Errorf("upstream MFA logins = %v, want 1 (the write's check)", st["mfa"])
-	}
-}
+	tf.expectLogins(t, "apply and plan", before, 1, 0)
 
-// exampleDataJSON is the object inside `data_json = jsonencode({ … })` in docs/terraform.md:
-// one `key = value` per line, each value a JSON literal (HCL's strings, numbers and bools
-// spelled the same) or var.<name>, taken from vars. Anything else fails the test, so the
-// example cannot grow a value this test does not check.
-func exampleDataJSON(t *testing.T, vars map[string]any) map[string]any {
-	t.Helper()
-	doc, err := os.ReadFile("../docs/terraform.md")
-	if err != nil {
-		t.Fatal(err)
+	// A non-secret change: one apply (one login, as the doc says), then a clean plan.
+	tf.edit(t, "min_ttl             = 300", "min_ttl             = 600")
+	before = sim.stats(t, "plextrac")
+	tf.run(t, "apply of min_ttl = 600", "apply", "-auto-approve", "-input=false")
+	if got := tf.vaultRead(t, "plextrac/config")["min_ttl"]; got != json.Number("600") {
+		t.Fatalf("min_ttl after the apply = %v, want 600", got)
 	}
-	block := regexp.MustCompile(`(?s)data_json = jsonencode\(\{\n(.*?)\n\s*\}\)`).FindSubmatch(doc)
-	if block == nil {
-		t.Fatal("docs/terraform.md has no `data_json = jsonencode({ … })` block")
+	if code := plan("plan after min_ttl = 600"); code != 0 {
+		t.Fatalf("plan after changing min_ttl: exit %d, want 0", code)
 	}
-	data := map[string]any{}
-	for _, line := range strings.Split(string(block[1]), "\n") {
-		line, _, _ = strings.Cut(line, " #") // a trailing comment
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || k == "" || v == "" {
-			t.Fatalf("docs/terraform.md: data_json line %q is not `key = value`", line)
-		}
-		if name, isVar := strings.CutPrefix(v, "var."); isVar {
-			if data[k], ok = vars[name]; !ok {
-				t.Fatalf("docs/terraform.md: var.%s has no value in the test", name)
+	tf.expectLogins(t, "non-secret change", before, 1, 0)
+
+	// The doc's import procedure: the plan after import shows the update the doc describes,
+	// the apply makes it (one login), and plans are clean again.
+	tf.run(t, "state rm", "state", "rm", "vault_generic_endpoint.plextrac_config")
+	before = sim.stats(t, "plextrac")
+	tf.procedure(t, "import", func(step int) {
+		if step == 0 { // after `import`, before `apply`
+			if code := plan("plan after import"); code != 2 {
+				t.Fatalf("plan after import: exit %d, want 2 (an update, as the doc says)", code)
 			}
-			continue
 		}
-		var value any
-		if err := json.Unmarshal([]byte(v), &value); err != nil {
-			t.Fatalf("docs/terraform.md: %s = %s is not a literal the test can send: %v", k, v, err)
+	})
+	if code := plan("plan after import and apply"); code != 0 {
+		t.Fatalf("plan after the import procedure: exit %d, want 0", code)
+	}
+	tf.expectLogins(t, "import procedure", before, 1, 0)
+
+	// A refused password change: apply fails, the refusal counts toward the hold, and the
+	// state keeps the refused value, so the next plan says no changes (the trap the doc names).
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	newPass := "plextrac-new-pass-" + hex.EncodeToString(raw[:])
+	rememberSecret(newPass)
+	tf.secrets = append(tf.secrets, newPass)
+	tf.env["TF_VAR_plextrac_password"] = newPass
+	before = sim.stats(t, "plextrac")
+	if out, err := tf.tofu(t, "apply", "-auto-approve", "-input=false"); err == nil {
+		t.Fatalf("apply of a password upstream refuses succeeded:\n%s", out)
+	} else if !strings.Contains(out, "config not saved") {
+		t.Fatalf("apply of a refused password failed without Vault's refusal:\n%s", out)
+	}
+	refusedAt := time.Now()
+	tf.expectLogins(t, "refused password", before, 0, 1)
+	if hold := tf.vaultRead(t, "plextrac/status")["credentials_hold"].(map[string]any); hold["refused_in_a_row"] != json.Number("1") {
+		t.Fatalf("after the refused apply: credentials_hold = %v, want refused_in_a_row 1", hold)
+	}
+	if code := plan("plan after the refused apply"); code != 0 {
+		t.Fatalf("plan after a refused apply: exit %d; the doc says the state keeps the refused value and the plan shows no changes", code)
+	}
+
+	// The doc's recovery, once upstream accepts the new password.
+	sim.admin(t, "POST", "/_sim/users/plextrac", map[string]any{"name": tofuUser, "password": newPass, "tenant_id": 7}, nil)
+	time.Sleep(time.Until(refusedAt.Add(11 * time.Second))) // the doc: not checked again within 10 s
+	before = sim.stats(t, "plextrac")
+	tf.procedure(t, "recover", nil)
+	tf.expectLogins(t, "recovery", before, 1, 0)
+	if hold := tf.vaultRead(t, "plextrac/status")["credentials_hold"].(map[string]any); hold["refused_in_a_row"] != json.Number("0") {
+		t.Fatalf("after the recovery: credentials_hold = %v, want refused_in_a_row 0", hold)
+	}
+	if code := plan("plan after the recovery"); code != 0 {
+		t.Fatalf("plan after the recovery: exit %d, want 0", code)
+	}
+
+	tf.run(t, "destroy", "destroy", "-auto-approve", "-input=false")
+	for _, path := range []string{"sys/mounts/plextrac", "sys/plugins/catalog/secret/sessiontoken", "sys/policies/acl/plextrac-readers"} {
+		if _, _, err := tf.vault.cli("read", path); err == nil {
+			t.Errorf("after destroy, %s is still there", path)
 		}
-		data[k] = value
 	}
-	if len(data) == 0 {
-		t.Fatal("docs/terraform.md: empty data_json")
-	}
-	return data
+	tf.checkNoSecretShown(t)
 }
 
 // vaultAPI calls Vault's HTTP API with the root token and returns the status and body.
