@@ -80,6 +80,8 @@ if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then
   echo "$bin"
   exit 0
 fi
+# --cached: only a binary built before, never a build (scripts/compat.sh resumes with it).
+if [ "${1:-}" = --cached ]; then exit 1; fi
 
 echo "building Vault v$VAULT_VERSION into $bin (first run on this machine: ~20 minutes)" >&2
 mkdir -p "$cache"
