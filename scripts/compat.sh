@@ -19,10 +19,12 @@ cache=${SESSIONTOKEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sessiontoken}
 out="$cache/compat"
 mkdir -p "$out"
 
-# Per minor, newest first, the patches to try, newest first: the newest on the Go module proxy,
-# then x.0. A patch's in-tree sdk can be ahead of every published sdk, and then it does not
-# compile (1.20.4; 1.21.1 and later, which are left out): the first patch that builds is tested.
-VERSIONS=${COMPAT_VERSIONS:-1.21.0 1.20.4,1.20.0 1.19.5,1.19.0 1.18.5,1.18.0 1.17.6,1.17.0 1.16.3,1.16.0 1.15.6,1.15.0}
+# Per minor, newest first, the builds to try, in order: the newest patch on the Go module proxy,
+# then x.0, each with the sdk its go.mod requires unless VERSION:SDK names another. Vault's
+# in-tree sdk can be ahead of the published sdk its go.mod requires, and then it does not
+# compile (1.20 with v0.18.0; 1.21.1 and later with any, so they are left out): the first that
+# builds is tested.
+VERSIONS=${COMPAT_VERSIONS:-1.21.0 1.20.4,1.20.4:v0.19.0,1.20.0:v0.19.0 1.19.5,1.19.0 1.18.5,1.18.0 1.17.6,1.17.0 1.16.3,1.16.0 1.15.6,1.15.0}
 
 # The suite's core: register with -version and discover, config with verify and token read,
 # lease renew inside and outside the window and Agent across token lifetimes, static-token
@@ -36,36 +38,39 @@ go build -race -ldflags "-X $MODULE.Version=$VERSION" -o bin/race/vault-plugin-s
 go build -o bin/upstream-sim ./cmd/upstream-sim
 go build -o bin/noopplugin ./bench/noopplugin
 
-# build VERSION: the cached binary's path on stdout, or nothing when the build failed.
+# build VERSION[:SDK]: the cached binary's path on stdout, or nothing when the build failed.
 build() {
-  local v=$1 log="$out/build-$1.log" start rc=0 bin
+  local v=${1%%:*} sdk= name=${1%%:*} start rc=0 bin log
+  case $1 in *:*) sdk=${1#*:} name="$v-sdk-$sdk" ;; esac
+  log="$out/build-$name.log"
   if bin=$(VAULT_BIN= VAULT_VERSION=$v scripts/vault.sh --cached 2>/dev/null); then
     echo "$bin"
     return
   fi
-  if [ -e "$out/build-$v.failed" ] && [ -z "${COMPAT_RETRY:-}" ]; then
-    echo "Vault $v: its build failed before (see $log; COMPAT_RETRY=1 tries again)" >&2
+  if [ -e "$out/build-$name.failed" ] && [ -z "${COMPAT_RETRY:-}" ]; then
+    echo "Vault $1: its build failed before (see $log; COMPAT_RETRY=1 tries again)" >&2
     return
   fi
   [ -z "${COMPAT_SKIP_BUILD:-}" ] || return 0
-  echo "Vault $v: building (~20-25 minutes), log in $log" >&2
+  echo "Vault $1: building (~20-25 minutes), log in $log" >&2
   start=$(date +%s)
-  bin=$(GOCACHE="$cache/compat-gocache" VAULT_BIN= VAULT_VERSION=$v nice -n 19 scripts/vault.sh 2>"$log") || rc=$?
+  bin=$(GOCACHE="$cache/compat-gocache" VAULT_BIN= VAULT_VERSION=$v VAULT_SDK=$sdk nice -n 19 scripts/vault.sh 2>"$log") || rc=$?
   rm -rf "$cache/compat-gocache"
-  echo "build of Vault $v: exit $rc after $(($(date +%s) - start)) s" | tee -a "$log" >&2
+  echo "build of Vault $1: exit $rc after $(($(date +%s) - start)) s" | tee -a "$log" >&2
   if [ "$rc" -ne 0 ]; then
-    touch "$out/build-$v.failed"
+    touch "$out/build-$name.failed"
     return
   fi
-  rm -f "$out/build-$v.failed"
+  rm -f "$out/build-$name.failed"
   echo "$bin"
 }
 
 status=0
 for patches in $VERSIONS; do
   bin=
-  for v in ${patches//,/ }; do
-    bin=$(build "$v")
+  for try in ${patches//,/ }; do
+    bin=$(build "$try")
+    v=${try%%:*}
     [ -z "$bin" ] || break
   done
   if [ -z "$bin" ]; then

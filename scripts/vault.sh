@@ -20,9 +20,11 @@ set -euo pipefail
 # replace lines only apply in the main module, so the wrapper repeats every replace of Vault's
 # go.mod that names another module (keyring from 1.19, signedxml from 1.16, go-proxyproto on 1.17).
 # For 1.21.0 this gives sdk v0.20.0, api v1.22.0, keyring and signedxml, as it always did.
+# VAULT_SDK=v0.19.0 pins that sdk instead, for a Vault whose in-tree sdk is ahead of the one its
+# go.mod requires (1.20: pluginutil's Download field is in sdk v0.19.0, not in v0.18.0).
 wrapper_gomod() {
   local version=$1 gomod=$2 sdk api
-  sdk=$(sed -n 's#^[[:space:]]*github.com/hashicorp/vault/sdk \(v[^ ]*\).*#\1#p' "$gomod" | head -n1)
+  sdk=${VAULT_SDK:-$(sed -n 's#^[[:space:]]*github.com/hashicorp/vault/sdk \(v[^ ]*\).*#\1#p' "$gomod" | head -n1)}
   api=$(sed -n 's#^[[:space:]]*github.com/hashicorp/vault/api \(v[^ ]*\).*#\1#p' "$gomod" | head -n1)
   [ -n "$sdk" ] && [ -n "$api" ] ||
     { echo "Vault v$version's go.mod requires no hashicorp/vault/sdk or api version to pin" >&2; return 1; }
