@@ -18,7 +18,8 @@ set -euo pipefail
 # the file GOMOD. Vault's go.mod replaces api and sdk with its sub-folders, which the module
 # download lacks, so the wrapper pins them to the published versions that go.mod requires; and
 # replace lines only apply in the main module, so the wrapper repeats every replace of Vault's
-# go.mod that names another module (keyring from 1.19, signedxml from 1.16, go-proxyproto on 1.17).
+# go.mod that names another module (signedxml, keyring from 1.18, go-proxyproto in 1.17: the
+# table in docs/compatibility.md).
 # For 1.21.0 this gives sdk v0.20.0, api v1.22.0, keyring and signedxml, as it always did.
 # VAULT_SDK=v0.19.0 pins that sdk instead, for a Vault whose in-tree sdk is ahead of the one its
 # go.mod requires (1.20: pluginutil's Download field is in sdk v0.19.0, not in v0.18.0).
@@ -68,7 +69,7 @@ fi
 if [ -z "${VAULT_FORCE_BUILD:-}" ] && command -v vault >/dev/null 2>&1; then
   v=$(vault_minor vault)
   if [ -n "$asked_version" ]; then
-    if vault version 2>/dev/null | grep -q "^Vault v$asked_version[ +-]*"; then
+    if vault version 2>/dev/null | grep -qE "^Vault v${asked_version//./\\.}([ ,+-]|$)"; then
       command -v vault
       exit 0
     fi
