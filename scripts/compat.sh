@@ -22,8 +22,8 @@ mkdir -p "$out"
 # Per minor, newest first, the builds to try, in order: the newest patch on the Go module proxy,
 # then x.0, each with the sdk its go.mod requires unless VERSION:SDK names another (a published
 # version, or a commit where the proxy serves commits). Vault's in-tree sdk can lie between two
-# published sdks, and then it does not compile with either (1.20 with v0.18.0 and v0.19.0; 1.21.1
-# and later, left out): the first that builds is tested.
+# published sdks, and then it does not compile with either (1.20 with v0.18.0 and v0.19.0; 1.21.4,
+# left out): the first that builds is tested.
 VERSIONS=${COMPAT_VERSIONS:-1.21.0 1.20.4,1.20.0 1.19.5,1.19.0 1.18.5,1.18.0 1.17.6,1.17.0 1.16.3,1.16.0 1.15.6,1.15.0}
 
 # The suite's core: register with -version and discover, config with verify and token read,
