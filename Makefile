@@ -88,6 +88,13 @@ integration:
 	SIM_BIN="$(CURDIR)/$(SIM)" NOOP_PLUGIN_BIN="$(CURDIR)/bin/noopplugin" PLUGIN_VERSION=$(VERSION) \
 	TOFU_BIN="$$TOFU_BIN" TOFU_MIRROR="$$TOFU_MIRROR" go test -race -count=1 -tags integration -timeout 20m -parallel 16 -v ./integration/
 
+# Vault 1.15 to 1.21 (each minor's newest patch that builds, built and cached by scripts/vault.sh,
+# ~20-25 minutes each on 2 cores, resuming from what is cached) and the integration suite's core
+# on each: docs/compatibility.md. Not in `make test`: it does not fit CI's 90 minutes.
+.PHONY: compat
+compat:
+	scripts/compat.sh
+
 # The published figures (about 16 minutes on 2 cores): bench/RESULTS.md and the README's table.
 bench: build
 	go build -o bin/noopplugin ./bench/noopplugin

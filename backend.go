@@ -67,6 +67,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
+	warnIfVaultUntested(ctx, conf.System, b.Logger(), &vaultVersionWarned)
 	return b, nil
 }
 

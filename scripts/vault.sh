@@ -7,8 +7,45 @@
 # module proxy through a small wrapper module (Vault's own go.mod replaces api/sdk with
 # sub-folders that are not in the module download, so `go install` refuses it) and cached
 # outside the repository, so only the first run on a machine pays for it (~20 min on 2 cores).
+#
+# VAULT_VERSION=1.20.4 scripts/vault.sh builds (or finds cached) that version instead; a `vault` on
+# PATH is then used only if it is that version. The wrapper's pins come from the version's own
+# go.mod (see wrapper_gomod): `scripts/vault.sh --wrapper-gomod VERSION GOMOD` prints the wrapper's
+# go.mod without building. scripts/compat.sh builds and tests every minor this way.
 set -euo pipefail
 
+# wrapper_gomod VERSION GOMOD: the wrapper module's go.mod for Vault VERSION whose own go.mod is
+# the file GOMOD. Vault's go.mod replaces api and sdk with its sub-folders, which the module
+# download lacks, so the wrapper pins them to the published versions that go.mod requires; and
+# replace lines only apply in the main module, so the wrapper repeats every replace of Vault's
+# go.mod that names another module (signedxml, keyring from 1.18, go-proxyproto in 1.17: the
+# table in docs/compatibility.md).
+# For 1.21.0 this gives sdk v0.20.0, api v1.22.0, keyring and signedxml, as it always did.
+# VAULT_SDK=v0.19.0 pins that sdk instead, for a Vault whose in-tree sdk is ahead of the one its
+# go.mod requires (1.20: pluginutil's Download field is in sdk v0.19.0, not in v0.18.0).
+wrapper_gomod() {
+  local version=$1 gomod=$2 sdk api
+  sdk=${VAULT_SDK:-$(sed -n 's#^[[:space:]]*github.com/hashicorp/vault/sdk \(v[^ ]*\).*#\1#p' "$gomod" | head -n1)}
+  api=$(sed -n 's#^[[:space:]]*github.com/hashicorp/vault/api \(v[^ ]*\).*#\1#p' "$gomod" | head -n1)
+  [ -n "$sdk" ] && [ -n "$api" ] ||
+    { echo "Vault v$version's go.mod requires no hashicorp/vault/sdk or api version to pin" >&2; return 1; }
+  printf 'module sessiontoken/vaultbuild\n\ngo 1.25\n\nrequire github.com/hashicorp/vault v%s\n\nreplace (\n' "$version"
+  printf '\tgithub.com/hashicorp/vault/sdk => github.com/hashicorp/vault/sdk %s\n' "$sdk"
+  printf '\tgithub.com/hashicorp/vault/api => github.com/hashicorp/vault/api %s\n' "$api"
+  # `replace A => B v` lines, one-line form, whose target is a module (not ./a-folder).
+  sed -n 's#^replace \([^ ]*\( v[^ ]*\)\{0,1\} => [^./][^ ]* v[^ ]*\)[[:space:]]*$#\t\1#p' "$gomod"
+  printf ')\n'
+}
+
+# go_minor GOMOD: 22 for a go.mod that says `go 1.22.5`.
+go_minor() { sed -n 's/^go 1\.\([0-9]*\).*/\1/p' "$1"; }
+
+if [ "${1:-}" = --wrapper-gomod ]; then
+  wrapper_gomod "$2" "$3"
+  exit
+fi
+
+asked_version=${VAULT_VERSION:-}
 VAULT_VERSION=${VAULT_VERSION:-1.21.0}
 cache=${SESSIONTOKEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sessiontoken}
 bin="$cache/vault-$VAULT_VERSION"
@@ -31,7 +68,12 @@ fi
 
 if [ -z "${VAULT_FORCE_BUILD:-}" ] && command -v vault >/dev/null 2>&1; then
   v=$(vault_minor vault)
-  if [ -n "$v" ] && [ "${v% *}" -ge 1 ] && { [ "${v% *}" -gt 1 ] || [ "${v#* }" -ge 15 ]; }; then
+  if [ -n "$asked_version" ]; then
+    if vault version 2>/dev/null | grep -qE "^Vault v${asked_version//./\\.}([ ,+-]|$)"; then
+      command -v vault
+      exit 0
+    fi
+  elif [ -n "$v" ] && [ "${v% *}" -ge 1 ] && { [ "${v% *}" -gt 1 ] || [ "${v#* }" -ge 15 ]; }; then
     command -v vault
     exit 0
   fi
@@ -41,6 +83,8 @@ if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then
   echo "$bin"
   exit 0
 fi
+# --cached: only a binary built before, never a build (scripts/compat.sh resumes with it).
+if [ "${1:-}" = --cached ]; then exit 1; fi
 
 echo "building Vault v$VAULT_VERSION into $bin (first run on this machine: ~20 minutes)" >&2
 mkdir -p "$cache"
@@ -57,24 +101,16 @@ import (
 
 func main() { os.Exit(command.Run(os.Args[1:])) }
 GO
-cat >"$work/go.mod" <<MOD
-module sessiontoken/vaultbuild
-
-go 1.25
-
-require github.com/hashicorp/vault v$VAULT_VERSION
-
-replace (
-	github.com/hashicorp/vault/sdk => github.com/hashicorp/vault/sdk v0.20.0
-	github.com/hashicorp/vault/api => github.com/hashicorp/vault/api v1.22.0
-	github.com/99designs/keyring => github.com/Jeffail/keyring v1.2.3
-	github.com/ma314smith/signedxml v1.1.1 => github.com/moov-io/signedxml v1.1.1
-)
-MOD
+vault_gomod=$(go list -m -f '{{.GoMod}}' "github.com/hashicorp/vault@v$VAULT_VERSION")
+wrapper_gomod "$VAULT_VERSION" "$vault_gomod" >"$work/go.mod"
+# Code written before Go 1.23 may reach into the runtime with go:linkname, which newer linkers
+# refuse unless told not to check.
+ldflags="-s -w"
+if [ "$(go_minor "$vault_gomod")" -lt 23 ]; then ldflags="$ldflags -checklinkname=0"; fi
 (
   cd "$work"
   GOFLAGS=-mod=mod go mod tidy >&2
-  go build -trimpath -ldflags "-s -w" -o "$bin.tmp" . >&2
+  go build -trimpath -ldflags "$ldflags" -o "$bin.tmp" . >&2
 )
 mv "$bin.tmp" "$bin"
 "$bin" version >&2
