@@ -164,6 +164,9 @@ func (c *config) validate(given map[string]any) error {
 		if err := upstream.ValidateTOTPSecret(c.TOTPSecret); err != nil {
 			return fmt.Errorf("totp_secret: not a base32 TOTP seed (the letters A-Z and digits 2-7 an authenticator app shows)")
 		}
+		if c.MaxAuthPerMinute < 2 {
+			return fmt.Errorf("max_auth_per_minute: %d is too low with totp_secret: an MFA login sends its 2 auth calls (login, then MFA) back to back; set 2 or more", c.MaxAuthPerMinute)
+		}
 	}
 	if c.CACert != "" {
 		if err := upstream.CheckCACert(c.CACert); err != nil {

@@ -34,8 +34,6 @@ const (
 	maxBackoff429     = 10 * time.Minute // a Retry-After longer than this is not believed
 )
 
-var errRateLimited = errors.New("rate limited")
-
 // Client is the HTTP side every provider shares: one per account.
 type Client struct {
 	provider string
@@ -165,7 +163,7 @@ type request struct {
 	body             any            // sent as JSON when not nil
 	authz            string         // Authorization header value, if any
 	rejected         map[int]string // statuses that mean "refused", with the hint to show
-	noLimit          bool           // logout: not an auth call
+	noLimit          bool           // not taken from the host's budget: logout (not an auth call), or an MFA login's calls, which Login takes together
 	token            string         // the token the call sends, scrubbed from its errors
 	sends            []string       // other values the call sends that its errors must not show: the MFA challenge and TOTP code
 }
@@ -180,11 +178,8 @@ func (c *Client) scrubbed(r request) []string {
 func (c *Client) call(ctx context.Context, r request, out any, check func() error) (err error) {
 	defer func() { c.observe(r.op, Outcome(err)) }()
 	if !r.noLimit {
-		retryAt, lerr := c.limiter.Acquire(ctx, c.clock, c.timeout)
-		if errors.Is(lerr, errRateLimited) {
-			return c.fail(r.op, KindRateLimited, 0, "held back by the plugin's auth limiter for this host (max_auth_per_minute, or a 429 from upstream)", "", retryAt)
-		} else if lerr != nil {
-			return c.fail(r.op, KindUnavailable, 0, "cancelled while waiting for the auth limiter: "+lerr.Error(), "", time.Time{})
+		if _, err := c.takeSlots(ctx, r.op, 1); err != nil {
+			return err
 		}
 	}
 	status, header, body, err := c.send(ctx, r)

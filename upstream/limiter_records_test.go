@@ -49,7 +49,7 @@ func TestRecordsAreDroppedOnlyWhenNeutral(t *testing.T) {
 		t.Fatal(err)
 	}
 	spent, blocked := l.Host("spent.example:443"), l.Host("blocked.example:443")
-	if _, err := spent.Acquire(context.Background(), clock, 0); err != nil {
+	if _, _, err := spent.Acquire(context.Background(), clock, 1, 0); err != nil {
 		t.Fatal(err)
 	}
 	blocked.Block(clock.Now().Add(5 * time.Minute))
@@ -78,13 +78,20 @@ func TestRecordsAreDroppedOnlyWhenNeutral(t *testing.T) {
 	if hosts, accounts := l.Sweep(clock.Now()); hosts != 1 || accounts != 1 {
 		t.Fatalf("an hour on: %d hosts, %d accounts, want only the registered ones", hosts, accounts)
 	}
+	if _, _, err := l.Host("registered.example:443").Acquire(context.Background(), clock, 1, 0); err != nil {
+		t.Fatal(err)
+	}
 	l.Unregister("m", clock.Now())
-	// Its bucket was sized to the mount's 4 a minute (2 tokens); the default's holds 5, and a
-	// new record would start full: the record stays until it has refilled.
+	// The mount spent a call just before it left: the record, back at the default budget,
+	// counts it as spent and stays until it has refilled (12 s at 10 a minute).
 	if hosts, accounts := l.Sweep(clock.Now()); hosts != 1 || accounts != 0 {
 		t.Fatalf("after the mount left: %d hosts, %d accounts, want 1 (refilling) and 0", hosts, accounts)
 	}
-	clock.Advance(time.Minute)
+	clock.Advance(11 * time.Second)
+	if hosts, _ := l.Sweep(clock.Now()); hosts != 1 {
+		t.Fatal("the left mount's spent call was dropped before it refilled")
+	}
+	clock.Advance(time.Second)
 	if hosts, _ := l.Sweep(clock.Now()); hosts != 0 {
 		t.Fatalf("a minute after the mount left: %d hosts", hosts)
 	}
@@ -101,11 +108,11 @@ func TestRecordsStayBoundedUnderManyFailedLogins(t *testing.T) {
 	l := NewLimiters()
 	for i := range 2000 {
 		clock.Advance(time.Second)
-		if _, err := l.Host(fmt.Sprintf("h%d.example:443", i)).Acquire(context.Background(), clock, 0); err != nil {
+		if _, _, err := l.Host(fmt.Sprintf("h%d.example:443", i)).Acquire(context.Background(), clock, 1, 0); err != nil {
 			t.Fatal(err)
 		}
 		newTOTPSource(seedN(i), clock, l.steps).skipThrough(stepAt(clock.Now())) // as storage tells a new provider
-		if len(l.m) > minSweep || len(l.steps.m) > minSweep {
+		if len(l.m) > MaxIdleRecords || len(l.steps.m) > MaxIdleRecords {
 			t.Fatalf("after %d logins: %d host and %d account records", i+1, len(l.m), len(l.steps.m))
 		}
 	}

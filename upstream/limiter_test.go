@@ -22,7 +22,7 @@ func TestLimiterNeverExceedsBudgetInAnyMinute(t *testing.T) {
 		for range 5000 {
 			clock.Advance(time.Duration(rng.IntN(4000)) * time.Millisecond)
 			wait := time.Duration(rng.IntN(20)) * time.Second
-			if _, err := h.Acquire(context.Background(), clock, wait); err == nil {
+			if _, _, err := h.Acquire(context.Background(), clock, 1, wait); err == nil {
 				passed = append(passed, clock.Now())
 			}
 		}
@@ -36,9 +36,10 @@ func TestLimiterNeverExceedsBudgetInAnyMinute(t *testing.T) {
 		if worst > perMinute {
 			t.Errorf("max_auth_per_minute=%d: %d calls passed within 60s", perMinute, worst)
 		}
-		// Over time at least half the budget must be usable, or the limiter starves callers.
+		// Over time at least ⌊n/2⌋ calls a minute (one for n < 4, whose burst of 2 leaves less
+		// to refill) must be usable, or the limiter starves callers.
 		minutes := clock.Now().Sub(start).Minutes()
-		if float64(len(passed)) < 0.9*minutes*float64(perMinute)/2 {
+		if float64(len(passed)) < 0.9*minutes*float64(max(1, perMinute/2)) {
 			t.Errorf("max_auth_per_minute=%d: only %d calls passed in %.0f minutes", perMinute, len(passed), minutes)
 		}
 	}
@@ -48,20 +49,20 @@ func TestLimiterRefusesWithRetryTimeInsteadOfWaitingLong(t *testing.T) {
 	clock := newTestClock()
 	h := NewLimiters().Host("upstream.example:443")
 	for range 5 { // the burst: half the budget
-		if _, err := h.Acquire(context.Background(), clock, 0); err != nil {
+		if _, _, err := h.Acquire(context.Background(), clock, 1, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	start := clock.Now()
-	retryAt, err := h.Acquire(context.Background(), clock, time.Second)
+	_, retryAt, err := h.Acquire(context.Background(), clock, 1, time.Second)
 	if err == nil || !retryAt.After(start) || clock.Now() != start {
 		t.Fatalf("want an immediate refusal with a retry time, got err=%v retryAt=%v waited=%v", err, retryAt, clock.Now().Sub(start))
 	}
-	if _, err := h.Acquire(context.Background(), clock, time.Minute); err != nil || clock.Now() == start {
+	if _, _, err := h.Acquire(context.Background(), clock, 1, time.Minute); err != nil || clock.Now() == start {
 		t.Fatalf("a caller willing to wait should wait for the budget: err=%v", err)
 	}
 	h.Block(clock.Now().Add(30 * time.Second))
-	if at, err := h.Acquire(context.Background(), clock, time.Hour); err == nil || at != clock.Now().Add(30*time.Second) {
+	if _, at, err := h.Acquire(context.Background(), clock, 1, time.Hour); err == nil || at != clock.Now().Add(30*time.Second) {
 		t.Fatalf("a 429 block must refuse until its end: %v %v", at, err)
 	}
 }
@@ -103,14 +104,14 @@ func TestLimitersAreSharedPerNormalizedHost(t *testing.T) {
 	l := NewLimiters()
 	a, b := l.Host(hostKeyOf(t, "http://127.0.0.1:8200")), l.Host(hostKeyOf(t, "http://[::ffff:127.0.0.1]:8200"))
 	for range DefaultAuthPerMinute / 2 {
-		if _, err := a.Acquire(context.Background(), clock, 0); err != nil {
+		if _, _, err := a.Acquire(context.Background(), clock, 1, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := b.Acquire(context.Background(), clock, 0); err == nil {
+	if _, _, err := b.Acquire(context.Background(), clock, 1, 0); err == nil {
 		t.Fatal("[::ffff:127.0.0.1] got a budget of its own beside 127.0.0.1")
 	}
-	if _, err := l.Host("other.example:443").Acquire(context.Background(), clock, 0); err != nil {
+	if _, _, err := l.Host("other.example:443").Acquire(context.Background(), clock, 1, 0); err != nil {
 		t.Fatalf("different hosts must not share a budget: %v", err)
 	}
 }
