@@ -178,15 +178,16 @@ type hostRecord struct {
 //
 // A bucket of burst b with a slot back every e lets at most b + ⌊60 s / e⌋ calls through in
 // any 60 s: b at once from full, then one per e. So with b = max(2, n/2) and e = 60 s / (n−b)
-// (rounded up to the nanosecond), b + ⌊60 s / e⌋ ≤ b + (n−b) = n. Where nothing is left for
-// refills (n = 2: b = 2; n = 1: b = 1), e = 61 s: ⌊60/61⌋ = 0, so b calls in any 60 s.
+// in whole nanoseconds (rounded down: at most 1 ns short, far less than 60 s / (n−b)(n−b+1)),
+// ⌊60 s / e⌋ = n−b and b + ⌊60 s / e⌋ = n. Where nothing is left for refills (n = 2: b = 2;
+// n = 1: b = 1), e = 61 s: ⌊60/61⌋ = 0, so b calls in any 60 s.
 // For example n = 2: 2 + 0; n = 3: 2 + ⌊60/60⌋ = 3; n = 4: 2 + ⌊60/30⌋ = 4; n = 10: 5 + ⌊60/12⌋
 // = 10; n = 600: 300 + ⌊60/0.2⌋ = 600. A burst of 2 from n = 2 on is what an MFA login
 // needs: its login and MFA calls go back to back.
 func bucketFor(n int) (burst int, every time.Duration) {
 	burst = min(n, max(2, n/2))
 	if refills := time.Duration(n - burst); refills > 0 {
-		return burst, (time.Minute + refills - 1) / refills
+		return burst, time.Minute / refills
 	}
 	return burst, 61 * time.Second
 }

@@ -90,3 +90,55 @@ func TestPlexTracLoginRefreshAndMFA(t *testing.T) {
 	_, err = p.Login(context.Background())
 	wantErr(t, err, KindRejected, "SSO users cannot use the API login")
 }
+
+// An MFA login takes both of its calls from the host's budget before sending either, and
+// sends them back to back: at 2 a minute both go at once. When upstream asks for no MFA, or
+// refuses the login, the MFA call's slot goes back. On a host whose budget lets only one call
+// through at once (another mount's 1 a minute) it fails at once, naming the rule and the
+// mount count, and sends nothing.
+func TestMFALoginTakesBothCallsTogether(t *testing.T) {
+	clock := testclock.At(time.Unix(1111111109, 0))
+	rec := newRecorder(t, map[string]answer{
+		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-1"}`},
+		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
+	})
+	l := NewLimiters()
+	p, err := New(Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: rfc6238Seed,
+		RequestTimeout: 10 * time.Second}, Deps{Clock: clock, Limiters: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Register("mine", p, 2, clock.Now())
+	knownAccount(p)
+	start := clock.Now()
+	if _, err := p.Login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tokensLeft := func() float64 { return p.Conn().Limiter().State(clock.Now()).TokensLeft }
+	if n := len(rec.sent()); n != 2 || clock.Now() != start || tokensLeft() != 0 {
+		t.Fatalf("%d calls, %s after the start, %.2f calls left: want login and MFA at once, the budget spent", n, clock.Now().Sub(start), tokensLeft())
+	}
+
+	for _, a := range []answer{{200, `{"status":"success","token":"opaque-login"}`}, {401, `{}`}} {
+		clock.Advance(3 * time.Minute) // the bucket is full again, the step past
+		rec.set("POST /api/v1/authenticate", a)
+		_, _ = p.Login(context.Background())
+		if left := tokensLeft(); left != 1 {
+			t.Fatalf("after a login answered %d (no MFA call sent): %.2f calls left, want 1", a.status, left)
+		}
+	}
+
+	other, err := New(Config{Provider: Plaspy, URL: rec.URL, Username: "someone", APIKey: "made-up"}, Deps{Clock: clock, Limiters: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Register("theirs", other, 1, clock.Now()) // another team's mount on the host asks 1 a minute
+	rec.set("POST /api/v1/authenticate", answer{200, `{"mfa_enabled":true,"code":"chal-2"}`})
+	clock.Advance(3 * time.Minute)
+	sent := len(rec.sent())
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindRateLimited, "login failed: not tried", "the smallest max_auth_per_minute of the 2 mount(s) on this host", "2 or more")
+	if IsRefusedLogin(err) || len(rec.sent()) != sent {
+		t.Fatalf("refused login: %v; %d calls sent", IsRefusedLogin(err), len(rec.sent())-sent)
+	}
+}
