@@ -227,7 +227,7 @@ func TestGivenBackSlotIsFreeOnlyIfNothingCameBetween(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock.Advance(122 * time.Second) // a login call that took long: meanwhile the bucket refilled
+	clock.Advance(122 * time.Second)   // a login call that took long: meanwhile the bucket refilled
 	if _, err := take(1); err != nil { // and another caller took one of the two
 		t.Fatal(err)
 	}
