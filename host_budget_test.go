@@ -95,8 +95,12 @@ func TestAnotherTeamsLowBudgetLeavesMFALoginsWorkingOrFailsThemAtOnce(t *testing
 	if after := e.sim.Stats(sim.PlexTrac); after.AuthCalls != before.AuthCalls {
 		t.Fatalf("%d auth calls were sent", after.AuthCalls-before.AuthCalls)
 	}
-	if hold := e.read("status", nil).Data["credentials_hold"].(map[string]any); hold["held"] != false || hold["refused_in_a_row"] != 0 {
+	st := e.read("status", nil).Data
+	if hold := st["credentials_hold"].(map[string]any); hold["held"] != false || hold["refused_in_a_row"] != 0 {
 		t.Fatalf("the budget's refusals counted toward the hold: %v", hold)
+	}
+	if n := st["upstream_calls"].(map[string]map[string]int)["login"]["rate_limited"]; n != 5 {
+		t.Fatalf("%d logins counted as rate_limited, want 5 (the rate-limit alert counts them)", n)
 	}
 }
 

@@ -24,9 +24,10 @@ var (
 	upstreamKinds    = []string{upstream.OpLogin, upstream.OpMFA, upstream.OpRefresh, upstream.OpLogout}
 	upstreamOutcomes = []string{"ok", string(upstream.KindRejected), string(upstream.KindRateLimited), string(upstream.KindUnavailable),
 		string(upstream.KindBadResponse), "error"}
-	// Only a login is stopped by the hold or finds the config unable to log in (MFA required
-	// and no totp_secret): these outcomes exist for logins only.
-	loginOnlyOutcomes = []string{string(upstream.KindMisconfigured), string(upstream.KindHeld)}
+	// Only a login is stopped by the hold, finds the config unable to log in (MFA required
+	// and no totp_secret), or finds no room for a new host's record (config checks): these
+	// outcomes exist for logins only.
+	loginOnlyOutcomes = []string{string(upstream.KindMisconfigured), string(upstream.KindHeld), string(upstream.KindNoRoom)}
 	healthStates      = []string{"ok", "degraded", "failing", "held"}
 )
 

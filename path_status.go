@@ -18,8 +18,9 @@ provider and url; the shared session (state, issued_at, expires_at, how and when
 obtained); the last upstream error and when to retry; counts of upstream calls by kind
 (login, mfa, refresh) and outcome since the plugin started (kept across config writes);
 the host's auth budget (the smallest max_auth_per_minute of the mounts on that
-host in this plugin process) and the rule that set it; and how many reads had to wait on
-the upstream. Never a token or credential.
+host in this plugin process), the rule that set it, and the host's state summed over those
+mounts (calls left, a 429 block); and how many reads had to wait on the upstream. Never a
+token or credential.
 `
 
 func (b *backend) pathStatus() *framework.Path {

@@ -12,8 +12,7 @@ import (
 )
 
 // upstreamFailure answers a read that upstream failed with a fitting HTTP status: 429 when
-// rate limited, 503 when not tried (held, or no room), 504 when upstream did not answer,
-// else 502. Vault's HTTP layer turns a
+// rate limited, 504 when upstream did not answer, else 502. Vault's HTTP layer turns a
 // plugin's error into 500 (or 400 for an error response), so the status and Vault's usual
 // {"errors": [...]} body are sent as a raw response.
 func upstreamFailure(err error) (*logical.Response, error) {
@@ -26,8 +25,8 @@ func upstreamFailure(err error) (*logical.Response, error) {
 		logical.HTTPContentType: "application/json", logical.HTTPStatusCode: code, logical.HTTPRawBody: string(body)}}, nil
 }
 
-// upstreamStatus is the HTTP status for an upstream failure: 429 when rate limited, 503 when
-// not tried (held, or no room), 504 when upstream did not answer, else 502. ok is false when err is not an upstream failure.
+// upstreamStatus is the HTTP status for an upstream failure: 429 when rate limited, 504 when
+// upstream did not answer, else 502. ok is false when err is not an upstream failure.
 func upstreamStatus(err error) (code int, ok bool) {
 	e, ok := upstream.AsError(err)
 	switch {
@@ -35,9 +34,7 @@ func upstreamStatus(err error) (code int, ok bool) {
 		return 0, false
 	case e.Kind == upstream.KindRateLimited:
 		return http.StatusTooManyRequests, true
-	case e.Kind == upstream.KindHeld: // the plugin stopped trying until an operator acts
-		return http.StatusServiceUnavailable, true
-	case e.Kind == upstream.KindNoRoom: // not tried: the process keeps no more records of hosts or accounts
+	case e.Kind == upstream.KindHeld || e.Kind == upstream.KindNoRoom: // not tried: held until an operator acts, or no room for a new host's or account's record
 		return http.StatusServiceUnavailable, true
 	case e.Kind == upstream.KindUnavailable && e.Status == 0:
 		return http.StatusGatewayTimeout, true

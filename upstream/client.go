@@ -178,7 +178,7 @@ func (c *Client) scrubbed(r request) []string {
 func (c *Client) call(ctx context.Context, r request, out any, check func() error) (err error) {
 	defer func() { c.observe(r.op, Outcome(err)) }()
 	if !r.noLimit {
-		if _, err := c.takeSlots(ctx, r.op, 1); err != nil {
+		if _, err := c.takeSlots(ctx, r.op, 1, c.timeout); err != nil {
 			return err
 		}
 	}

@@ -312,10 +312,10 @@ func (h *HostLimiter) Acquire(ctx context.Context, clock Clock, calls int, maxWa
 	return s, time.Time{}, nil
 }
 
-// takeSlots takes calls auth calls from the host's budget together, waiting at most
-// request_timeout, or says why not as an *Error of op.
-func (c *Client) takeSlots(ctx context.Context, op string, calls int) (*Slots, error) {
-	slots, retryAt, err := c.limiter.Acquire(ctx, c.clock, calls, c.timeout)
+// takeSlots takes calls auth calls from the host's budget together, waiting at most maxWait,
+// or says why not as an *Error of op.
+func (c *Client) takeSlots(ctx context.Context, op string, calls int, maxWait time.Duration) (*Slots, error) {
+	slots, retryAt, err := c.limiter.Acquire(ctx, c.clock, calls, maxWait)
 	var noRoom errNoRoom
 	switch {
 	case err == nil:

@@ -36,18 +36,21 @@ type plextracReply struct {
 
 // Login logs in, and with a seed configured answers the MFA challenge. An MFA login first
 // claims its TOTP step (which may be up to 30 s away), then takes both auth calls from the
-// host's budget together and sends them back to back: a challenge never waits on the budget,
-// so a budget that lets the login through lets the MFA call through too. The MFA call's slot
-// goes back when upstream asks for no MFA, or the login fails.
+// host's budget together, waiting no longer than the step lasts (its code goes within its
+// step), and sends them back to back: a challenge never waits on the budget, so a budget that
+// lets the login through lets the MFA call through too. The MFA call's slot goes back when
+// upstream asks for no MFA, or the login fails.
 func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 	var code string
 	var slots *Slots
 	if p.totp != nil {
+		var step int64
 		var err error
-		if code, err = p.totp.Code(ctx); err != nil { // before any call: a clock skew spends no budget
+		if code, step, err = p.totp.stepCode(ctx); err != nil { // before any call: a clock skew spends no budget
 			return nil, p.totpFailure(err)
 		}
-		if slots, err = p.takeSlots(ctx, OpLogin, 2); err != nil {
+		if slots, err = p.takeSlots(ctx, OpLogin, 2, min(p.timeout, stepStart(step+1).Sub(p.clock.Now()))); err != nil {
+			p.observe(OpLogin, Outcome(err)) // as call counts a call its budget holds back
 			return nil, err
 		}
 	}
@@ -99,7 +102,7 @@ func (p *plextrac) totpFailure(err error) error {
 	}
 	var noRoom errNoRoom
 	if errors.As(err, &noRoom) {
-		return p.noRoom(OpMFA, noRoom)
+		return p.noRoom(OpLogin, noRoom)
 	}
 	return p.fail(OpMFA, KindUnavailable, 0, "cancelled while waiting for the next TOTP step: "+err.Error(), "", time.Time{})
 }

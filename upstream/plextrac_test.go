@@ -142,3 +142,38 @@ func TestMFALoginTakesBothCallsTogether(t *testing.T) {
 		t.Fatalf("refused login: %v; %d calls sent", IsRefusedLogin(err), len(rec.sent())-sent)
 	}
 }
+
+// An MFA login's code goes within its TOTP step: when the budget's two calls would come only
+// after the step it claimed has ended, the login is held back (with the time to retry) and
+// sends nothing, however long request_timeout would let it wait.
+func TestMFALoginSendsItsCodeWithinItsStep(t *testing.T) {
+	start := time.Unix(30*37037037, 0) // a step's start
+	clock := testclock.At(start)
+	rec := newRecorder(t, map[string]answer{
+		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-1"}`},
+		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
+	})
+	l := NewLimiters()
+	p, err := New(Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: rfc6238Seed,
+		RequestTimeout: 300 * time.Second}, Deps{Clock: clock, Limiters: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Register("mine", p, 2, clock.Now()) // 2 a minute: both calls back 122 s after they were spent
+	knownAccount(p)
+	if _, err := p.Login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Duration{60 * time.Second, 100 * time.Second} { // steps ending before start+122 s
+		clock.Advance(at - clock.Now().Sub(start))
+		_, err := p.Login(context.Background())
+		wantErr(t, err, KindRateLimited, "held back by the plugin's auth limiter", "retry after")
+		if len(rec.sent()) != 2 || clock.Now().Sub(start) != at {
+			t.Fatalf("at +%s: %d calls sent, waited until +%s", at, len(rec.sent())-2, clock.Now().Sub(start))
+		}
+	}
+	clock.Advance(120*time.Second - clock.Now().Sub(start)) // a step that lasts until after the calls come back
+	if _, err := p.Login(context.Background()); err != nil || len(rec.sent()) != 4 || clock.Now().Sub(start) != 122*time.Second {
+		t.Fatalf("%v; %d calls sent at +%s", err, len(rec.sent()), clock.Now().Sub(start))
+	}
+}

@@ -205,16 +205,23 @@ func totpCode(seed string, t time.Time) (string, error) {
 // one, holding no lock and for as long as ctx allows, and looks again after waking: another
 // login may have taken that step meanwhile. A step more than one ahead fails at once.
 func (t *totpSource) Code(ctx context.Context) (string, error) {
+	code, _, err := t.stepCode(ctx)
+	return code, err
+}
+
+// stepCode is Code, and the step the code is for.
+func (t *totpSource) stepCode(ctx context.Context) (string, int64, error) {
 	for {
 		step, wait, err := t.take()
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 		if wait == 0 {
-			return totpCode(t.seed, stepStart(step))
+			code, err := totpCode(t.seed, stepStart(step))
+			return code, step, err
 		}
 		if err := t.clock.Sleep(ctx, wait); err != nil {
-			return "", err
+			return "", 0, err
 		}
 	}
 }
