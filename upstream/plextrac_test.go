@@ -91,6 +91,24 @@ func TestPlexTracLoginRefreshAndMFA(t *testing.T) {
 	wantErr(t, err, KindRejected, "SSO users cannot use the API login")
 }
 
+// mfaAtTwoAMinute is a PlexTrac account with MFA that its process has known for long, on an
+// upstream that asks for MFA, the one mount on its host, with max_auth_per_minute 2.
+func mfaAtTwoAMinute(t *testing.T, clock Clock, timeout time.Duration) (Provider, *recorder, *Limiters) {
+	rec := newRecorder(t, map[string]answer{
+		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-1"}`},
+		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
+	})
+	l := NewLimiters()
+	p, err := New(Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: rfc6238Seed,
+		RequestTimeout: timeout}, Deps{Clock: clock, Limiters: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Register("mine", p, 2, clock.Now())
+	knownAccount(p)
+	return p, rec, l
+}
+
 // An MFA login takes both of its calls from the host's budget before sending either, and
 // sends them back to back: at 2 a minute both go at once. When upstream asks for no MFA, or
 // refuses the login, the MFA call's slot goes back. On a host whose budget lets only one call
@@ -98,18 +116,7 @@ func TestPlexTracLoginRefreshAndMFA(t *testing.T) {
 // mount count, and sends nothing.
 func TestMFALoginTakesBothCallsTogether(t *testing.T) {
 	clock := testclock.At(time.Unix(1111111109, 0))
-	rec := newRecorder(t, map[string]answer{
-		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-1"}`},
-		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
-	})
-	l := NewLimiters()
-	p, err := New(Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: rfc6238Seed,
-		RequestTimeout: 10 * time.Second}, Deps{Clock: clock, Limiters: l})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Register("mine", p, 2, clock.Now())
-	knownAccount(p)
+	p, rec, l := mfaAtTwoAMinute(t, clock, 10*time.Second)
 	start := clock.Now()
 	if _, err := p.Login(context.Background()); err != nil {
 		t.Fatal(err)
@@ -149,18 +156,7 @@ func TestMFALoginTakesBothCallsTogether(t *testing.T) {
 func TestMFALoginSendsItsCodeWithinItsStep(t *testing.T) {
 	start := time.Unix(30*37037037, 0) // a step's start
 	clock := testclock.At(start)
-	rec := newRecorder(t, map[string]answer{
-		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-1"}`},
-		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
-	})
-	l := NewLimiters()
-	p, err := New(Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: rfc6238Seed,
-		RequestTimeout: 300 * time.Second}, Deps{Clock: clock, Limiters: l})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Register("mine", p, 2, clock.Now()) // 2 a minute: both calls back 122 s after they were spent
-	knownAccount(p)
+	p, rec, _ := mfaAtTwoAMinute(t, clock, 300*time.Second) // both calls back 122 s after they were spent
 	if _, err := p.Login(context.Background()); err != nil {
 		t.Fatal(err)
 	}
