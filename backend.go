@@ -127,7 +127,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err != nil || a == nil {
 		return err
 	}
-	if t := a.current(); t == nil || !b.keepsWarm(a, t, b.clock.Now()) {
+	if !b.keepsWarm(a, a.current(), b.clock.Now()) {
 		return nil // no session, or no reader within keep_warm: it lapses, and never by a login from here
 	}
 	return a.refreshAhead(ctx, req.Storage)
@@ -144,10 +144,11 @@ func (b *backend) servedAt() time.Time {
 	return time.Time{}
 }
 
-// keepsWarm says whether the periodic run keeps a's session t warm at now: a read or
-// renewal came within keep_warm. An idle mount then costs the upstream nothing (its
-// instance's login limit is shared with people); the next reader refreshes or logs in.
+// keepsWarm says whether the periodic run keeps a's session t (nil: none) warm at now: this
+// node runs it, and a read or renewal came within keep_warm. An idle mount then costs the
+// upstream nothing (its instance's login limit is shared with people); the next reader
+// refreshes or logs in.
 func (b *backend) keepsWarm(a *account, t *upstream.Token, now time.Time) bool {
 	served := b.servedAt()
-	return !served.IsZero() && now.Sub(served) < a.cfg.keepWarm(t)
+	return t != nil && b.WriteSafeReplicationState() && !served.IsZero() && now.Sub(served) < a.cfg.keepWarm(t)
 }

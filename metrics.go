@@ -209,7 +209,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descBudget, float64(ls.PerMinute))
 	gauge(descTokensLeft, max(ls.TokensLeft, 0))
 	gauge(descBlockedUntil, unixIfAfter(ls.BlockedUntil, now))
-	gauge(descKeptWarm, boolFloat(st.tok != nil && c.b.WriteSafeReplicationState() && c.b.keepsWarm(a, st.tok, now)))
+	gauge(descKeptWarm, boolFloat(c.b.keepsWarm(a, st.tok, now)))
 }
 
 func boolFloat(b bool) float64 {
