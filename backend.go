@@ -59,6 +59,12 @@ type backend struct {
 	gen  uint64   // counts account swaps, so that a load that raced one is not installed
 
 	cleaned atomic.Bool // the mount was disabled or the plugin stopped: never load or register again
+
+	// lastServed is when this node last handled a token or static-token read or a lease
+	// renewal (Unix ns; 0: none since the process started). The periodic run keeps the
+	// session warm only within keep_warm of it. It is the mount's, not the account's: a
+	// config write that keeps the account keeps it warm.
+	lastServed atomic.Int64
 }
 
 // Factory is the plugin's logical.Factory.
@@ -113,8 +119,9 @@ func (b *backend) clean(context.Context) {
 
 var errCleaned = errors.New("this mount is being disabled")
 
-// periodic refreshes the shared session ahead of expiry so readers rarely wait upstream.
-// Vault calls it about once a minute; only a node that can write storage refreshes.
+// periodic refreshes the shared session ahead of expiry so readers rarely wait upstream,
+// while the mount is read (keepsWarm). Vault calls it about once a minute; only a node that
+// can write storage refreshes.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() || b.cleaned.Load() {
 		return nil
@@ -123,5 +130,28 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err != nil || a == nil {
 		return err
 	}
+	if !b.keepsWarm(a, a.current(), b.clock.Now()) {
+		return nil // no session, or no reader within keep_warm: it lapses, and never by a login from here
+	}
 	return a.refreshAhead(ctx, req.Storage)
+}
+
+// noteServed records a token or static-token read or a lease renewal, failed ones included.
+func (b *backend) noteServed() { b.lastServed.Store(b.clock.Now().UnixNano()) }
+
+// servedAt is when this node last served a read or renewal (zero: not since it started).
+func (b *backend) servedAt() time.Time {
+	if ns := b.lastServed.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// keepsWarm says whether the periodic run keeps a's session t (nil: none) warm at now: this
+// node runs it, and a read or renewal came within keep_warm. An idle mount then costs the
+// upstream nothing (its instance's login limit is shared with people); the next reader
+// refreshes or logs in.
+func (b *backend) keepsWarm(a *account, t *upstream.Token, now time.Time) bool {
+	served := b.servedAt()
+	return t != nil && b.WriteSafeReplicationState() && !served.IsZero() && now.Sub(served) < a.cfg.keepWarm(t)
 }

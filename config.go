@@ -39,6 +39,7 @@ type config struct {
 	MaxAuthPerMinute      int               `json:"max_auth_per_minute"`
 	MinTTLSeconds         int               `json:"min_ttl_seconds"`
 	MaxRefusedLogins      int               `json:"max_refused_logins,omitempty"` // 0: the default (configs from before it existed)
+	KeepWarmSeconds       *int              `json:"keep_warm_seconds,omitempty"`  // nil: twice the token's life (also configs from before it existed)
 	LoginMethod           string            `json:"login_method,omitempty"`
 	LoginPath             string            `json:"login_path,omitempty"`
 	LoginBody             string            `json:"login_body,omitempty"`
@@ -64,6 +65,16 @@ func (c *config) maxRefusedLogins() int {
 		return defaultMaxRefusedLogins
 	}
 	return c.MaxRefusedLogins
+}
+
+// keepWarm is how long after the last read or renewal the periodic run keeps refreshing
+// the session ahead of expiry: keep_warm as written, or twice the life of token t, so that
+// Vault Agent and VSO, which come back within one life, always keep a mount warm.
+func (c *config) keepWarm(t *upstream.Token) time.Duration {
+	if c.KeepWarmSeconds != nil {
+		return time.Duration(*c.KeepWarmSeconds) * time.Second
+	}
+	return 2 * t.Lifetime()
 }
 
 func (c *config) genericSetting(name string) *string {
@@ -124,6 +135,9 @@ func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 			*p = v.(string)
 		case *int:
 			*p = v.(int)
+		case **int:
+			n := v.(int)
+			*p = &n
 		case *bool:
 			*p = v.(bool)
 		case *map[string]string:
@@ -163,6 +177,9 @@ func (c *config) validate(given map[string]any) error {
 	if c.TOTPSecret != "" {
 		if err := upstream.ValidateTOTPSecret(c.TOTPSecret); err != nil {
 			return fmt.Errorf("totp_secret: not a base32 TOTP seed (the letters A-Z and digits 2-7 an authenticator app shows)")
+		}
+		if c.MaxAuthPerMinute < 2 {
+			return fmt.Errorf("max_auth_per_minute: %d is too low with totp_secret: an MFA login sends its 2 auth calls (login, then MFA) back to back; set 2 or more", c.MaxAuthPerMinute)
 		}
 	}
 	if c.CACert != "" {

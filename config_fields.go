@@ -34,7 +34,7 @@ type fieldSpec struct {
 	max    int
 
 	schema *framework.FieldSchema
-	ref    func(c *config) any // a pointer to the field in c: *string, *int, *bool, *map[string]string
+	ref    func(c *config) any // a pointer to the field in c: *string, *int, *bool, *map[string]string, or **int (optional: nil is the default)
 }
 
 func (f *fieldSpec) takenBy(provider string) bool {
@@ -96,7 +96,7 @@ var configFields = []*fieldSpec{
 		schema: &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds (1..300).", Default: defaultRequestTimeoutSeconds},
 		ref:    func(c *config) any { return &c.RequestTimeoutSeconds }},
 	{name: "max_auth_per_minute", min: 1, max: 600,
-		schema: &framework.FieldSchema{Type: framework.TypeInt, Description: "Auth calls (login, MFA, refresh) allowed per minute to this upstream host, shared by all mounts of the plugin process (1..600).", Default: upstream.DefaultAuthPerMinute},
+		schema: &framework.FieldSchema{Type: framework.TypeInt, Description: "Auth calls (login, MFA, refresh) allowed per minute to this upstream host, shared by all mounts of the plugin process (1..600; 2 or more with totp_secret, since an MFA login sends 2).", Default: upstream.DefaultAuthPerMinute},
 		ref:    func(c *config) any { return &c.MaxAuthPerMinute }},
 	{name: "min_ttl", min: 0, max: 86400,
 		schema: &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: "A read refreshes first when the shared token has less left than this, in seconds (0..86400; capped at a third of the token's life).", Default: defaultMinTTLSeconds},
@@ -104,6 +104,9 @@ var configFields = []*fieldSpec{
 	{name: "max_refused_logins", min: 1, max: 100,
 		schema: &framework.FieldSchema{Type: framework.TypeInt, Description: "Refused logins in a row after which the mount stops logging in with these credentials, so that upstream does not lock the account out (1..100). A config write with credentials, or rotate, ends the hold.", Default: defaultMaxRefusedLogins},
 		ref:    func(c *config) any { return &c.MaxRefusedLogins }},
+	{name: "keep_warm", min: 0, max: 7 * 86400,
+		schema: &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: "The periodic run refreshes the session ahead of expiry only while a token or static-token read, or a lease renewal, came within this many seconds (0..604800; 0: never; default: twice the token's life). Past it the session lapses, and the next reader refreshes or logs in."},
+		ref:    func(c *config) any { return &c.KeepWarmSeconds }},
 	genericField("login_method", "generic: login HTTP method (default POST).", true),
 	{name: "login_path", providers: allGeneric, required: allGeneric, destination: true, identity: true, maxLen: upstream.MaxSettingLen,
 		schema: strField("generic: login path, e.g. /api/login.", "Generic", false),
@@ -167,8 +170,10 @@ func (f *fieldSpec) checkBounds(c *config) error {
 			return fmt.Errorf("%s: %d bytes is longer than the limit of %d", f.name, len(*p), f.maxLen)
 		}
 	case *int:
-		if *p < f.min || *p > f.max {
-			return fmt.Errorf("%s: %d is outside %d..%d", f.name, *p, f.min, f.max)
+		return f.checkInt(*p)
+	case **int:
+		if *p != nil {
+			return f.checkInt(**p)
 		}
 	case *map[string]string:
 		if len(*p) > upstream.MaxHeaders {
@@ -186,6 +191,13 @@ func (f *fieldSpec) checkBounds(c *config) error {
 	return nil
 }
 
+func (f *fieldSpec) checkInt(n int) error {
+	if n < f.min || n > f.max {
+		return fmt.Errorf("%s: %d is outside %d..%d", f.name, n, f.min, f.max)
+	}
+	return nil
+}
+
 // isSet says whether a field holds a value (for required fields and secrets).
 func (f *fieldSpec) isSet(c *config) bool {
 	switch p := f.ref(c).(type) {
@@ -193,6 +205,8 @@ func (f *fieldSpec) isSet(c *config) bool {
 		return *p != ""
 	case *int:
 		return *p != 0
+	case **int:
+		return *p != nil
 	case *bool:
 		return *p
 	case *map[string]string:
@@ -208,6 +222,10 @@ func (f *fieldSpec) value(c *config) any {
 		return *p
 	case *int:
 		return *p
+	case **int:
+		if *p != nil {
+			return **p
+		}
 	case *bool:
 		return *p
 	case *map[string]string:

@@ -24,9 +24,10 @@ var (
 	upstreamKinds    = []string{upstream.OpLogin, upstream.OpMFA, upstream.OpRefresh, upstream.OpLogout}
 	upstreamOutcomes = []string{"ok", string(upstream.KindRejected), string(upstream.KindRateLimited), string(upstream.KindUnavailable),
 		string(upstream.KindBadResponse), "error"}
-	// Only a login is stopped by the hold or finds the config unable to log in (MFA required
-	// and no totp_secret): these outcomes exist for logins only.
-	loginOnlyOutcomes = []string{string(upstream.KindMisconfigured), string(upstream.KindHeld)}
+	// Only a login is stopped by the hold, finds the config unable to log in (MFA required
+	// and no totp_secret), or finds no room for a new host's record (config checks): these
+	// outcomes exist for logins only.
+	loginOnlyOutcomes = []string{string(upstream.KindMisconfigured), string(upstream.KindHeld), string(upstream.KindNoRoom)}
 	healthStates      = []string{"ok", "degraded", "failing", "held"}
 )
 
@@ -168,10 +169,11 @@ var (
 	descBudget       = prometheus.NewDesc("sessiontoken_host_auth_budget_per_minute", "The upstream host's auth budget in this plugin process: the smallest max_auth_per_minute of its mounts.", nil, nil)
 	descTokensLeft   = prometheus.NewDesc("sessiontoken_host_auth_tokens_left", "Auth calls the upstream host's budget allows right now.", nil, nil)
 	descBlockedUntil = prometheus.NewDesc("sessiontoken_host_auth_blocked_until_timestamp_seconds", "No auth call to the host before this Unix time (a 429 from upstream); 0 when not blocked.", nil, nil)
+	descKeptWarm     = prometheus.NewDesc("sessiontoken_session_kept_warm", "1 while the periodic run refreshes the session ahead of expiry (a read or renewal on this node within keep_warm), else 0: a session not kept warm lapses by design.", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConfigured, descExpiry, descObtained, descHealth, descHeld, descRefused, descBackoffEnd, descBudget, descTokensLeft, descBlockedUntil} {
+	for _, d := range []*prometheus.Desc{descConfigured, descExpiry, descObtained, descHealth, descHeld, descRefused, descBackoffEnd, descBudget, descTokensLeft, descBlockedUntil, descKeptWarm} {
 		ch <- d
 	}
 }
@@ -207,6 +209,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descBudget, float64(ls.PerMinute))
 	gauge(descTokensLeft, max(ls.TokensLeft, 0))
 	gauge(descBlockedUntil, unixIfAfter(ls.BlockedUntil, now))
+	gauge(descKeptWarm, boolFloat(c.b.keepsWarm(a, st.tok, now)))
 }
 
 func boolFloat(b bool) float64 {

@@ -78,6 +78,7 @@ func TestScrapeAgreesWithStatus(t *testing.T) {
 		{"sessiontoken_host_auth_budget_per_minute", float64(limiter["max_auth_per_minute"].(int))},
 		{"sessiontoken_host_auth_tokens_left", float64(limiter["tokens_left"].(int))},
 		{"sessiontoken_host_auth_blocked_until_timestamp_seconds", 0},
+		{"sessiontoken_session_kept_warm", 1}, // read: status keep_warm.kept_warm
 	} {
 		got := value(t, fams, c.name)
 		if c.name == "sessiontoken_host_auth_tokens_left" {

@@ -181,6 +181,10 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 				return nil, herr
 			}
 		}
+		if upstream.IsKind(err, upstream.KindNoRoom) { // nothing was sent: 503, as a read gets
+			prov.Conn().Close()
+			return upstreamFailure(fmt.Errorf("config not saved: %w", err))
+		}
 		if err != nil {
 			prov.Conn().Close()
 			err = fmt.Errorf("the login check failed (set verify=false to store without checking): %w", err)

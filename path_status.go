@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 const pathStatusHelpSyn = `Show the upstream session's state, without secrets.`
@@ -18,8 +20,9 @@ provider and url; the shared session (state, issued_at, expires_at, how and when
 obtained); the last upstream error and when to retry; counts of upstream calls by kind
 (login, mfa, refresh) and outcome since the plugin started (kept across config writes);
 the host's auth budget (the smallest max_auth_per_minute of the mounts on that
-host in this plugin process) and the rule that set it; and how many reads had to wait on
-the upstream. Never a token or credential.
+host in this plugin process), the rule that set it, and the host's state summed over those
+mounts (calls left, a 429 block); whether the periodic run keeps the session warm (keep_warm)
+and until when; and how many reads had to wait on the upstream. Never a token or credential.
 `
 
 func (b *backend) pathStatus() *framework.Path {
@@ -49,6 +52,7 @@ var statusFields = map[string]*framework.FieldSchema{
 	"action":                   {Type: framework.TypeString, Description: "What an operator should do."},
 	"credentials_hold":         {Type: framework.TypeMap, Description: "held, refused_in_a_row, max_refused_logins, since, last_refused_at."},
 	"limiter":                  {Type: framework.TypeMap, Description: "The host's auth budget: host, max_auth_per_minute, rule, mounts_on_host, this_mount_asked, tokens_left, blocked_until."},
+	"keep_warm":                {Type: framework.TypeMap, Description: "Whether the periodic run keeps the session warm (refreshes it ahead of expiry): kept_warm, until, last_served (the last token or static-token read or lease renewal this node handled), reason."},
 }
 
 func rfc3339(t time.Time) any {
@@ -94,7 +98,28 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 	data["limiter"] = map[string]any{"host": a.prov.Conn().Host(), "max_auth_per_minute": ls.PerMinute, "rule": ls.Rule(),
 		"mounts_on_host": ls.Mounts, "this_mount_asked": a.cfg.MaxAuthPerMinute,
 		"tokens_left": int(ls.TokensLeft), "blocked_until": rfc3339(ls.BlockedUntil)}
+	data["keep_warm"] = b.warmth(a, t, now)
 	return &logical.Response{Data: data}, nil
+}
+
+// warmth is status's keep_warm: whether the periodic run keeps the session t warm, until
+// when, and why.
+func (b *backend) warmth(a *account, t *upstream.Token, now time.Time) map[string]any {
+	out := map[string]any{"kept_warm": false, "until": nil, "last_served": rfc3339(b.servedAt())}
+	switch {
+	case !b.WriteSafeReplicationState():
+		out["reason"] = "this node does not run the periodic refresh (a standby or performance secondary): the active node decides, from the requests it handles"
+	case t == nil:
+		out["reason"] = "no session: the first read logs in"
+	case a.cfg.keepWarm(t) == 0:
+		out["reason"] = "keep_warm is 0: the session is never refreshed ahead; a read that needs a newer token refreshes it"
+	case b.keepsWarm(a, t, now):
+		out["kept_warm"], out["until"] = true, rfc3339(b.servedAt().Add(a.cfg.keepWarm(t)))
+		out["reason"] = fmt.Sprintf("read within keep_warm (%s): the periodic run refreshes the session ahead of expiry until then", a.cfg.keepWarm(t))
+	default:
+		out["reason"] = fmt.Sprintf("no token or static-token read or lease renewal on this node within keep_warm (%s): the session lapses, and the next reader refreshes it or logs in", a.cfg.keepWarm(t))
+	}
+	return out
 }
 
 // health says how the mount is doing, for status and metrics: held wins over failing, which

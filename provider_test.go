@@ -184,12 +184,12 @@ func TestIPv4MappedAddressSharesTheHostBudget(t *testing.T) {
 	a := newEnv(t)
 	b := a.otherMount()
 	port := a.url[strings.LastIndex(a.url, ":"):]
-	a.write("config", with(a.plextracConfig(false), "url", "http://127.0.0.1"+port, "max_auth_per_minute", 2, "verify", false))
-	b.write("config", with(b.plextracConfig(false), "url", "http://[::ffff:127.0.0.1]"+port, "max_auth_per_minute", 2, "verify", false))
+	a.write("config", with(a.plextracConfig(false), "url", "http://127.0.0.1"+port, "max_auth_per_minute", 1, "verify", false))
+	b.write("config", with(b.plextracConfig(false), "url", "http://[::ffff:127.0.0.1]"+port, "max_auth_per_minute", 1, "verify", false))
 	if la, lb := limiterOf(a), limiterOf(b); la["host"] != "127.0.0.1"+port || lb["host"] != la["host"] || lb["mounts_on_host"] != 2 {
 		t.Fatalf("one host spelled two ways: %v / %v", la, lb)
 	}
-	a.read("token", nil) // the host's one call for now (2 a minute: 1 at once, 1 refilled)
+	a.read("token", nil) // the host's one call for the next 61 s
 	if code, msg := b.readFailure("token"); code != 429 || !strings.Contains(msg, "auth limiter") {
 		t.Fatalf("the other spelling got a budget of its own: %d %s", code, msg)
 	}
@@ -199,7 +199,8 @@ func TestIPv4MappedAddressSharesTheHostBudget(t *testing.T) {
 }
 
 // Failed config writes to many hosts and accounts leave records only while they matter: a
-// host's spent budget until it has refilled. Then nothing of them is left.
+// host's spent budget until it has refilled, an account's TOTP step until it is past. Then
+// nothing of them is left.
 func TestFailedConfigWritesLeaveNoRecordsBehind(t *testing.T) {
 	e := newEnv(t)
 	port := e.url[strings.LastIndex(e.url, ":"):] // nothing listens there on 127.0.0.2 and up
@@ -212,17 +213,23 @@ func TestFailedConfigWritesLeaveNoRecordsBehind(t *testing.T) {
 			t.Fatalf("write %d: %v %s", i, err, errText(resp))
 		}
 	}
-	spent := e.limiters.Host("127.0.0.2" + port)
-	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != n || accounts != 0 {
-		t.Fatalf("right after the writes: %d host and %d account records, want %d (budgets spent) and 0", hosts, accounts, n)
+	// Each write's MFA login first waited for its new account's next TOTP step (up to 30 s),
+	// so only the last write's records are not neutral yet: a call spent, a step not past.
+	spent := e.limiters.Host(fmt.Sprintf("127.0.0.%d%s", n+1, port))
+	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 1 || accounts != 1 {
+		t.Fatalf("right after the writes: %d host and %d account records, want 1 and 1 (the last write's)", hosts, accounts)
 	}
 	e.clock.Advance(11 * time.Second)
-	if hosts, _ := e.limiters.Sweep(e.clock.Now()); hosts != n || spent.State(e.clock.Now()).TokensLeft >= 5 {
+	if hosts, _ := e.limiters.Sweep(e.clock.Now()); hosts != 1 || spent.State(e.clock.Now()).TokensLeft >= 5 {
 		t.Fatalf("11 s on, a budget not yet refilled was dropped or reset: %d hosts", hosts)
 	}
 	e.clock.Advance(time.Second)
+	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 0 || accounts != 1 {
+		t.Fatalf("once refilled: %d host and %d account records left, want 0 and 1 (its step is not past)", hosts, accounts)
+	}
+	e.clock.Advance(18 * time.Second)
 	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 0 || accounts != 0 {
-		t.Fatalf("once refilled: %d host and %d account records left", hosts, accounts)
+		t.Fatalf("once the step is past: %d host and %d account records left", hosts, accounts)
 	}
 }
 

@@ -29,6 +29,7 @@ func (r sharedRead) warn(resp *logical.Response) {
 // left, refreshed first when it has less. When it returns no token, the response and error
 // are the request's answer. (A value, not a pointer: reads are hot.)
 func (b *backend) readShared(ctx context.Context, req *logical.Request, d *framework.FieldData) (sharedRead, *logical.Response, error) {
+	b.noteServed()
 	a, err := b.account(ctx, req.Storage)
 	if err != nil {
 		return sharedRead{}, nil, err

@@ -91,10 +91,11 @@ func TestPeriodicRefreshesAheadOnlyWhereWritable(t *testing.T) {
 }
 
 // The periodic function refreshes once the token has min_ttl + 75 s left (6m15s with 15-minute
-// tokens and the default 5m), not a second earlier.
+// tokens and the default 5m), not a second earlier, for a mount that is read.
 func TestPeriodicRefreshStartsAtMinTTLPlus75Seconds(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
+	e.read("token", nil) // a read keeps the session warm (keep_warm)
 	periodic := func() {
 		if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
 			t.Fatal(err)

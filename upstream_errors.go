@@ -34,7 +34,7 @@ func upstreamStatus(err error) (code int, ok bool) {
 		return 0, false
 	case e.Kind == upstream.KindRateLimited:
 		return http.StatusTooManyRequests, true
-	case e.Kind == upstream.KindHeld: // the plugin stopped trying until an operator acts
+	case e.Kind == upstream.KindHeld || e.Kind == upstream.KindNoRoom: // not tried: held until an operator acts, or no room for a new host's or account's record
 		return http.StatusServiceUnavailable, true
 	case e.Kind == upstream.KindUnavailable && e.Status == 0:
 		return http.StatusGatewayTimeout, true

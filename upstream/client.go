@@ -35,8 +35,6 @@ const (
 	maxBackoff429     = 10 * time.Minute // a Retry-After longer than this is not believed
 )
 
-var errRateLimited = errors.New("rate limited")
-
 // Client is the HTTP side every provider shares: one per account.
 type Client struct {
 	provider string
@@ -123,7 +121,7 @@ type request struct {
 	body             any            // sent as JSON when not nil
 	authz            string         // Authorization header value, if any
 	rejected         map[int]string // statuses that mean "refused", with the hint to show
-	noLimit          bool           // logout: not an auth call
+	noLimit          bool           // not taken from the host's budget: logout (not an auth call), or an MFA login's calls, which Login takes together
 }
 
 // call sends r through the limiter, decodes a 2xx JSON answer into out and runs check on it.
@@ -131,11 +129,8 @@ type request struct {
 func (c *Client) call(ctx context.Context, r request, out any, check func() error) (err error) {
 	defer func() { c.observe(r.op, Outcome(err)) }()
 	if !r.noLimit {
-		retryAt, lerr := c.limiter.Acquire(ctx, c.clock, c.timeout)
-		if errors.Is(lerr, errRateLimited) {
-			return c.fail(r.op, KindRateLimited, 0, "held back by the plugin's auth limiter for this host (max_auth_per_minute, or a 429 from upstream)", "", retryAt)
-		} else if lerr != nil {
-			return c.fail(r.op, KindUnavailable, 0, "cancelled while waiting for the auth limiter: "+lerr.Error(), "", time.Time{})
+		if _, err := c.takeSlots(ctx, r.op, 1, c.timeout); err != nil {
+			return err
 		}
 	}
 	status, header, body, err := c.send(ctx, r)

@@ -20,6 +20,9 @@ const (
 	// KindHeld: not tried. The backend stopped logging in with credentials upstream refused,
 	// so that the account is not locked out.
 	KindHeld Kind = "held"
+	// KindNoRoom: not tried. The plugin process keeps no more records of upstream hosts or
+	// TOTP accounts that no mount is configured on (MaxIdleRecords); retry later.
+	KindNoRoom Kind = "no_room"
 )
 
 // IsRefusedLogin says whether err is upstream refusing the stored credentials at login: a

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -10,39 +11,42 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Limiters is the plugin process's guard state for upstreams, shared by every mount: one auth
 // budget per upstream host (upstream limits are per instance, not per account), and in its
 // TOTPSteps the last TOTP step used per upstream account.
 //
-// A record is made when first used and dropped once nothing needs it: no mount is registered
-// on it and it is neutral (see hostRecord.neutral). A neutral record made again is the same as
-// the one dropped, so dropping it resets no budget, while the maps hold only what live mounts
-// and recent traffic need. Clients hold handles (HostLimiter), never records.
+// A record is made when first used. One a mount is registered on, or that holds a live 429
+// block, is never dropped. The others (config checks against hosts no mount uses) are kept
+// while they are not neutral (see hostRecord.neutral), and at most MaxIdleRecords of them: a
+// new one past that drops the neutral ones first, and if that frees no room, the call is not
+// sent (errNoRoom). Dropping a neutral record resets no budget, since a new one is the same.
+// Clients hold handles (HostLimiter), never records.
 type Limiters struct {
-	mu        sync.Mutex
-	m         map[string]*hostRecord
-	owners    map[string]string // mount -> the host key its budget is registered on
-	nextSweep int               // the size of m at which the next record made sweeps first
-	steps     *TOTPSteps
+	mu     sync.Mutex
+	m      map[string]*hostRecord
+	owners map[string]string // mount -> the host key its budget is registered on
+	steps  *TOTPSteps
 }
 
 // DefaultAuthPerMinute is PlexTrac's published limit, and a host's budget while no mount on
 // it has registered one.
 const DefaultAuthPerMinute = 10
 
-// minSweep: below this many records the maps are not swept (sweeping is O(records)); above
-// it they are swept each time they double, so a record costs O(1) sweeping.
-const minSweep = 64
-
 // SharedLimiters is the process-wide set.
 var SharedLimiters = NewLimiters()
 
 func NewLimiters() *Limiters {
-	return &Limiters{m: map[string]*hostRecord{}, owners: map[string]string{}, nextSweep: minSweep, steps: newTOTPSteps()}
+	return &Limiters{m: map[string]*hostRecord{}, owners: map[string]string{}, steps: newTOTPSteps()}
+}
+
+// errNoRoom: the process keeps no more records of what (no mount is registered on them, and
+// none is neutral yet); the call needing a new one is not sent.
+type errNoRoom struct{ what string }
+
+func (e errNoRoom) Error() string {
+	return fmt.Sprintf("not tried: the plugin process keeps at most %d %s that no mount is configured on, and all of them are still in use", MaxIdleRecords, e.what)
 }
 
 // HostKey names an upstream host for its auth budget: the host in lower case without a
@@ -67,12 +71,15 @@ func HostKey(u *url.URL) string {
 // as it was, and must leave nothing behind that its own calls did not spend.
 func (l *Limiters) Host(key string) *HostLimiter { return &HostLimiter{l: l, key: key} }
 
-// record returns key's record, made (with the default budget) if there is none. l.mu is held.
-func (l *Limiters) record(key string, now time.Time) *hostRecord {
+// record returns key's record, made with the default budget if there is none. A record for
+// a call (capped) is made only while fewer than MaxIdleRecords records no mount is registered
+// on are kept, after dropping the neutral ones; else record returns nil. A mount's record,
+// and one for a 429 upstream sent, are always made. l.mu is held.
+func (l *Limiters) record(key string, now time.Time, capped bool) *hostRecord {
 	r := l.m[key]
 	if r == nil {
-		if len(l.m) >= l.nextSweep {
-			l.sweep(now)
+		if capped && len(l.m) >= MaxIdleRecords && l.sweep(now) >= MaxIdleRecords {
+			return nil
 		}
 		r = &hostRecord{budgets: map[string]int{}}
 		r.apply(now)
@@ -81,18 +88,22 @@ func (l *Limiters) record(key string, now time.Time) *hostRecord {
 	return r
 }
 
-// sweep drops the records nothing needs any more. l.mu is held.
-func (l *Limiters) sweep(now time.Time) {
+// sweep drops the neutral records and says how many that no mount is registered on are
+// left. l.mu is held.
+func (l *Limiters) sweep(now time.Time) (idle int) {
 	for k, r := range l.m {
-		if r.neutral(now) {
+		switch {
+		case r.neutral(now):
 			delete(l.m, k)
+		case len(r.budgets) == 0:
+			idle++
 		}
 	}
-	l.nextSweep = max(minSweep, 2*len(l.m))
+	return idle
 }
 
-// Sweep drops every record that no mount is registered on and that is neutral at now, and
-// says how many host and account records are left. Records are also swept as the maps grow.
+// Sweep drops every neutral host and account record, and says how many are left. Records
+// are also swept when a new one would pass MaxIdleRecords.
 func (l *Limiters) Sweep(now time.Time) (hosts, accounts int) {
 	l.mu.Lock()
 	l.sweep(now)
@@ -115,7 +126,7 @@ func (l *Limiters) registerHost(mount, key string, perMinute int, now time.Time)
 	defer l.mu.Unlock()
 	l.unregister(mount, now)
 	l.owners[mount] = key
-	r := l.record(key, now)
+	r := l.record(key, now, false)
 	r.budgets[mount] = max(perMinute, 1)
 	r.apply(now)
 }
@@ -149,25 +160,47 @@ type HostLimiter struct {
 	key string
 }
 
-// hostRecord is one host's budget. Its fields are guarded by Limiters.mu.
-//
-// A token bucket of burst b refilled at r per second lets b + 60·r calls through in a minute
-// window, not b; so the bucket is split: half the budget as burst, half as refill.
+// hostRecord is one host's budget: a token bucket of burst slots, one slot coming back every
+// every, kept as the time it is full again (GCRA's "theoretical arrival time") in whole
+// nanoseconds, so that "full" is exact and a slot can be given back exactly. Its fields are
+// guarded by Limiters.mu.
 type hostRecord struct {
-	lim          *rate.Limiter
 	perMinute    int
-	budgets      map[string]int // per registered mount
+	burst        int
+	every        time.Duration
+	fullAt       time.Time // the bucket is full from this time on
+	changes      uint64    // takes and resizes so far: a give-back is exact only if none came since
+	budgets      map[string]int
 	blockedUntil time.Time
+}
+
+// bucketFor sizes the bucket for a budget of n auth calls per minute.
+//
+// A bucket of burst b with a slot back every e lets at most b + ⌊60 s / e⌋ calls through in
+// any 60 s: b at once from full, then one per e. So with b = max(2, n/2) and e = 60 s / (n−b)
+// in whole nanoseconds (rounded down: at most 1 ns short, far less than 60 s / (n−b)(n−b+1)),
+// ⌊60 s / e⌋ = n−b and b + ⌊60 s / e⌋ = n. Where nothing is left for refills (n = 2: b = 2;
+// n = 1: b = 1), e = 61 s: ⌊60/61⌋ = 0, so b calls in any 60 s.
+// For example n = 2: 2 + 0; n = 3: 2 + ⌊60/60⌋ = 3; n = 4: 2 + ⌊60/30⌋ = 4; n = 10: 5 + ⌊60/12⌋
+// = 10; n = 600: 300 + ⌊60/0.2⌋ = 600. A burst of 2 from n = 2 on is what an MFA login
+// needs: its login and MFA calls go back to back.
+func bucketFor(n int) (burst int, every time.Duration) {
+	burst = min(n, max(2, n/2))
+	if refills := time.Duration(n - burst); refills > 0 {
+		return burst, time.Minute / refills
+	}
+	return burst, 61 * time.Second
 }
 
 // neutral says whether the record is as a new one would be: no mount registered, no 429
 // block, a full bucket. Dropping it earlier would reset the host's budget.
 func (r *hostRecord) neutral(now time.Time) bool {
-	const refilled = 1e-6 // a bucket refilled in float steps can end a rounding error short of full
-	return len(r.budgets) == 0 && !now.Before(r.blockedUntil) && r.lim.TokensAt(now) >= float64(r.lim.Burst())-refilled
+	return len(r.budgets) == 0 && !now.Before(r.blockedUntil) && !r.fullAt.After(now)
 }
 
-// apply sizes the bucket to the smallest registered budget.
+// apply sizes the bucket to the smallest registered budget. The slots spent and not yet back
+// stay spent in the new size (at most a whole bucket): a budget lowered right after many
+// calls starts empty, not with a fresh burst.
 func (r *hostRecord) apply(now time.Time) {
 	n := DefaultAuthPerMinute
 	if len(r.budgets) > 0 {
@@ -179,65 +212,144 @@ func (r *hostRecord) apply(now time.Time) {
 	if n == r.perMinute {
 		return
 	}
-	burst := max(1, n/2)
-	refill := rate.Limit(float64(n-burst) / 60)
-	if n == burst { // n == 1: one call, then one more only after two minutes
-		refill = rate.Limit(1.0 / 120)
+	burst, every := bucketFor(n)
+	var spent time.Duration
+	if r.fullAt.After(now) {
+		spent = min((r.fullAt.Sub(now)+r.every-1)/r.every, time.Duration(burst))
 	}
-	if r.lim == nil {
-		r.lim = rate.NewLimiter(refill, burst)
-	} else {
-		r.lim.SetLimitAt(now, refill)
-		r.lim.SetBurstAt(now, burst)
-	}
-	r.perMinute = n
+	r.perMinute, r.burst, r.every, r.fullAt = n, burst, every, now.Add(spent*every)
+	r.changes++
 }
 
-// Acquire takes one auth call from the budget, waiting up to maxWait for it. It never waits
-// past a 429 block: that returns a rate-limit error carrying the time to retry. The wait
-// holds no lock, and the reservation it waits on keeps the record from being dropped.
-func (h *HostLimiter) Acquire(ctx context.Context, clock Clock, maxWait time.Duration) (retryAt time.Time, err error) {
+// take takes calls slots together if the last of them comes within maxWait, and says when
+// the calls may go. Limiters.mu is held.
+func (r *hostRecord) take(now time.Time, calls int, maxWait time.Duration) (at time.Time, ok bool) {
+	end := r.fullAt
+	if end.Before(now) {
+		end = now
+	}
+	end = end.Add(time.Duration(calls) * r.every)
+	at = end.Add(-time.Duration(r.burst) * r.every)
+	if at.Before(now) {
+		at = now
+	}
+	if at.Sub(now) > maxWait {
+		return at, false
+	}
+	r.fullAt = end
+	r.changes++
+	return at, true
+}
+
+// Slots are auth calls taken from a host's budget together.
+type Slots struct {
+	l       *Limiters
+	rec     *hostRecord
+	calls   int
+	changes uint64 // the record's changes right after the take
+}
+
+// GiveBack returns calls of the slots that were not sent. When nothing was taken from the
+// budget or resized since, the bucket is then exactly as if they had never been taken;
+// otherwise they stay spent, which errs on the safe side.
+func (s *Slots) GiveBack(calls int, now time.Time) {
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	calls = min(calls, s.calls)
+	if s.rec.changes != s.changes {
+		return
+	}
+	s.calls -= calls
+	s.rec.fullAt = s.rec.fullAt.Add(-time.Duration(calls) * s.rec.every)
+	if s.rec.fullAt.Before(now) {
+		s.rec.fullAt = now
+	}
+}
+
+var (
+	errRateLimited = errors.New("rate limited")
+	// errPastBurst: more calls asked together than the host's bucket holds; no wait helps.
+	errPastBurst = errors.New("more calls together than the budget lets through at once")
+)
+
+// Acquire takes calls auth calls from the budget together, waiting up to maxWait for them.
+// It never waits past a 429 block (errRateLimited with its end), and fails at once when the
+// bucket cannot hold that many (errPastBurst) or a new record finds no room (errNoRoom). The
+// wait holds no lock; a wait that ctx ends gives the slots back.
+func (h *HostLimiter) Acquire(ctx context.Context, clock Clock, calls int, maxWait time.Duration) (*Slots, time.Time, error) {
 	h.l.mu.Lock()
 	now := clock.Now()
-	rec := h.l.record(h.key, now)
-	if now.Before(rec.blockedUntil) {
-		until := rec.blockedUntil
-		h.l.mu.Unlock()
-		return until, errRateLimited
-	}
-	r := rec.lim.ReserveN(now, 1)
-	delay := r.DelayFrom(now)
-	if !r.OK() || delay > maxWait {
-		r.CancelAt(now)
-		h.l.mu.Unlock()
-		return now.Add(delay), errRateLimited
-	}
-	h.l.mu.Unlock()
-	if delay > 0 {
-		if err := clock.Sleep(ctx, delay); err != nil {
-			r.CancelAt(clock.Now())
-			return time.Time{}, err
+	rec := h.l.record(h.key, now, true)
+	var at time.Time
+	var err error
+	switch {
+	case rec == nil:
+		err = errNoRoom{"upstream hosts' auth budgets"}
+	case now.Before(rec.blockedUntil):
+		at, err = rec.blockedUntil, errRateLimited
+	case calls > rec.burst:
+		err = errPastBurst
+	default:
+		var ok bool
+		if at, ok = rec.take(now, calls, maxWait); !ok {
+			err = errRateLimited
 		}
 	}
-	return time.Time{}, nil
+	var s *Slots
+	if err == nil {
+		s = &Slots{l: h.l, rec: rec, calls: calls, changes: rec.changes}
+	}
+	h.l.mu.Unlock()
+	if err != nil {
+		return nil, at, err
+	}
+	if d := at.Sub(now); d > 0 {
+		if err := clock.Sleep(ctx, d); err != nil {
+			s.GiveBack(calls, clock.Now())
+			return nil, time.Time{}, err
+		}
+	}
+	return s, time.Time{}, nil
+}
+
+// takeSlots takes calls auth calls from the host's budget together, waiting at most maxWait,
+// or says why not as an *Error of op.
+func (c *Client) takeSlots(ctx context.Context, op string, calls int, maxWait time.Duration) (*Slots, error) {
+	slots, retryAt, err := c.limiter.Acquire(ctx, c.clock, calls, maxWait)
+	var noRoom errNoRoom
+	switch {
+	case err == nil:
+		return slots, nil
+	case errors.As(err, &noRoom):
+		return nil, c.noRoom(op, noRoom)
+	case errors.Is(err, errPastBurst):
+		st := c.limiter.State(c.clock.Now())
+		return nil, c.fail(op, KindRateLimited, 0, fmt.Sprintf("not tried: an MFA login sends its %d auth calls back to back, and this host's budget of %d per minute (%s) lets fewer through at once",
+			calls, st.PerMinute, st.Rule()), "an MFA login needs max_auth_per_minute of 2 or more on every mount of this host", time.Time{})
+	case errors.Is(err, errRateLimited):
+		return nil, c.fail(op, KindRateLimited, 0, "held back by the plugin's auth limiter for this host (max_auth_per_minute, or a 429 from upstream)", "", retryAt)
+	}
+	return nil, c.fail(op, KindUnavailable, 0, "cancelled while waiting for the auth limiter: "+err.Error(), "", time.Time{})
+}
+
+// noRoom is the error of a call not sent for want of room for its record.
+func (c *Client) noRoom(op string, err errNoRoom) *Error {
+	return c.fail(op, KindNoRoom, 0, err.Error(), "retry in a few minutes: records of hosts and accounts no mount uses are dropped once their budget has refilled, their 429 has ended and their TOTP step is past", time.Time{})
 }
 
 // Block holds every auth call to the host back until t (upstream said 429).
 func (h *HostLimiter) Block(t time.Time) {
 	h.l.mu.Lock()
 	defer h.l.mu.Unlock()
-	rec := h.l.m[h.key]
-	if rec == nil { // dropped while the call that saw the 429 waited longer than its bucket's refill
-		rec = &hostRecord{budgets: map[string]int{}}
-		rec.apply(t)
-		h.l.m[h.key] = rec
-	}
+	// The call that saw the 429 made a record; a long call may have seen it dropped since.
+	rec := h.l.record(h.key, t, false)
 	if t.After(rec.blockedUntil) {
 		rec.blockedUntil = t
 	}
 }
 
-// LimiterState is what status shows of a limiter.
+// LimiterState is what status shows of a limiter: the host's, summed over every mount of the
+// process on it (docs/security.md says what that tells a reader of one mount).
 type LimiterState struct {
 	PerMinute    int
 	Mounts       int // mounts of this process whose budget is registered on the host
@@ -262,7 +374,10 @@ func (h *HostLimiter) State(now time.Time) LimiterState {
 		rec = &hostRecord{}
 		rec.apply(now)
 	}
-	s := LimiterState{PerMinute: rec.perMinute, Mounts: len(rec.budgets), TokensLeft: rec.lim.TokensAt(now)}
+	s := LimiterState{PerMinute: rec.perMinute, Mounts: len(rec.budgets), TokensLeft: float64(rec.burst)}
+	if rec.fullAt.After(now) {
+		s.TokensLeft -= float64(rec.fullAt.Sub(now)) / float64(rec.every)
+	}
 	if now.Before(rec.blockedUntil) {
 		s.BlockedUntil = rec.blockedUntil
 	}

@@ -49,7 +49,7 @@ func TestRecordsAreDroppedOnlyWhenNeutral(t *testing.T) {
 		t.Fatal(err)
 	}
 	spent, blocked := l.Host("spent.example:443"), l.Host("blocked.example:443")
-	if _, err := spent.Acquire(context.Background(), clock, 0); err != nil {
+	if _, _, err := spent.Acquire(context.Background(), clock, 1, 0); err != nil {
 		t.Fatal(err)
 	}
 	blocked.Block(clock.Now().Add(5 * time.Minute))
@@ -78,13 +78,20 @@ func TestRecordsAreDroppedOnlyWhenNeutral(t *testing.T) {
 	if hosts, accounts := l.Sweep(clock.Now()); hosts != 1 || accounts != 1 {
 		t.Fatalf("an hour on: %d hosts, %d accounts, want only the registered ones", hosts, accounts)
 	}
+	if _, _, err := l.Host("registered.example:443").Acquire(context.Background(), clock, 1, 0); err != nil {
+		t.Fatal(err)
+	}
 	l.Unregister("m", clock.Now())
-	// Its bucket was sized to the mount's 4 a minute (2 tokens); the default's holds 5, and a
-	// new record would start full: the record stays until it has refilled.
+	// The mount spent a call just before it left: the record, back at the default budget,
+	// counts it as spent and stays until it has refilled (12 s at 10 a minute).
 	if hosts, accounts := l.Sweep(clock.Now()); hosts != 1 || accounts != 0 {
 		t.Fatalf("after the mount left: %d hosts, %d accounts, want 1 (refilling) and 0", hosts, accounts)
 	}
-	clock.Advance(time.Minute)
+	clock.Advance(11 * time.Second)
+	if hosts, _ := l.Sweep(clock.Now()); hosts != 1 {
+		t.Fatal("the left mount's spent call was dropped before it refilled")
+	}
+	clock.Advance(time.Second)
 	if hosts, _ := l.Sweep(clock.Now()); hosts != 0 {
 		t.Fatalf("a minute after the mount left: %d hosts", hosts)
 	}
@@ -94,19 +101,77 @@ func TestRecordsAreDroppedOnlyWhenNeutral(t *testing.T) {
 	}
 }
 
-// Failed logins to many hosts and accounts, one a second: the maps hold what is not neutral
-// yet (a few dozen), not one record per host or account ever seen.
+// Failed logins to many hosts and accounts, one a second: the maps never hold more than
+// MaxIdleRecords records no mount is on, and a new host or account always finds room, since
+// the old ones are neutral by then (a budget refilled, a step past).
 func TestRecordsStayBoundedUnderManyFailedLogins(t *testing.T) {
 	clock := newTestClock()
 	l := NewLimiters()
-	for i := range 2000 {
+	for i := range 3000 {
 		clock.Advance(time.Second)
-		if _, err := l.Host(fmt.Sprintf("h%d.example:443", i)).Acquire(context.Background(), clock, 0); err != nil {
+		if _, _, err := l.Host(fmt.Sprintf("h%d.example:443", i)).Acquire(context.Background(), clock, 1, 0); err != nil {
 			t.Fatal(err)
 		}
-		newTOTPSource(seedN(i), clock, l.steps).skipThrough(stepAt(clock.Now())) // as storage tells a new provider
-		if len(l.m) > minSweep || len(l.steps.m) > minSweep {
+		src := newTOTPSource(seedN(i), clock, l.steps)
+		src.skipThrough(stepAt(clock.Now()) - 1) // as storage tells a new provider
+		if _, _, err := src.take(); err != nil {
+			t.Fatal(err)
+		}
+		if len(l.m) > MaxIdleRecords || len(l.steps.m) > MaxIdleRecords {
 			t.Fatalf("after %d logins: %d host and %d account records", i+1, len(l.m), len(l.steps.m))
 		}
+	}
+}
+
+// Past MaxIdleRecords records no mount is on, none of them neutral (hosts under a 429 block,
+// accounts whose step is not past), a login that needs a new host or account record fails at
+// once (no_room) and sends nothing; a mount's host and account are always kept; once the
+// blocks end and the steps pass, there is room again.
+func TestIdleRecordsAreCapped(t *testing.T) {
+	clock := newTestClock()
+	l := NewLimiters()
+	for i := range MaxIdleRecords {
+		l.Host(fmt.Sprintf("h%d.example:443", i)).Block(clock.Now().Add(10 * time.Minute))
+		newTOTPSource(seedN(i), clock, l.steps).skipThrough(stepAt(clock.Now()) + 1) // a node ahead of the clock used it
+	}
+	rec := newRecorder(t, map[string]answer{
+		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-1"}`},
+		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
+	})
+	login := func(mfa bool) (Provider, error) {
+		cfg := Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret"}
+		if mfa {
+			cfg.TOTPSecret = seedN(-1)
+		} else { // another host: the mount's record stays until a new one needs room
+			cfg.URL = strings.Replace(rec.URL, "127.0.0.1", "localhost", 1)
+			rec.set("POST /api/v1/authenticate", answer{200, `{"status":"success","token":"opaque-login"}`})
+		}
+		p, err := New(cfg, Deps{Clock: clock, Limiters: l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = p.Login(context.Background())
+		return p, err
+	}
+	p, err := login(true)
+	wantErr(t, err, KindNoRoom, "not tried", "at most 1024 TOTP accounts")
+	if hosts, _ := l.Sweep(clock.Now()); hosts != MaxIdleRecords || len(rec.sent()) != 0 {
+		t.Fatalf("a login that found no room for its account sent %d calls and left %d host records", len(rec.sent()), hosts)
+	}
+	l.Register("mine", p, 10, clock.Now()) // a mount's account and host: always kept
+	if _, err := p.Login(context.Background()); err != nil {
+		t.Fatalf("a mount's login: %v", err)
+	}
+	l.Unregister("mine", clock.Now())
+	clock.Advance(time.Minute) // its records are neutral now, the others not
+
+	_, err = login(false)
+	wantErr(t, err, KindNoRoom, "not tried", "at most 1024 upstream hosts' auth budgets")
+	if len(rec.sent()) != 2 {
+		t.Fatalf("a login that found no room for its host sent %d calls", len(rec.sent())-2)
+	}
+	clock.Advance(9 * time.Minute) // the 429 blocks end
+	if _, err := login(false); err != nil {
+		t.Fatalf("once the blocks ended: %v", err)
 	}
 }

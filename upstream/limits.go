@@ -23,6 +23,12 @@ const (
 	MaxTokenLen      = 16 << 10 // an upstream token; a longer one is a bad response
 	MaxExtras        = 8        // non-secret extras kept from an answer (tenant_id, org_id)
 	MaxExtraValueLen = 256      // each extra's value
+
+	// MaxIdleRecords: the host budgets, and apart from them the TOTP accounts, that the
+	// process keeps with no mount registered on them (config checks against other hosts or
+	// accounts, a 429 blocking a host for up to 10 minutes). Past it, a call that needs a
+	// new one is not sent (Limiters).
+	MaxIdleRecords = 1024
 )
 
 // DefaultRequestTimeout bounds every upstream call when request_timeout is not set.

@@ -34,14 +34,28 @@ type plextracReply struct {
 	Code       string `json:"code"` // the MFA challenge
 }
 
+// Login logs in, and with a seed configured answers the MFA challenge. An MFA login first
+// claims its TOTP step (which may be up to 30 s away), then takes both auth calls from the
+// host's budget together, waiting no longer than the step lasts (its code goes within its
+// step), and sends them back to back: a challenge never waits on the budget, so a budget that
+// lets the login through lets the MFA call through too. The MFA call's slot goes back when
+// upstream asks for no MFA, or the login fails.
 func (p *plextrac) Login(ctx context.Context) (*Token, error) {
+	var code string
+	var slots *Slots
 	if p.totp != nil {
-		if err := p.totp.check(); err != nil { // before the login call: it would spend the host's budget for nothing
+		var step int64
+		var err error
+		if code, step, err = p.totp.stepCode(ctx); err != nil { // before any call: a clock skew spends no budget
 			return nil, p.totpFailure(err)
+		}
+		if slots, err = p.takeSlots(ctx, OpLogin, 2, min(p.timeout, stepStart(step+1).Sub(p.clock.Now()))); err != nil {
+			p.observe(OpLogin, Outcome(err)) // as call counts a call its budget holds back
+			return nil, err
 		}
 	}
 	var r plextracReply
-	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/v1/authenticate",
+	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/v1/authenticate", noLimit: slots != nil,
 		body:     map[string]string{"username": p.username, "password": p.password},
 		rejected: map[int]string{401: plextracCredHint, 403: plextracCredHint}}, &r, func() error {
 		if r.MFAEnabled && p.totp == nil {
@@ -56,19 +70,18 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 		}
 		return nil
 	})
+	if slots != nil && (err != nil || !r.MFAEnabled) {
+		slots.GiveBack(1, p.clock.Now()) // the MFA call's: not sent
+	}
 	if err != nil {
 		return nil, err
 	}
 	if !r.MFAEnabled {
 		return p.token(r, OpLogin)
 	}
-	code, err := p.totp.Code(ctx)
-	if err != nil {
-		return nil, p.totpFailure(err)
-	}
 	challenge := r.Code
 	r = plextracReply{}
-	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa",
+	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa", noLimit: true,
 		body: map[string]string{"code": challenge, "token": code},
 		rejected: map[int]string{401: "check totp_secret: it must be the base32 seed of this account's authenticator",
 			403: "check totp_secret: it must be the base32 seed of this account's authenticator"}}, &r, p.requireToken(OpMFA, &r.Token))
@@ -86,6 +99,10 @@ func (p *plextrac) totpFailure(err error) error {
 		return p.fail(OpMFA, KindUnavailable, 0, skew.Error()+
 			" (a node whose clock ran fast used it, or this node's clock was set back); no code is sent until that step is past, since upstream may have taken it",
 			"check that every Vault node's clock is synchronised (NTP); deleting the config and writing it again clears the step stored by another node", skew.until())
+	}
+	var noRoom errNoRoom
+	if errors.As(err, &noRoom) {
+		return p.noRoom(OpLogin, noRoom)
 	}
 	return p.fail(OpMFA, KindUnavailable, 0, "cancelled while waiting for the next TOTP step: "+err.Error(), "", time.Time{})
 }

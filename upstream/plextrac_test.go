@@ -90,3 +90,86 @@ func TestPlexTracLoginRefreshAndMFA(t *testing.T) {
 	_, err = p.Login(context.Background())
 	wantErr(t, err, KindRejected, "SSO users cannot use the API login")
 }
+
+// mfaAtTwoAMinute is a PlexTrac account with MFA that its process has known for long, on an
+// upstream that asks for MFA, the one mount on its host, with max_auth_per_minute 2.
+func mfaAtTwoAMinute(t *testing.T, clock Clock, timeout time.Duration) (Provider, *recorder, *Limiters) {
+	rec := newRecorder(t, map[string]answer{
+		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-1"}`},
+		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
+	})
+	l := NewLimiters()
+	p, err := New(Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: rfc6238Seed,
+		RequestTimeout: timeout}, Deps{Clock: clock, Limiters: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Register("mine", p, 2, clock.Now())
+	knownAccount(p)
+	return p, rec, l
+}
+
+// An MFA login takes both of its calls from the host's budget before sending either, and
+// sends them back to back: at 2 a minute both go at once. When upstream asks for no MFA, or
+// refuses the login, the MFA call's slot goes back. On a host whose budget lets only one call
+// through at once (another mount's 1 a minute) it fails at once, naming the rule and the
+// mount count, and sends nothing.
+func TestMFALoginTakesBothCallsTogether(t *testing.T) {
+	clock := testclock.At(time.Unix(1111111109, 0))
+	p, rec, l := mfaAtTwoAMinute(t, clock, 10*time.Second)
+	start := clock.Now()
+	if _, err := p.Login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tokensLeft := func() float64 { return p.Conn().Limiter().State(clock.Now()).TokensLeft }
+	if n := len(rec.sent()); n != 2 || clock.Now() != start || tokensLeft() != 0 {
+		t.Fatalf("%d calls, %s after the start, %.2f calls left: want login and MFA at once, the budget spent", n, clock.Now().Sub(start), tokensLeft())
+	}
+
+	for _, a := range []answer{{200, `{"status":"success","token":"opaque-login"}`}, {401, `{}`}} {
+		clock.Advance(3 * time.Minute) // the bucket is full again, the step past
+		rec.set("POST /api/v1/authenticate", a)
+		_, _ = p.Login(context.Background())
+		if left := tokensLeft(); left != 1 {
+			t.Fatalf("after a login answered %d (no MFA call sent): %.2f calls left, want 1", a.status, left)
+		}
+	}
+
+	other, err := New(Config{Provider: Plaspy, URL: rec.URL, Username: "someone", APIKey: "made-up"}, Deps{Clock: clock, Limiters: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Register("theirs", other, 1, clock.Now()) // another team's mount on the host asks 1 a minute
+	rec.set("POST /api/v1/authenticate", answer{200, `{"mfa_enabled":true,"code":"chal-2"}`})
+	clock.Advance(3 * time.Minute)
+	sent := len(rec.sent())
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindRateLimited, "login failed: not tried", "the smallest max_auth_per_minute of the 2 mount(s) on this host", "2 or more")
+	if IsRefusedLogin(err) || len(rec.sent()) != sent {
+		t.Fatalf("refused login: %v; %d calls sent", IsRefusedLogin(err), len(rec.sent())-sent)
+	}
+}
+
+// An MFA login's code goes within its TOTP step: when the budget's two calls would come only
+// after the step it claimed has ended, the login is held back (with the time to retry) and
+// sends nothing, however long request_timeout would let it wait.
+func TestMFALoginSendsItsCodeWithinItsStep(t *testing.T) {
+	start := time.Unix(30*37037037, 0) // a step's start
+	clock := testclock.At(start)
+	p, rec, _ := mfaAtTwoAMinute(t, clock, 300*time.Second) // both calls back 122 s after they were spent
+	if _, err := p.Login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Duration{60 * time.Second, 100 * time.Second} { // steps ending before start+122 s
+		clock.Advance(at - clock.Now().Sub(start))
+		_, err := p.Login(context.Background())
+		wantErr(t, err, KindRateLimited, "held back by the plugin's auth limiter", "retry after")
+		if len(rec.sent()) != 2 || clock.Now().Sub(start) != at {
+			t.Fatalf("at +%s: %d calls sent, waited until +%s", at, len(rec.sent())-2, clock.Now().Sub(start))
+		}
+	}
+	clock.Advance(120*time.Second - clock.Now().Sub(start)) // a step that lasts until after the calls come back
+	if _, err := p.Login(context.Background()); err != nil || len(rec.sent()) != 4 || clock.Now().Sub(start) != 122*time.Second {
+		t.Fatalf("%v; %d calls sent at +%s", err, len(rec.sent()), clock.Now().Sub(start))
+	}
+}

@@ -24,13 +24,13 @@ const totpPeriod = 30 // seconds, RFC 6238 as authenticator apps use it
 //
 // A record made in this process treats the current step as used: another process (before a
 // failover or reload) may have sent its code. That costs at most one step's wait, once. A
-// record is dropped when no mount is registered on it and its step is past.
+// record is neutral when no mount is registered on it and its step is past; records no mount
+// is registered on are kept as the Limiters keep host records (at most MaxIdleRecords).
 type TOTPSteps struct {
-	mu        sync.Mutex
-	key       [32]byte
-	m         map[totpKey]*stepRecord
-	owners    map[string]totpKey // mount -> the account it is registered on
-	nextSweep int
+	mu     sync.Mutex
+	key    [32]byte
+	m      map[totpKey]*stepRecord
+	owners map[string]totpKey // mount -> the account it is registered on
 }
 
 type totpKey [sha256.Size]byte
@@ -42,7 +42,7 @@ type stepRecord struct {
 }
 
 func newTOTPSteps() *TOTPSteps {
-	s := &TOTPSteps{m: map[totpKey]*stepRecord{}, owners: map[string]totpKey{}, nextSweep: minSweep}
+	s := &TOTPSteps{m: map[totpKey]*stepRecord{}, owners: map[string]totpKey{}}
 	_, _ = rand.Read(s.key[:]) // never fails (crypto/rand panics instead)
 	return s
 }
@@ -55,12 +55,14 @@ func (s *TOTPSteps) keyOf(seed string) totpKey {
 	return k
 }
 
-// record returns k's record, made if there is none. s.mu is held.
-func (s *TOTPSteps) record(k totpKey, now time.Time) *stepRecord {
+// record returns k's record, made if there is none. One for a code (capped) is made only
+// while fewer than MaxIdleRecords records no mount is registered on are kept, after dropping
+// the neutral ones; else record returns nil. A mount's is always made. s.mu is held.
+func (s *TOTPSteps) record(k totpKey, now time.Time, capped bool) *stepRecord {
 	r := s.m[k]
 	if r == nil {
-		if len(s.m) >= s.nextSweep {
-			s.sweepLocked(now)
+		if capped && len(s.m) >= MaxIdleRecords && s.sweepLocked(now) >= MaxIdleRecords {
+			return nil
 		}
 		r = &stepRecord{last: stepAt(now)}
 		s.m[k] = r
@@ -68,13 +70,18 @@ func (s *TOTPSteps) record(k totpKey, now time.Time) *stepRecord {
 	return r
 }
 
-func (s *TOTPSteps) sweepLocked(now time.Time) {
+// sweepLocked drops the neutral records and says how many that no mount is registered on
+// are left. s.mu is held.
+func (s *TOTPSteps) sweepLocked(now time.Time) (idle int) {
 	for k, r := range s.m {
-		if r.mounts == 0 && r.last < stepAt(now) {
+		switch {
+		case r.mounts == 0 && r.last < stepAt(now):
 			delete(s.m, k)
+		case r.mounts == 0:
+			idle++
 		}
 	}
-	s.nextSweep = max(minSweep, 2*len(s.m))
+	return idle
 }
 
 func (s *TOTPSteps) sweep(now time.Time) int {
@@ -93,7 +100,7 @@ func (s *TOTPSteps) register(mount string, k *totpKey, now time.Time) {
 		delete(s.owners, mount)
 	}
 	if k != nil {
-		s.record(*k, now).mounts++
+		s.record(*k, now, false).mounts++
 		s.owners[mount] = *k
 	}
 }
@@ -166,26 +173,17 @@ func (t *totpSource) lastStep() int64 {
 // skipThrough is told by storage that step was used. A step at most one ahead of the clock
 // is recorded for the account, so every mount of it skips the step; one further ahead is kept
 // by this source alone (it fails its logins with a clock-skew error), so that deleting the
-// config, which deletes the stored step, lets a rewritten config log in again.
+// config, which deletes the stored step, lets a rewritten config log in again. With no room
+// for a record, the source alone keeps the step too (its logins then fail with errNoRoom).
 func (t *totpSource) skipThrough(step int64) {
 	t.steps.mu.Lock()
 	defer t.steps.mu.Unlock()
 	t.told = max(t.told, step)
 	if now := t.clock.Now(); step <= stepAt(now)+1 {
-		r := t.steps.record(t.account, now)
-		r.last = max(r.last, step)
+		if r := t.steps.record(t.account, now, true); r != nil {
+			r.last = max(r.last, step)
+		}
 	}
-}
-
-// check fails with a clock-skew error when the last step used is more than one step ahead.
-func (t *totpSource) check() error {
-	t.steps.mu.Lock()
-	defer t.steps.mu.Unlock()
-	now := t.clock.Now()
-	if last := t.lastLocked(); last > stepAt(now)+1 {
-		return &clockSkewError{last: last, now: now}
-	}
-	return nil
 }
 
 // NormalizeTOTPSecret upper-cases a base32 seed and drops spaces and padding, as apps show it.
@@ -207,16 +205,23 @@ func totpCode(seed string, t time.Time) (string, error) {
 // one, holding no lock and for as long as ctx allows, and looks again after waking: another
 // login may have taken that step meanwhile. A step more than one ahead fails at once.
 func (t *totpSource) Code(ctx context.Context) (string, error) {
+	code, _, err := t.stepCode(ctx)
+	return code, err
+}
+
+// stepCode is Code, and the step the code is for.
+func (t *totpSource) stepCode(ctx context.Context) (string, int64, error) {
 	for {
 		step, wait, err := t.take()
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 		if wait == 0 {
-			return totpCode(t.seed, stepStart(step))
+			code, err := totpCode(t.seed, stepStart(step))
+			return code, step, err
 		}
 		if err := t.clock.Sleep(ctx, wait); err != nil {
-			return "", err
+			return "", 0, err
 		}
 	}
 }
@@ -227,7 +232,10 @@ func (t *totpSource) take() (step int64, wait time.Duration, err error) {
 	defer t.steps.mu.Unlock()
 	now := t.clock.Now()
 	cur := stepAt(now)
-	r := t.steps.record(t.account, now)
+	r := t.steps.record(t.account, now, true)
+	if r == nil {
+		return 0, 0, errNoRoom{"TOTP accounts"}
+	}
 	switch last := max(r.last, t.told); {
 	case last > cur+1:
 		return 0, 0, &clockSkewError{last: last, now: now}

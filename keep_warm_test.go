@@ -1,0 +1,131 @@
+package sessiontoken
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+// runPeriodic moves the clock on by d a minute at a time, running the periodic function each
+// minute as Vault does, and calls each (if given) after every minute.
+func (e *env) runPeriodic(d time.Duration, each func()) {
+	e.t.Helper()
+	for end := e.clock.Now().Add(d); e.clock.Now().Before(end); {
+		e.clock.Advance(time.Minute)
+		if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
+			e.t.Fatal(err)
+		}
+		if each != nil {
+			each()
+		}
+	}
+}
+
+func keepWarmOf(e *env) map[string]any {
+	return e.read("status", nil).Data["keep_warm"].(map[string]any)
+}
+
+// A mount read once is kept warm for keep_warm (by default twice the token's life: 30
+// minutes with 15-minute tokens), then costs the upstream nothing: the periodic run neither
+// refreshes nor, once the token has expired, logs in. The next reader logs in, and that read
+// warms it again. status says which, and until when.
+func TestIdleMountLapsesAndThePeriodicRunNeverLogsIn(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	e.read("token", nil)
+	if kw := keepWarmOf(e); kw["kept_warm"] != true || kw["until"] != rfc3339(e.clock.Now().Add(30*time.Minute)) {
+		t.Fatalf("status right after a read: %v", kw)
+	}
+	e.runPeriodic(30*time.Minute, nil)
+	warm := e.sim.Stats(sim.PlexTrac)
+	if warm.Refreshes < 2 {
+		t.Fatalf("while read within keep_warm: %d refreshes ahead, want the session kept warm", warm.Refreshes)
+	}
+	e.runPeriodic(3*time.Hour, nil)
+	if idle := e.sim.Stats(sim.PlexTrac); idle.AuthCalls != warm.AuthCalls {
+		t.Fatalf("an idle mount cost %d auth calls in 3 hours past keep_warm", idle.AuthCalls-warm.AuthCalls)
+	}
+	if kw := keepWarmOf(e); kw["kept_warm"] != false || !strings.Contains(kw["reason"].(string), "lapses") {
+		t.Fatalf("status of an idle mount: %v", kw)
+	}
+	e.read("token", nil)
+	if st := e.sim.Stats(sim.PlexTrac); st.Logins != warm.Logins+1 || keepWarmOf(e)["kept_warm"] != true {
+		t.Fatalf("the next reader: %d logins, want one; %v", st.Logins-warm.Logins, keepWarmOf(e))
+	}
+}
+
+// Reads of status and metrics, and config writes, keep nothing warm; a lease renewal does,
+// and so does a read on a mount whose config was rewritten since (the last-served time is the
+// mount's, not the account's).
+func TestOnlyReadsAndRenewalsKeepAMountWarm(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	lease := e.lease()
+	scrape := func() {
+		e.read("status", nil)
+		e.read("metrics", map[string]any{"format": "prometheus"})
+	}
+	e.runPeriodic(2*time.Hour, scrape)
+	e.write("config", map[string]any{"max_refused_logins": 5, "verify": false})
+	before := e.sim.Stats(sim.PlexTrac)
+	e.runPeriodic(time.Hour, scrape)
+	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != before.AuthCalls {
+		t.Fatalf("status and metrics reads and a config write kept the mount warm: %d auth calls", st.AuthCalls-before.AuthCalls)
+	}
+
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+	if err != nil || resp == nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	if kw := keepWarmOf(e); kw["kept_warm"] != true || kw["last_served"] != rfc3339(e.clock.Now()) {
+		t.Fatalf("after a renewal: %v", kw)
+	}
+	e.read("token", nil) // logs in: the session lapsed
+	e.write("config", map[string]any{"max_refused_logins": 4, "verify": false})
+	before = e.sim.Stats(sim.PlexTrac)
+	e.runPeriodic(20*time.Minute, nil)
+	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes == before.Refreshes {
+		t.Fatal("a config write that kept the account let the read mount go cold")
+	}
+}
+
+// keep_warm = 0: the periodic run never refreshes ahead, even for a mount read all the time.
+// keep_warm is written and read back as given, bounded, and past its bound refused.
+func TestKeepWarmZeroNeverRefreshesAhead(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "keep_warm", 0))
+	if got := e.read("config", nil).Data["keep_warm"]; got != 0 {
+		t.Fatalf("keep_warm reads back %v", got)
+	}
+	e.read("token", nil)
+	e.runPeriodic(9*time.Minute, func() { e.b.noteServed() }) // a read every minute that needs no refresh
+	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 0 {
+		t.Fatalf("keep_warm=0: %d refreshes ahead", st.Refreshes)
+	}
+	if kw := keepWarmOf(e); kw["kept_warm"] != false || !strings.Contains(kw["reason"].(string), "keep_warm is 0") {
+		t.Fatalf("status: %v", kw)
+	}
+	resp, err := e.do(logical.UpdateOperation, "config", map[string]any{"keep_warm": 7*86400 + 1})
+	if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "keep_warm: 604801 is outside 0..604800") {
+		t.Fatalf("keep_warm past its bound: %v %s", err, errText(resp))
+	}
+	e.write("config", map[string]any{"keep_warm": 3600, "verify": false})
+	if got := e.read("config", nil).Data["keep_warm"]; got != 3600 {
+		t.Fatalf("keep_warm reads back %v", got)
+	}
+}
+
+// Only the node that runs the periodic refresh decides; status on another node says so.
+func TestKeepWarmStatusOnANodeThatDoesNotDecide(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	e.read("token", nil)
+	if kw := keepWarmOf(e.standby()); kw["kept_warm"] != false || !strings.Contains(kw["reason"].(string), "the active node decides") {
+		t.Fatalf("standby status: %v", kw)
+	}
+}
