@@ -16,11 +16,6 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// revokeDemoPassword changes the demo account's password upstream, as an admin would.
-func revokeDemoPassword(e *env) {
-	e.sim.AddPlexTracUser(sim.DemoPlexTracNoMFAUser, sim.PlexTracUser{Password: "rotated-elsewhere", TenantID: 7})
-}
-
 // A day of readers and periodic runs against credentials upstream refuses costs the account
 // exactly max_refused_logins refused logins, not the ~12 an hour a backoff alone allows.
 func TestHoldStopsLoginsForADay(t *testing.T) {

@@ -85,20 +85,6 @@ func TestReadRefreshesWhenLessThanMinTTLLeft(t *testing.T) {
 	}
 }
 
-func renew(t *testing.T, e *env, secret *logical.Secret) *logical.Response {
-	t.Helper()
-	// Vault hands a renewal the lease's stored response data, and stores the renewal's.
-	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s,
-		Secret: secret, Data: e.leaseData[secret]})
-	if err != nil || resp.IsError() {
-		t.Fatalf("renew: %v %s", err, errText(resp))
-	}
-	if resp.Secret != nil {
-		e.leaseData[resp.Secret] = resp.Data
-	}
-	return resp
-}
-
 func TestRenewOutsideWindowKeepsTokenAndExpiry(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
@@ -206,12 +192,6 @@ func TestConcurrentColdReadsCostOneLogin(t *testing.T) {
 			t.Fatal("readers got different tokens")
 		}
 	}
-}
-
-// vaultRenewTTL is the lease TTL Vault's framework.CalculateTTL gives a renewal that asked for
-// increment: the increment, capped at IssueTime.Truncate(1s)+MaxTTL-now.Truncate(1s).
-func vaultRenewTTL(s *logical.Secret, now time.Time, increment time.Duration) time.Duration {
-	return min(increment, s.IssueTime.Truncate(time.Second).Add(s.MaxTTL).Sub(now.Truncate(time.Second)))
 }
 
 // Vault Secrets Operator renews with increment = the lease duration it holds, ignores the

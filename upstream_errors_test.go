@@ -30,9 +30,6 @@ type faultCase struct {
 
 func faultCases() []faultCase {
 	f := func(fl sim.Fault) *sim.Fault { fl.Provider = sim.PlexTrac; return &fl }
-	newPassword := func(e *env) {
-		e.sim.AddPlexTracUser(sim.DemoPlexTracNoMFAUser, sim.PlexTracUser{Password: "rotated-elsewhere", TenantID: 7})
-	}
 	restore := func(e *env) { e.sim.AddDemoUsers() }
 	return []faultCase{
 		{name: "500 burst", fault: f(sim.Fault{Status: 500}), want: "HTTP 500", status: 502},
@@ -50,7 +47,7 @@ func faultCases() []faultCase {
 		{name: "wrong MFA code", mfa: true, breakIt: func(e *env) {
 			e.sim.AddPlexTracUser(sim.DemoPlexTracUser, sim.PlexTracUser{Password: sim.DemoPlexTracPassword, TOTPSecret: "GEZDGNBVGY3TQOJQ", TenantID: 7})
 		}, heal: restore, want: "check totp_secret", status: 502, holds: true},
-		{name: "credentials revoked upstream", breakIt: newPassword, heal: restore, want: "check username and password", status: 502, holds: true},
+		{name: "credentials revoked upstream", breakIt: revokeDemoPassword, heal: restore, want: "check username and password", status: 502, holds: true},
 	}
 }
 
