@@ -81,10 +81,14 @@ func TestReadRefreshesWhenLessThanMinTTLLeft(t *testing.T) {
 	if got := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]; got != second {
 		t.Fatal("min_ttl=1h with 14m left should keep the token (cap: a third of 15m)")
 	}
-	e.clock.Advance(10 * time.Minute)
+	e.clock.Advance(8*time.Minute + 59*time.Second)
+	if got := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]; got != second {
+		t.Fatal("min_ttl=1h with 5m01s left should keep the token (cap: a third of 15m)")
+	}
+	e.clock.Advance(2 * time.Second)
 	third := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]
 	if third == second {
-		t.Fatal("min_ttl=1h with 4m left should refresh")
+		t.Fatal("min_ttl=1h with 4m59s left should refresh")
 	}
 	e.clock.Advance(14 * time.Minute)
 	if got := e.read("token", map[string]any{"min_ttl": 0}).Data["token"]; got != third {
