@@ -223,7 +223,7 @@ func (s hungStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	return s.Storage.Put(ctx, e)
 }
 
-// Risk 4 of issue 24: every storage operation made under the session gate has its own bound.
+// Every storage operation made under the session gate has its own bound.
 // A session write that hangs (its storage stopped answering) holds the gate only that long,
 // so config writes, which swap accounts under the gate, go on.
 func TestAHungSessionWriteDoesNotBlockConfigWrites(t *testing.T) {

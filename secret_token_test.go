@@ -172,7 +172,7 @@ func TestRevokeLeavesTheSharedSessionAlone(t *testing.T) {
 	revoke("after the config was deleted")
 }
 
-// Defect 5: renewing a lease whose refresh gives no later token ends its renewability, so the
+// Renewing a lease whose refresh gives no later token ends its renewability, so the
 // holder reads the path again instead of costing a refresh per renewal.
 func TestRenewalWhoseRefreshDoesNotHelpEndsRenewability(t *testing.T) {
 	f := &fakeLogin{}
