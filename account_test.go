@@ -63,6 +63,27 @@ func (h *heldStorage) holdNextSessionWrite() (holding <-chan struct{}, release c
 	return h.holding, h.release
 }
 
+// configWriteWaitsAtTheGate waits (at most 10 s) until a config write waits for b's session
+// gate while a session write is held under it (heldStorage): the state that test races.
+// sync.RWMutex turns new readers away once a writer waits, and the held session write is a
+// reader, so a refused TryRLock is that signal. It reports false if the config write finished
+// (done closed) first: it did not wait for the held write.
+func configWriteWaitsAtTheGate(b *backend, done <-chan struct{}) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if !b.sessionGate.TryRLock() {
+			return true
+		}
+		b.sessionGate.RUnlock()
+		select {
+		case <-done:
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return false
+}
+
 func (h *heldStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	h.mu.Lock()
 	release, holding := h.release, h.holding
@@ -103,7 +124,13 @@ func TestSlowSessionWriteOfReplacedAccountIsNeverServed(t *testing.T) {
 			t.Errorf("config write: %v %s", err, errText(resp))
 		}
 	}()
-	time.Sleep(50 * time.Millisecond) // let the config write run as far as it can
+	// The config write runs as far as it can: to the session gate, where it waits for the held
+	// session write. Only then is the write released, so the race is run every time.
+	if reached := configWriteWaitsAtTheGate(e.b, writing); !reached {
+		close(release)
+		<-reading
+		t.Fatal("the config write finished, or never reached the session gate, while a session write of the account it replaces was held")
+	}
 	close(release)
 	<-reading
 	<-writing
@@ -196,7 +223,7 @@ func (s hungStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	return s.Storage.Put(ctx, e)
 }
 
-// Risk 4 of issue 24: every storage operation made under the session gate has its own bound.
+// Every storage operation made under the session gate has its own bound.
 // A session write that hangs (its storage stopped answering) holds the gate only that long,
 // so config writes, which swap accounts under the gate, go on.
 func TestAHungSessionWriteDoesNotBlockConfigWrites(t *testing.T) {

@@ -37,7 +37,7 @@ func TestCleanTakesTheBudgetOffTheHost(t *testing.T) {
 	if la := limiterOf(a); la["max_auth_per_minute"] != 8 || la["mounts_on_host"] != 1 {
 		t.Fatalf("after the other mount was cleaned up: %v", la)
 	}
-	// Defect 14: Clean is final. A periodic run or a request that arrives after it (Vault
+	// Clean is final. A periodic run or a request that arrives after it (Vault
 	// may have started one before disabling the mount) never loads the mount again, so its
 	// budget stays off the host.
 	b.clock.Advance(14 * time.Minute) // a periodic refresh would be due

@@ -149,8 +149,9 @@ func notRefusedForSize(t *testing.T, e *env, data map[string]any, field string) 
 	}
 }
 
-// Defect 8: a write of another user name alone would log in as that user with the stored
-// password, letting a config writer who cannot read the password try it on other accounts.
+// A write of another user name needs the secrets again: with the stored password it would log
+// in as that user, letting a config writer who cannot read the password try it on other
+// accounts.
 func TestAnotherUserNeedsTheSecretsAgain(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
@@ -171,7 +172,8 @@ func TestAnotherUserNeedsTheSecretsAgain(t *testing.T) {
 	expectRejected(t, r, map[string]any{"org_id": 7}, "org_id")
 }
 
-// Defect 16: a private key pasted with the CA would be kept and shown on every config read.
+// A CA with a private key pasted in is refused: the key would be kept and shown on every
+// config read.
 func TestCACertWithAPrivateKeyIsRefused(t *testing.T) {
 	e := newEnv(t)
 	key := "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\n"

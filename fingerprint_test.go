@@ -12,8 +12,8 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// Defect 7: a generic login body that names the account by its API key. Switching the key
-// (even unverified) is another account: the old session is not served, and a lease of the
+// A generic login body may name the account by its API key. Switching the key (even
+// unverified) is then another account: the old session is not served, and a lease of the
 // old account is not renewed with the new account's token.
 func TestGenericAccountNamedByItsAPIKey(t *testing.T) {
 	e := newEnv(t)
@@ -82,7 +82,7 @@ func TestUserNameCaseNamesTheAccountAsUpstreamDoes(t *testing.T) {
 	}
 }
 
-// Defect 1 of issue 24: a generic login that names no user (its body does not reference
+// A generic login that names no user (its body does not reference
 // .username, or username is empty) is identified by every secret it sends, taken from the
 // parsed body and the headers: a password that is a personal access token, or a header value,
 // names the account as much as an API key does. Writing another one, even unverified, is
@@ -141,8 +141,8 @@ func TestTheUpstreamHostIsPartOfTheAccount(t *testing.T) {
 	}
 }
 
-// Defect 1 changed the fingerprint only of generic logins that send no user name and send
-// more than an api_key: these configs, which the fixtures do not cover, keep the fingerprints
+// Naming an account by the secrets it sends changed the fingerprint only of generic logins
+// that send no user name and send more than an api_key: these configs, which the fixtures do not cover, keep the fingerprints
 // v0.2.0 (commit 5a42e41) computed with this key, byte for byte: a body that sends only
 // api_key, the default body with a user name and headers, a body with a user and an api_key.
 func TestFingerprintsOutsideTheNewRuleAreUnchanged(t *testing.T) {

@@ -207,6 +207,33 @@ func (e *env) lease() *logical.Response {
 	return resp
 }
 
+// renew renews a lease as Vault does: it hands the renewal the lease's stored response data,
+// and stores the renewal's.
+func renew(t *testing.T, e *env, secret *logical.Secret) *logical.Response {
+	t.Helper()
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s,
+		Secret: secret, Data: e.leaseData[secret]})
+	if err != nil || resp.IsError() {
+		t.Fatalf("renew: %v %s", err, errText(resp))
+	}
+	if resp.Secret != nil {
+		e.leaseData[resp.Secret] = resp.Data
+	}
+	return resp
+}
+
+// vaultRenewTTL is the lease TTL Vault's framework.CalculateTTL gives a renewal that asked for
+// increment: the increment, capped at IssueTime.Truncate(1s)+MaxTTL-now.Truncate(1s).
+func vaultRenewTTL(s *logical.Secret, now time.Time, increment time.Duration) time.Duration {
+	return min(increment, s.IssueTime.Truncate(time.Second).Add(s.MaxTTL).Sub(now.Truncate(time.Second)))
+}
+
+// revokeDemoPassword changes the demo account's password upstream, as an admin would: the
+// stored password is refused from then on (sim.AddDemoUsers restores it).
+func revokeDemoPassword(e *env) {
+	e.sim.AddPlexTracUser(sim.DemoPlexTracNoMFAUser, sim.PlexTracUser{Password: "rotated-elsewhere", TenantID: 7})
+}
+
 func errText(resp *logical.Response) string {
 	if resp == nil {
 		return "<nil>"

@@ -16,11 +16,6 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// revokeDemoPassword changes the demo account's password upstream, as an admin would.
-func revokeDemoPassword(e *env) {
-	e.sim.AddPlexTracUser(sim.DemoPlexTracNoMFAUser, sim.PlexTracUser{Password: "rotated-elsewhere", TenantID: 7})
-}
-
 // A day of readers and periodic runs against credentials upstream refuses costs the account
 // exactly max_refused_logins refused logins, not the ~12 an hour a backoff alone allows.
 func TestHoldStopsLoginsForADay(t *testing.T) {
@@ -245,10 +240,10 @@ func oldPasswordInFlight(t *testing.T, wrap func(logical.Storage) logical.Storag
 	return e, release, reading
 }
 
-// Defect 2 of issue 24: a reader's login with the old password is in flight when the
-// operator writes the right one (verify=false); upstream then refuses the old login. That
-// refusal is the replaced account's: it holds nothing and counts nothing, so after a restart
-// the mount logs in with the new, correct password instead of answering 503.
+// A replaced account's refusal holds nothing. A reader's login with the old password is in
+// flight when the operator writes the right one (verify=false); upstream then refuses the old
+// login. That refusal is the replaced account's: it holds nothing and counts nothing, so
+// after a restart the mount logs in with the new, correct password instead of answering 503.
 func TestReplacedAccountsRefusalHoldsNothing(t *testing.T) {
 	e, release, reading := oldPasswordInFlight(t, nil)
 	e.write("config", map[string]any{"password": "rotated-elsewhere", "verify": false})
@@ -265,7 +260,7 @@ func TestReplacedAccountsRefusalHoldsNothing(t *testing.T) {
 	}
 }
 
-// Defect 5 of issue 24: a config write that supplies credentials ends the hold only once the
+// A config write that supplies credentials ends the hold only once the
 // config is stored. When storing the config fails, the hold stays (stored and in memory), and
 // the old credentials are not tried: a failed write stores nothing.
 func TestAFailedConfigWriteKeepsTheHold(t *testing.T) {
@@ -344,7 +339,7 @@ func TestARefusalCountSurvivesAnOutage(t *testing.T) {
 	}
 }
 
-// Defect 2's other half: a replaced account's login records nothing about the credentials,
+// A replaced account's login records nothing about the credentials,
 // but still the TOTP step it sent, so that no process resends that code. Here the node ran
 // 30 s fast (within the step tolerated) and the next login is another process's, a step
 // behind: only the stored record keeps it from resending the code.
@@ -389,9 +384,10 @@ func (s *pausingStorage) Get(ctx context.Context, key string) (*logical.StorageE
 	return e, err
 }
 
-// Defect 2, the narrower window: the old password's refusal lands after the config write read
-// the hold and before it swapped the account. Credentials the write supplies end whatever
-// hold is stored when the write lands, so the refusal still holds nothing.
+// A replaced account's refusal holds nothing, also in the narrower window where it lands
+// after the config write read the hold and before it swapped the account. Credentials the
+// write supplies end whatever hold is stored when the write lands, so the refusal still
+// holds nothing.
 func TestARefusalDuringTheConfigWriteHoldsNothing(t *testing.T) {
 	var ps *pausingStorage
 	e, release, reading := oldPasswordInFlight(t, func(s logical.Storage) logical.Storage {

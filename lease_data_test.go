@@ -12,9 +12,9 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// Defect 12: upstream extras and token size were unbounded and copied into every lease: one
-// read made 900 KiB of response data and as much lease data, past raft's 1 MiB entry. Now an
-// answer past the bounds is a bad response, and a lease's internal data has a fixed shape.
+// An upstream answer past the bounds on extras and token size is a bad response, and a
+// lease's internal data has a fixed shape: unbounded, they were copied into every lease (one
+// read made 900 KiB of response data and as much lease data, past raft's 1 MiB entry).
 func TestOversizedUpstreamAnswersAreRefused(t *testing.T) {
 	huge := strings.Repeat("x", upstream.MaxTokenLen+1)
 	cases := map[string]any{
@@ -61,8 +61,8 @@ func TestLeaseInternalDataHoldsOnlyWhatRenewalNeeds(t *testing.T) {
 	}
 }
 
-// Defect 15: a stored session is checked like a login's answer; one that says it expires in
-// five years was served with a five-year lease.
+// A stored session is checked like a login's answer: one that says it expires in five years
+// is not served (unchecked, it got a five-year lease).
 func TestImplausibleStoredSessionIsNotServed(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))

@@ -380,8 +380,8 @@ func TestHeaderValuesWithLineBreaksAreRefused(t *testing.T) {
 	}
 }
 
-// Defect 3 of issue 24: a stored record this binary cannot read (of a newer version, after a
-// rollback, or unreadable) makes reads fail with advice to delete config and write it again,
+// A stored record this binary cannot read (of a newer version, after a rollback, or
+// unreadable) makes reads fail with advice to delete config and write it again,
 // and that advice works: delete removes every record of the account it ends, and the rewrite
 // serves. (An unreadable session is not an error: the next read logs in again.)
 func TestConfigDeleteRemovesEveryRecordOfTheAccount(t *testing.T) {
@@ -437,8 +437,7 @@ func TestLeasesFromBeforeAConfigDeleteNeverRenew(t *testing.T) {
 	}
 }
 
-// Defect 4 of issue 24: a delete does not reset the spacing of a failed config check, so a
-// loop of delete and write with a wrong password costs the upstream one login, not one a round.
+// A delete does not reset the spacing of a failed config check, so a loop of delete and write with a wrong password costs the upstream one login, not one a round.
 func TestCheckSpacingSurvivesADelete(t *testing.T) {
 	e := newEnv(t)
 	wrong := with(e.plextracConfig(false), "password", "wrong-password")

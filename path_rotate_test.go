@@ -111,7 +111,7 @@ func TestRotateRevokesThePreviousTokenWhenAsked(t *testing.T) {
 	}
 }
 
-// Risk 1 of issue 24: rotate is spaced like a failed config check, sharing its spacing (the
+// Rotate is spaced like a failed config check, sharing its spacing (the
 // same config's key, kept across a delete): a job that loops on rotate against credentials
 // upstream refuses costs one login per spacing, not one per call, held or not. Each refused
 // call answers 429 with the time to retry, and sends nothing.
@@ -151,7 +151,7 @@ func TestRotateIsSpacedLikeAFailedConfigCheck(t *testing.T) {
 	}
 }
 
-// Risks 2 and 3 of issue 24: a rotate request that ends during its login (the client gave up)
+// A rotate request that ends during its login (the client gave up)
 // returns at once; the login goes on under the shared call's own bounded context, so a reader
 // that joined it gets the new token rather than the rotate request's cancellation. Run with
 // -race: the replaced token comes back through the shared call, not through a variable the
@@ -207,7 +207,7 @@ func TestRotateCancelledDuringItsLoginLeavesReadersTheNewToken(t *testing.T) {
 	}
 }
 
-// Risk 2 of issue 24, for -race: rotate requests that end as the shared call starts (the
+// For -race: rotate requests that end as the shared call starts (the
 // client gave up) return while the call goes on. The call hands the replaced token back
 // through its value; a result variable it wrote would race with the request's return (seen
 // as a DATA RACE in each of four runs with one).

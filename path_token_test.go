@@ -1,7 +1,6 @@
 package sessiontoken
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -58,118 +57,50 @@ func TestEachProviderServesAWorkingToken(t *testing.T) {
 	}
 }
 
+// A read keeps the token while it has min_ttl or more left, and refreshes it (one refresh, no
+// login) when it has less. A reader's min_ttl is capped at a third of the token's life;
+// min_ttl=0 asks for no margin, yet a token with less than 6 s left is refreshed whatever
+// min_ttl asks (its lease would be under a second); a negative min_ttl is refused by name.
 func TestReadRefreshesWhenLessThanMinTTLLeft(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false)) // 15-minute tokens, min_ttl 5m
 	first := e.read("token", nil).Data["token"]
-	e.clock.Advance(9 * time.Minute) // 6m left: still enough
+	e.clock.Advance(10 * time.Minute) // exactly 5m left: still enough
 	if got := e.read("token", nil).Data["token"]; got != first {
-		t.Fatal("token changed with 6m left; min_ttl is 5m")
+		t.Fatal("token refreshed with exactly min_ttl (5m) left")
 	}
-	e.clock.Advance(2 * time.Minute) // 4m left: refresh first
-	second := e.read("token", nil).Data
-	if second["token"] == first {
-		t.Fatal("token not refreshed with 4m left")
+	e.clock.Advance(time.Second) // 4m59s left: refresh first
+	second := e.read("token", nil).Data["token"]
+	if second == first {
+		t.Fatal("token not refreshed with 4m59s left; min_ttl is 5m")
 	}
 	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 1 || st.Logins != 1 {
 		t.Fatalf("upstream saw %d refreshes and %d logins, want 1 and 1", st.Refreshes, st.Logins)
 	}
-	// A reader may ask for more life than min_ttl; it is capped at a third of the lifetime.
-	e.clock.Advance(time.Minute)
-	if got := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]; got != second["token"] {
+	e.clock.Advance(time.Minute) // 14m left: min_ttl=1h is capped at a third of 15m
+	if got := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]; got != second {
 		t.Fatal("min_ttl=1h with 14m left should keep the token (cap: a third of 15m)")
 	}
-	e.clock.Advance(10 * time.Minute)
-	if got := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]; got == second["token"] {
-		t.Fatal("min_ttl=1h with 4m left should refresh")
+	e.clock.Advance(8*time.Minute + 59*time.Second)
+	if got := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]; got != second {
+		t.Fatal("min_ttl=1h with 5m01s left should keep the token (cap: a third of 15m)")
 	}
-}
-
-func renew(t *testing.T, e *env, secret *logical.Secret) *logical.Response {
-	t.Helper()
-	// Vault hands a renewal the lease's stored response data, and stores the renewal's.
-	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s,
-		Secret: secret, Data: e.leaseData[secret]})
-	if err != nil || resp.IsError() {
-		t.Fatalf("renew: %v %s", err, errText(resp))
+	e.clock.Advance(2 * time.Second)
+	third := e.read("token", map[string]any{"min_ttl": "1h"}).Data["token"]
+	if third == second {
+		t.Fatal("min_ttl=1h with 4m59s left should refresh")
 	}
-	if resp.Secret != nil {
-		e.leaseData[resp.Secret] = resp.Data
+	e.clock.Advance(14 * time.Minute)
+	if got := e.read("token", map[string]any{"min_ttl": 0}).Data["token"]; got != third {
+		t.Fatal("min_ttl=0 with 1m left refreshed")
 	}
-	return resp
-}
-
-func TestRenewOutsideWindowKeepsTokenAndExpiry(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", e.plextracConfig(false))
-	resp := e.lease()
-	e.clock.Advance(3 * time.Minute) // 12m left of 15: outside the last third
-	r := renew(t, e, resp.Secret)
-	if r.Data["token"] != resp.Data["token"] {
-		t.Fatal("renewal outside the window changed the token")
+	e.clock.Advance(55*time.Second + 500*time.Millisecond) // 5.5 s left
+	if r := e.read("token", map[string]any{"min_ttl": 0}); r.Data["token"] == third || r.Secret.TTL < time.Second {
+		t.Fatalf("min_ttl=0 with 5.5 s left served a lease of %s on the old token", r.Secret.TTL)
 	}
-	exp, _ := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
-	if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-5 * time.Second)) {
-		t.Fatalf("lease extended to %s, past the token's expiry %s less skew", end, exp)
-	}
-	if !r.Secret.Renewable {
-		t.Error("lease became non-renewable without a new token")
-	}
-	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 0 {
-		t.Errorf("renewal outside the window called upstream %d times", st.Refreshes)
-	}
-}
-
-func TestRenewInsideWindowHandsOutRefreshedToken(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", e.plextracConfig(false))
-	resp := e.read("token", nil)
-	issue := e.clock.Now().Add(300 * time.Millisecond)
-	resp.Secret.IssueTime = issue
-	e.clock.Advance(11 * time.Minute) // 4m left: inside the last third
-	r := renew(t, e, resp.Secret)
-	newTok := r.Data["token"].(string)
-	if newTok == resp.Data["token"] {
-		t.Fatal("renewal inside the window kept the old token")
-	}
-	if st := e.callProtected("/api/v1/whoami", newTok); st != 200 {
-		t.Fatalf("renewed token rejected upstream: %d", st)
-	}
-	if r.Secret.Renewable {
-		t.Fatal("a renewal that hands out a new token must make the lease non-renewable (so Agent re-reads)")
-	}
-	exp, _ := time.Parse(time.RFC3339, r.Data["expires_at"].(string))
-	if want := exp.Add(-5 * time.Second).Sub(e.clock.Now()); r.Secret.TTL != want {
-		t.Errorf("TTL %s, want %s", r.Secret.TTL, want)
-	}
-	if want := exp.Add(-5 * time.Second).Sub(issue.Truncate(time.Second)); r.Secret.MaxTTL != want {
-		t.Errorf("MaxTTL %s, want %s (from the issue time truncated to the second)", r.Secret.MaxTTL, want)
-	}
-	// Other readers now get the same refreshed token without another upstream call.
-	if got := e.read("token", nil).Data["token"]; got != newTok {
-		t.Error("a read after the renewal did not return the refreshed shared token")
-	}
-	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 1 {
-		t.Errorf("upstream refreshes = %d, want 1", st.Refreshes)
-	}
-}
-
-func TestRevokeSucceedsAfterUpstreamForgotToken(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", e.plextracConfig(false))
-	resp := e.read("token", nil)
-	e.sim.Forget()
-	r, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation, Storage: e.s, Secret: resp.Secret})
-	if err != nil || r.IsError() {
-		t.Fatalf("revoke failed: %v %s", err, errText(r))
-	}
-	// and after the mount's config is gone
-	e.write("config", e.plextracConfig(false))
-	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
-		t.Fatal(err)
-	}
-	if r, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation, Storage: e.s, Secret: resp.Secret}); err != nil || r.IsError() {
-		t.Fatalf("revoke without config failed: %v %s", err, errText(r))
+	resp, err := e.do(logical.ReadOperation, "token", map[string]any{"min_ttl": -1})
+	if code, msg := failure(t, resp, err); code != 400 || !strings.Contains(msg, "min_ttl") {
+		t.Fatalf("min_ttl=-1: %d %q, want 400 naming min_ttl", code, msg)
 	}
 }
 
@@ -205,69 +136,5 @@ func TestConcurrentColdReadsCostOneLogin(t *testing.T) {
 		if tok != tokens[0] {
 			t.Fatal("readers got different tokens")
 		}
-	}
-}
-
-// vaultRenewTTL is the lease TTL Vault's framework.CalculateTTL gives a renewal that asked for
-// increment: the increment, capped at IssueTime.Truncate(1s)+MaxTTL-now.Truncate(1s).
-func vaultRenewTTL(s *logical.Secret, now time.Time, increment time.Duration) time.Duration {
-	return min(increment, s.IssueTime.Truncate(time.Second).Add(s.MaxTTL).Sub(now.Truncate(time.Second)))
-}
-
-// Vault Secrets Operator renews with increment = the lease duration it holds, ignores the
-// renewal's data, and reads the path again only when the renewed lease comes back shorter
-// than that increment. A renewal that hands out a newer token must therefore come back
-// shorter, whatever the sub-second offsets of the lease's issue time and of now.
-func TestRenewWithIncrementHandsOutNewTokenOnAShorterLease(t *testing.T) {
-	for _, issueFrac := range []time.Duration{0, 1, 300, 999} {
-		for _, nowFrac := range []time.Duration{0, 1, 500, 999} {
-			e := newEnv(t)
-			e.write("config", e.plextracConfig(false))
-			e.clock.Advance(nowFrac * time.Millisecond)
-			resp := e.read("token", nil)
-			resp.Secret.IssueTime = e.clock.Now().Add(issueFrac * time.Millisecond)
-			increment := resp.Secret.TTL.Truncate(time.Second) // what VSO holds as D
-			e.clock.Advance(increment * 7 / 10)                // VSO renews at 67–77 % of D
-			resp.Secret.Increment = increment
-			r := renew(t, e, resp.Secret)
-			if r.Data["token"] == resp.Data["token"] || r.Secret.Renewable {
-				t.Fatalf("issue+%dms now+%dms: want a new token on a non-renewable lease", issueFrac, nowFrac)
-			}
-			got := vaultRenewTTL(r.Secret, e.clock.Now(), increment)
-			if got >= increment || got < time.Second {
-				t.Fatalf("issue+%dms now+%dms: Vault would make the lease %s for increment %s; want shorter, and at least 1s",
-					issueFrac, nowFrac, got, increment)
-			}
-			exp, _ := time.Parse(time.RFC3339, r.Data["expires_at"].(string))
-			if e.clock.Now().Add(got).After(exp) {
-				t.Fatalf("renewed lease outlives its token")
-			}
-		}
-	}
-}
-
-// A read keeps the token while it has min_ttl or more left, refreshes when it has less; and
-// min_ttl=0 asks for no margin at all.
-func TestMinTTLBoundary(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", e.plextracConfig(false)) // 15-minute tokens, min_ttl 5m
-	first := e.read("token", nil).Data["token"]
-	e.clock.Advance(10 * time.Minute) // exactly 5m left
-	if got := e.read("token", nil).Data["token"]; got != first {
-		t.Fatal("refreshed with exactly min_ttl left")
-	}
-	e.clock.Advance(4 * time.Minute)
-	if got := e.read("token", map[string]any{"min_ttl": 0}).Data["token"]; got != first {
-		t.Fatal("min_ttl=0 with 1m left refreshed")
-	}
-	// Whatever min_ttl asks, a token with less than 6 s left is refreshed: its lease would
-	// be under a second.
-	e.clock.Advance(55*time.Second + 500*time.Millisecond) // 5.5 s left
-	if r := e.read("token", map[string]any{"min_ttl": 0}); r.Data["token"] == first || r.Secret.TTL < time.Second {
-		t.Fatalf("min_ttl=0 with 5.5 s left served a lease of %s on the old token", r.Secret.TTL)
-	}
-	resp, err := e.do(logical.ReadOperation, "token", map[string]any{"min_ttl": -1})
-	if code, msg := failure(t, resp, err); code != 400 || !strings.Contains(msg, "min_ttl") {
-		t.Fatalf("min_ttl=-1: %d %q, want 400 naming min_ttl", code, msg)
 	}
 }

@@ -13,20 +13,87 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 )
 
-// The refresh window is the token's last third: with 15-minute tokens, renewals up to 5m01s
-// before expiry keep the token; from 4m59s on they hand out the refreshed one.
+// The refresh window is the token's last third. With 15-minute tokens, a renewal with 5m01s
+// left keeps the token: no upstream call, still renewable. From 4m59s on it hands out the
+// refreshed token on a non-renewable lease (so Agent and VSO read the path again), which the
+// other readers then share. Either way the lease ends 5 s before its token, with MaxTTL
+// measured from the lease's issue time truncated to the second, as Vault measures it.
 func TestRenewWindowStartsAtTheLastThird(t *testing.T) {
 	for _, tc := range []struct {
 		left    time.Duration
 		refresh bool
 	}{{5*time.Minute + time.Second, false}, {5*time.Minute - time.Second, true}} {
-		e := newEnv(t)
-		e.write("config", e.plextracConfig(false))
-		lease := e.lease()
-		e.clock.Advance(15*time.Minute - tc.left)
-		r := renew(t, e, lease.Secret)
-		if got := r.Data["token"] != lease.Data["token"]; got != tc.refresh {
-			t.Fatalf("renewal with %s left: new token %v, want %v", tc.left, got, tc.refresh)
+		t.Run(tc.left.String()+" left", func(t *testing.T) {
+			e := newEnv(t)
+			e.write("config", e.plextracConfig(false))
+			lease := e.lease()
+			issue := e.clock.Now().Add(300 * time.Millisecond)
+			lease.Secret.IssueTime = issue
+			e.clock.Advance(15*time.Minute - tc.left)
+			before := e.sim.Stats(sim.PlexTrac)
+			r := renew(t, e, lease.Secret)
+			tok := r.Data["token"].(string)
+			if got := tok != lease.Data["token"]; got != tc.refresh {
+				t.Fatalf("new token %v, want %v", got, tc.refresh)
+			}
+			if r.Secret.Renewable == tc.refresh {
+				t.Fatalf("renewable %v with a new token %v: a renewal that hands out a new token ends renewability, one that keeps it does not", r.Secret.Renewable, tc.refresh)
+			}
+			if st := e.callProtected("/api/v1/whoami", tok); st != 200 {
+				t.Fatalf("the renewal's token is rejected upstream: %d", st)
+			}
+			exp, _ := time.Parse(time.RFC3339, r.Data["expires_at"].(string))
+			if want := exp.Add(-5 * time.Second).Sub(e.clock.Now()); r.Secret.TTL != want {
+				t.Errorf("TTL %s, want %s", r.Secret.TTL, want)
+			}
+			if want := exp.Add(-5 * time.Second).Sub(issue.Truncate(time.Second)); r.Secret.MaxTTL != want {
+				t.Errorf("MaxTTL %s, want %s (from the issue time truncated to the second)", r.Secret.MaxTTL, want)
+			}
+			wantRefreshes := before.Refreshes
+			if tc.refresh {
+				wantRefreshes++
+			}
+			if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != wantRefreshes || st.AuthCalls-before.AuthCalls != wantRefreshes-before.Refreshes {
+				t.Errorf("the renewal made %d upstream auth calls, want %d", st.AuthCalls-before.AuthCalls, wantRefreshes-before.Refreshes)
+			}
+			if got := e.read("token", nil).Data["token"]; got != tok {
+				t.Error("a read after the renewal did not return the renewal's token, the shared one")
+			}
+			if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls-before.AuthCalls != wantRefreshes-before.Refreshes {
+				t.Error("a read after the renewal called upstream")
+			}
+		})
+	}
+}
+
+// Vault Secrets Operator renews with increment = the lease duration it holds, ignores the
+// renewal's data, and reads the path again only when the renewed lease comes back shorter
+// than that increment. A renewal that hands out a newer token must therefore come back
+// shorter, whatever the sub-second offsets of the lease's issue time and of now.
+func TestRenewWithIncrementHandsOutNewTokenOnAShorterLease(t *testing.T) {
+	for _, issueFrac := range []time.Duration{0, 1, 300, 999} {
+		for _, nowFrac := range []time.Duration{0, 1, 500, 999} {
+			e := newEnv(t)
+			e.write("config", e.plextracConfig(false))
+			e.clock.Advance(nowFrac * time.Millisecond)
+			resp := e.read("token", nil)
+			resp.Secret.IssueTime = e.clock.Now().Add(issueFrac * time.Millisecond)
+			increment := resp.Secret.TTL.Truncate(time.Second) // what VSO holds as D
+			e.clock.Advance(increment * 7 / 10)                // VSO renews at 67–77 % of D
+			resp.Secret.Increment = increment
+			r := renew(t, e, resp.Secret)
+			if r.Data["token"] == resp.Data["token"] || r.Secret.Renewable {
+				t.Fatalf("issue+%dms now+%dms: want a new token on a non-renewable lease", issueFrac, nowFrac)
+			}
+			got := vaultRenewTTL(r.Secret, e.clock.Now(), increment)
+			if got >= increment || got < time.Second {
+				t.Fatalf("issue+%dms now+%dms: Vault would make the lease %s for increment %s; want shorter, and at least 1s",
+					issueFrac, nowFrac, got, increment)
+			}
+			exp, _ := time.Parse(time.RFC3339, r.Data["expires_at"].(string))
+			if e.clock.Now().Add(got).After(exp) {
+				t.Fatalf("renewed lease outlives its token")
+			}
 		}
 	}
 }
@@ -70,30 +137,42 @@ func TestLeaseEndsFiveSecondsBeforeTheToken(t *testing.T) {
 }
 
 // Revoking a lease makes no upstream call and leaves the shared session to the other
-// readers, also for a provider with a logout.
+// readers, also for a provider with a logout. And it never fails (DESIGN: "revocation never
+// fails"), since Vault retries a failed revocation for days: not after the upstream forgot
+// the token, not after the mount's config was deleted.
 func TestRevokeLeavesTheSharedSessionAlone(t *testing.T) {
 	var logouts atomic.Int64
 	e := newEnvWrapped(t, countPath("/logout", &logouts))
 	e.write("config", genericPlexTrac(e))
 	lease := e.read("token", nil)
-	before := e.sim.Stats(sim.PlexTrac)
-	r, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation, Storage: e.s, Secret: lease.Secret})
-	if err != nil || r.IsError() {
-		t.Fatalf("revoke: %v %s", err, errText(r))
+	if !strings.HasPrefix(lease.Secret.InternalData["secret_type"].(string), "sessiontoken") {
+		t.Fatal("lease is not routed to the token secret")
 	}
-	if after := e.sim.Stats(sim.PlexTrac); after != before || logouts.Load() != 0 {
-		t.Fatalf("revoke called upstream: %d logouts, stats %+v -> %+v", logouts.Load(), before, after)
+	revoke := func(when string) {
+		t.Helper()
+		before, logoutsBefore := e.sim.Stats(sim.PlexTrac), logouts.Load()
+		r, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation, Storage: e.s, Secret: lease.Secret})
+		if err != nil || r.IsError() {
+			t.Fatalf("revoke %s: %v %s", when, err, errText(r))
+		}
+		if after := e.sim.Stats(sim.PlexTrac); after != before || logouts.Load() != logoutsBefore {
+			t.Fatalf("revoke %s called upstream: %d logouts, stats %+v -> %+v", when, logouts.Load()-logoutsBefore, before, after)
+		}
 	}
+	revoke("of a live session")
 	other := e.read("token", nil).Data["token"].(string)
 	if other != lease.Data["token"] || e.callProtected("/api/v1/whoami", other) != 200 {
 		t.Fatal("after one lease was revoked the other readers lost the shared session")
 	}
-	if !strings.HasPrefix(lease.Secret.InternalData["secret_type"].(string), "sessiontoken") {
-		t.Fatal("lease is not routed to the token secret")
+	e.sim.Forget()
+	revoke("after the upstream forgot the token")
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
 	}
+	revoke("after the config was deleted")
 }
 
-// Defect 5: renewing a lease whose refresh gives no later token ends its renewability, so the
+// Renewing a lease whose refresh gives no later token ends its renewability, so the
 // holder reads the path again instead of costing a refresh per renewal.
 func TestRenewalWhoseRefreshDoesNotHelpEndsRenewability(t *testing.T) {
 	f := &fakeLogin{}

@@ -22,7 +22,8 @@ import (
 
 // v020Serving are the fixtures with a session to serve (plextrac-held's has expired), and
 // whose account this code names as v0.2.0 did. generic-password's account now includes its
-// password (issue 24, defect 1): see TestV020GenericNamedByItsPasswordIsAnotherAccount.
+// password (a login that names no user is named by the secrets it sends): see
+// TestV020GenericNamedByItsPasswordIsAnotherAccount.
 var v020Serving = []string{"plextrac-mfa", "plaspy", "resolver", "generic-apikey", "plextrac-rotated"}
 
 func loadV020(t *testing.T, name string) v020Fixture {
@@ -157,7 +158,7 @@ func TestV020KeepsTheTOTPStep(t *testing.T) {
 	}
 }
 
-// Issue 24, defect 1: a generic mount whose login names no user is identified by the secrets
+// A generic mount whose login names no user is identified by the secrets
 // it sends, so a v0.2.0 mount named by its password alone is another account once, at the
 // upgrade: its stored session is not served and its leases do not renew (docs/upgrading.md).
 func TestV020GenericNamedByItsPasswordIsAnotherAccount(t *testing.T) {

@@ -1,6 +1,7 @@
 package sessiontoken
 
 import (
+	"cmp"
 	"context"
 	"strings"
 	"testing"
@@ -26,13 +27,13 @@ type faultCase struct {
 	// holds: upstream refuses the credentials, so the mount holds (max_refused_logins=1 here)
 	// and does not recover by itself once the fault clears: an operator's write does it.
 	holds bool
+	// retryIn: when a cold mount tries upstream again, from its first failure. Zero: the
+	// first step of the failure backoff, 10 s; a 429 waits what its Retry-After says.
+	retryIn time.Duration
 }
 
 func faultCases() []faultCase {
 	f := func(fl sim.Fault) *sim.Fault { fl.Provider = sim.PlexTrac; return &fl }
-	newPassword := func(e *env) {
-		e.sim.AddPlexTracUser(sim.DemoPlexTracNoMFAUser, sim.PlexTracUser{Password: "rotated-elsewhere", TenantID: 7})
-	}
 	restore := func(e *env) { e.sim.AddDemoUsers() }
 	return []faultCase{
 		{name: "500 burst", fault: f(sim.Fault{Status: 500}), want: "HTTP 500", status: 502},
@@ -40,8 +41,8 @@ func faultCases() []faultCase {
 		{name: "503", fault: f(sim.Fault{Status: 503}), want: "HTTP 503", status: 502},
 		{name: "connection refused", breakIt: (*env).upstreamDown, heal: (*env).upstreamUp, want: "cannot reach upstream", status: 504},
 		{name: "hang past request_timeout", timeout: 1, fault: f(sim.Fault{Delay: 3 * time.Second}), want: "no answer within request_timeout (1s)", status: 504},
-		{name: "429 with Retry-After", fault: f(sim.Fault{Status: 429, RetryAfter: "90"}), want: "HTTP 429", status: 429},
-		{name: "429 without Retry-After", fault: f(sim.Fault{Status: 429}), want: "HTTP 429", status: 429},
+		{name: "429 with Retry-After", fault: f(sim.Fault{Status: 429, RetryAfter: "90"}), want: "HTTP 429", status: 429, retryIn: 90 * time.Second},
+		{name: "429 without Retry-After", fault: f(sim.Fault{Status: 429}), want: "HTTP 429", status: 429, retryIn: time.Minute},
 		{name: "HTML page with 200", fault: f(sim.Fault{Body: "html"}), want: "not JSON (text/html)", status: 502},
 		{name: "malformed JSON", fault: f(sim.Fault{Body: "garbage"}), want: "not JSON", status: 502},
 		{name: "truncated JSON", fault: f(sim.Fault{Body: "truncated"}), want: "not JSON", status: 502},
@@ -50,10 +51,13 @@ func faultCases() []faultCase {
 		{name: "wrong MFA code", mfa: true, breakIt: func(e *env) {
 			e.sim.AddPlexTracUser(sim.DemoPlexTracUser, sim.PlexTracUser{Password: sim.DemoPlexTracPassword, TOTPSecret: "GEZDGNBVGY3TQOJQ", TenantID: 7})
 		}, heal: restore, want: "check totp_secret", status: 502, holds: true},
-		{name: "credentials revoked upstream", breakIt: newPassword, heal: restore, want: "check username and password", status: 502, holds: true},
+		{name: "credentials revoked upstream", breakIt: revokeDemoPassword, heal: restore, want: "check username and password", status: 502, holds: true},
 	}
 }
 
+// A burst of 50 cold readers while upstream fails costs one login attempt; each reader gets
+// an error naming the upstream, what happened and when to retry, with no secret; and at that
+// time, not before, the next read logs in once upstream has healed.
 func TestUpstreamFaultsColdReadersGetClearBoundedErrors(t *testing.T) {
 	for _, fc := range faultCases() {
 		t.Run(fc.name, func(t *testing.T) {
@@ -67,24 +71,53 @@ func TestUpstreamFaultsColdReadersGetClearBoundedErrors(t *testing.T) {
 			}
 			e.write("config", cfg)
 			breakUpstream(e, fc)
-			for i := range 20 {
+			var failedAt time.Time
+			for i := range 50 {
 				code, msg := e.readFailure("token")
-				if i == 0 || i == 19 {
-					if code != fc.status || !strings.Contains(msg, fc.want) || !strings.Contains(msg, "plextrac (") || !strings.Contains(msg, "retry after") {
-						t.Fatalf("read %d: %d %q; want %d naming plextrac, %q and when to retry", i, code, msg, fc.status, fc.want)
+				if i == 0 {
+					failedAt = e.clock.Now()
+				}
+				if code != fc.status {
+					t.Fatalf("read %d: status %d, want %d", i, code, fc.status)
+				}
+				if i == 0 || i == 49 {
+					if !strings.Contains(msg, fc.want) || !strings.Contains(msg, "plextrac (") || !strings.Contains(msg, "retry after") {
+						t.Fatalf("read %d: %q; want it to name plextrac, %q and when to retry", i, msg, fc.want)
 					}
 					assertNoSecrets(t, "error", msg, "rotated-elsewhere", "GEZDGNBVGY3TQOJQ")
 				}
 			}
-			if calls := e.sim.Stats(sim.PlexTrac).AuthCalls; calls > 2 {
-				t.Fatalf("20 failing reads made %d upstream auth calls; want at most one login attempt", calls)
+			attempt := 1 // auth calls of one login attempt
+			if fc.mfa {
+				attempt = 2
+			}
+			if calls := e.sim.Stats(sim.PlexTrac).AuthCalls; calls > attempt {
+				t.Fatalf("50 failing reads made %d upstream auth calls; want at most one login attempt (%d)", calls, attempt)
 			}
 			healUpstream(e, fc)
 			if fc.holds {
 				heldUntilAnOperatorActs(t, e, fc)
 				return
 			}
-			recoverWithinOneCycle(t, e, nil)
+			retryIn := cmp.Or(fc.retryIn, 10*time.Second)
+			e.clock.Advance(failedAt.Add(retryIn - time.Second).Sub(e.clock.Now()))
+			before := e.sim.Stats(sim.PlexTrac).AuthCalls
+			if code, msg := e.readFailure("token"); code != fc.status || e.sim.Stats(sim.PlexTrac).AuthCalls != before {
+				t.Fatalf("a read 1 s before the retry time: %d %q; want the held failure and no upstream call", code, msg)
+			}
+			e.clock.Advance(time.Second)
+			logins := e.sim.Stats(sim.PlexTrac).Logins
+			resp, err := e.do(logical.ReadOperation, "token", nil)
+			auth, _ := resp.Data["authorization"].(string)
+			if err != nil || auth == "" {
+				t.Fatalf("a read at the retry time, upstream healed, got no token: %v %v", err, resp.Data)
+			}
+			if st := e.callProtected("/api/v1/whoami", auth); st != 200 {
+				t.Fatalf("the token read at the retry time is rejected upstream: %d", st)
+			}
+			if n := e.sim.Stats(sim.PlexTrac).Logins - logins; n != 1 {
+				t.Fatalf("the read at the retry time made %d logins, want 1", n)
+			}
 		})
 	}
 }
@@ -123,7 +156,7 @@ func TestUpstreamFaultsWarmReadersKeepTheValidToken(t *testing.T) {
 				heldUntilAnOperatorActs(t, e, fc)
 				return
 			}
-			recoverWithinOneCycle(t, e, &held)
+			recoverWithinOneCycle(t, e, held)
 		})
 	}
 }
@@ -170,19 +203,17 @@ func heldUntilAnOperatorActs(t *testing.T, e *env, fc faultCase) {
 }
 
 // recoverWithinOneCycle: once upstream heals, the next periodic run after the backoff (at
-// most one refresh cycle) restores a working session without any reader asking.
-func recoverWithinOneCycle(t *testing.T, e *env, old *string) {
+// most one refresh cycle) restores a working session in place of old without any reader
+// asking.
+func recoverWithinOneCycle(t *testing.T, e *env, old string) {
 	t.Helper()
 	e.clock.Advance(2 * time.Minute) // the longest backoff these faults reach (a 90 s Retry-After)
 	if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
 		t.Fatal(err)
 	}
-	if old == nil { // cold: periodic has no session to refresh; the next read logs in
-		e.read("token", nil)
-	}
 	a, _ := e.b.account(context.Background(), e.s)
 	cur := a.current()
-	if cur == nil || (old != nil && cur.Value == *old) {
+	if cur == nil || cur.Value == old {
 		t.Fatal("no new session after the fault cleared")
 	}
 	if st := e.callProtected("/api/v1/whoami", cur.Value); st != 200 {
@@ -209,36 +240,6 @@ func TestTokenShapesThatAreAcceptedWithAnAssumedLife(t *testing.T) {
 				t.Fatalf("a token without exp should get the assumed 15 minutes, got %s", exp)
 			}
 		})
-	}
-}
-
-func TestUpstreamFailureIsClearAndBounded(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", with(e.plextracConfig(false), "verify", false))
-	e.sim.AddFault(sim.Fault{Provider: sim.PlexTrac, Status: 503})
-	var msg string
-	for range 50 { // a burst of readers while upstream is down
-		resp, err := e.do(logical.ReadOperation, "token", nil)
-		var code int
-		if code, msg = failure(t, resp, err); code != 502 {
-			t.Fatalf("status %d, want 502", code)
-		}
-	}
-	for _, want := range []string{"plextrac", "HTTP 503", "retry after"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("error %q does not say %q", msg, want)
-		}
-	}
-	assertNoSecrets(t, "error", msg)
-	if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != 1 {
-		t.Fatalf("50 failing reads made %d upstream calls; the backoff should hold them to 1", st.AuthCalls)
-	}
-	// Upstream recovers: after the backoff a read logs in.
-	e.sim.ClearFaults()
-	e.clock.Advance(10 * time.Second) // the first backoff step
-	e.read("token", nil)
-	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 1 {
-		t.Fatalf("logins after recovery = %d, want 1", st.Logins)
 	}
 }
 
