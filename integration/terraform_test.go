@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -104,6 +105,19 @@ func TestTerraformRunsTheDocExample(t *testing.T) {
 	}
 	if code := plan("plan after the recovery"); code != 0 {
 		t.Fatalf("plan after the recovery: exit %d, want 0", code)
+	}
+
+	// The one MFA apply: the example's own case, a user with a TOTP seed. It may wait for the
+	// next 30 s step, as the doc says (the plugin process's first code skips the current one).
+	tf.edit(t, fmt.Sprintf("%q", tofuUser), `"svc-ci@acme.com"`)
+	tf.env["TF_VAR_plextrac_password"] = "plextrac-demo-pass"
+	before = sim.stats(t, "plextrac")
+	tf.run(t, "apply with the MFA user", "apply", "-auto-approve", "-input=false")
+	if now := sim.stats(t, "plextrac"); now["mfa"]-before["mfa"] != 1 || now["mfa_failures"] != before["mfa_failures"] {
+		t.Fatalf("apply with the MFA user: %v MFA logins and %v refused codes, want 1 and 0", now["mfa"]-before["mfa"], now["mfa_failures"]-before["mfa_failures"])
+	}
+	if code := plan("plan after the MFA apply"); code != 0 {
+		t.Fatalf("plan after the MFA apply: exit %d, want 0", code)
 	}
 
 	tf.run(t, "destroy", "destroy", "-auto-approve", "-input=false")

@@ -110,7 +110,7 @@ func newTofu(t *testing.T) *tofuRun {
 		"VAULT_ADDR": "http://" + v.addr, "VAULT_TOKEN": token,
 		"TF_VAR_plugin_sha256":        hex.EncodeToString(sum[:]),
 		"TF_VAR_plextrac_password":    "plextrac-demo-pass",
-		"TF_VAR_plextrac_totp_secret": sim.seed, // a seed the user without MFA never needs
+		"TF_VAR_plextrac_totp_secret": sim.seed, // the MFA user's seed: unused until the one MFA apply
 	}
 	tf.secrets = []string{token, "plextrac-demo-pass", sim.seed}
 	return tf
