@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
@@ -29,43 +28,6 @@ func (c *stallClock) Sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 	return c.fakeClock.Sleep(ctx, d)
-}
-
-// withClock makes e's mount a backend of the same process (limiters) on the same storage,
-// with clock.
-func (e *env) withClock(clock upstream.Clock) {
-	e.t.Helper()
-	e.b = newBackend(clock, e.limiters)
-	conf := logical.TestBackendConfig()
-	conf.StorageView = e.s
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace})
-	if err := e.b.Setup(context.Background(), conf); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-// promptly runs a request with a deadline and fails the test unless it returns before the
-// deadline: a request that waits out its context, or hangs past it, is wedged.
-func (e *env) promptly(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	type result struct {
-		resp *logical.Response
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() { r, err := e.doCtx(ctx, op, path, data); done <- result{r, err} }()
-	select {
-	case r := <-done:
-		if ctx.Err() != nil {
-			e.t.Fatalf("%s %s returned only when its context ended: %v %s", op, path, r.err, errText(r.resp))
-		}
-		return r.resp, r.err
-	case <-time.After(30 * time.Second):
-		e.t.Fatalf("%s %s hung past its context's deadline", op, path)
-	}
-	return nil, nil
 }
 
 // A node whose clock ran fast left a TOTP step far ahead in storage before a failover. Reads
