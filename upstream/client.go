@@ -232,7 +232,7 @@ func (c *Client) requireToken(op string, tok *string) func() error {
 }
 
 // newToken builds the Token an answer carries, with its times (see TokenTimes).
-func (c *Client) newToken(op, value string, expiry any, extras map[string]any) (*Token, error) {
+func (c *Client) newToken(op, value string, expiry Expiry, extras map[string]any) (*Token, error) {
 	t := &Token{Value: value, ObtainedBy: op, Extras: extras}
 	if err := CheckToken(t); err != nil {
 		return nil, c.fail(op, KindBadResponse, 200, "upstream's answer cannot be kept: "+err.Error(), "", time.Time{})

@@ -174,7 +174,7 @@ func (p *generic) exchange(ctx context.Context, op, method, path string, body an
 	if p.g.ExpiryField != "" {
 		expiry = lookup(r, p.g.ExpiryField)
 	}
-	return p.newToken(op, tok, expiry, nil)
+	return p.newToken(op, tok, Expiry{Field: p.g.ExpiryField, Value: expiry}, nil)
 }
 
 // Logout calls the configured logout; an upstream that no longer knows the token (401, 403,

@@ -40,7 +40,7 @@ func (p *plaspy) Login(ctx context.Context) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.newToken(OpLogin, r.Token, r.Expires, nil)
+	return p.newToken(OpLogin, r.Token, Expiry{Field: "expires", Value: r.Expires, UTC: true}, nil)
 }
 
 // Refresh: Plaspy has none; "renew" means logging in again.

@@ -48,6 +48,15 @@ func TestPlaspyLogin(t *testing.T) {
 	rec.set("POST /api/Auth/Token", answer{200, `{"success":true}`})
 	_, err = p.Login(context.Background())
 	wantErr(t, err, KindBadResponse, "the answer has no token")
+	// Plaspy documents its expires as UTC: a time without a zone is read as UTC; one it cannot
+	// read is refused, naming the field, never the 15-minute default (issue 33).
+	rec.set("POST /api/Auth/Token", answer{200, `{"success":true,"token":"opaque-r","expires":"2026-11-23T12:05:00"}`})
+	if tok, err := p.Login(context.Background()); err != nil || !tok.ExpiresAt.Equal(time.Date(2026, 11, 23, 12, 5, 0, 0, time.UTC)) {
+		t.Fatalf("%+v %v", tok, err)
+	}
+	rec.set("POST /api/Auth/Token", answer{200, `{"success":true,"token":"opaque-r","expires":"23/11/2026 12:05"}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindBadResponse, "expires is stated but cannot be read", "an HTTP-date")
 	rec.set("POST /api/Auth/Token", answer{401, `{}`})
 	_, err = p.Login(context.Background())
 	wantErr(t, err, KindRejected, "check username and api_key")

@@ -106,7 +106,7 @@ func (p *plextrac) token(r plextracReply, op string) (*Token, error) {
 	if r.TenantID != nil {
 		extras = map[string]any{"tenant_id": r.TenantID}
 	}
-	return p.newToken(op, r.Token, nil, extras)
+	return p.newToken(op, r.Token, Expiry{}, extras)
 }
 
 func (p *plextrac) LastTOTPStep() int64 {

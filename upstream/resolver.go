@@ -43,7 +43,7 @@ func (p *resolver) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 }
 
 func (p *resolver) token(r resolverReply, op string) (*Token, error) {
-	return p.newToken(op, r.Token, r.ExpiresAt, map[string]any{"org_id": p.org})
+	return p.newToken(op, r.Token, Expiry{Field: "expiresAt", Value: r.ExpiresAt}, map[string]any{"org_id": p.org})
 }
 
 func (p *resolver) Logout(context.Context, string) error { return nil }
