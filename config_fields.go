@@ -112,7 +112,7 @@ var configFields = []*fieldSpec{
 		schema: strField(`generic: the JSON login body as text with one value per {{ }} (.username, .password, .api_key or a quoted string, bare or through one of json, html, js, urlquery); default {"username": {{json .username}}, "password": {{json .password}}}.`, "Generic", false),
 		ref:    func(c *config) any { return &c.LoginBody }},
 	genericField("token_field", "generic: dotted path of the token in the login answer (default token).", true),
-	genericField("expiry_field", "generic: dotted path of the expiry: a number (below 1e9 seconds from now, else epoch s/ms/µs/ns by magnitude), RFC 3339 with a zone, or an HTTP-date; stated in another form, the login is refused.", false),
+	genericField("expiry_field", "generic: dotted path of the expiry: a number (below 1e9 seconds from now, else epoch s/ms/µs/ns by magnitude), RFC 3339 with a zone, or an HTTP-date; stated in another form, the login is refused. With a JWT exp too, the earlier one wins.", false),
 	genericField("refresh_method", "generic: refresh HTTP method (default POST).", false),
 	genericField("refresh_path", "generic: refresh path called with the current token; empty means log in again.", false),
 	genericField("logout_method", "generic: logout HTTP method (default POST).", false),

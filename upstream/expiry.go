@@ -50,7 +50,8 @@ const ExpiryForms = "a number (below 1e9: seconds from the answer's arrival; up 
 
 // TokenTimes decides when a token was issued and when it expires. An expiry that is stated
 // is read or refused, never guessed: the JWT's exp (parsed, not verified: the plugin does not
-// hold the upstream's key) and the provider's expiry field; DefaultLifetime from now applies
+// hold the upstream's key) and the provider's expiry field, the earlier of the two when both
+// are stated, so that no lease outlives either; DefaultLifetime from now applies
 // only when neither states one. It is an error, worded as the upstream's answer, when a
 // stated expiry cannot be read (a token shaped as a JWT whose claims do not decode, an exp
 // present but not a positive number, an expiry field not in ExpiryForms), when the token is
@@ -75,7 +76,10 @@ func TokenTimes(token string, stated Expiry, now time.Time) (issued, expires tim
 	switch {
 	case hasExp:
 		expires = exp
-		if !iat.IsZero() && iat.Before(exp) && !iat.After(now) {
+		if !field.IsZero() && field.Before(exp) { // no lease past any stated expiry
+			expires = field
+		}
+		if !iat.IsZero() && iat.Before(expires) && !iat.After(now) {
 			issued = iat
 		}
 	case !field.IsZero():

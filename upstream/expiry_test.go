@@ -32,6 +32,9 @@ func TestTokenTimes(t *testing.T) {
 		wantErrPart string
 	}{
 		{"jwt exp earlier than field wins", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": now.Add(-time.Minute).Unix()}), float64(now.Add(time.Hour).Unix()), in10, now.Add(-time.Minute), ""},
+		// No lease past any stated expiry: the earlier of exp and the field wins (issue 33).
+		{"field earlier than jwt exp wins", signed(t, jwt.MapClaims{"exp": now.Add(time.Hour).Unix()}), float64(in10.Unix()), in10, now, ""},
+		{"jwt exp and an unreadable field: refused", signed(t, jwt.MapClaims{"exp": in10.Unix()}), "soon", time.Time{}, time.Time{}, "expires is stated but cannot be read"},
 		{"jwt without exp uses field (seconds)", signed(t, jwt.MapClaims{"sub": "x"}), float64(in10.Unix()), in10, now, ""},
 		{"milliseconds", "opaque", float64(in10.UnixMilli()), in10, now, ""},
 		{"RFC 3339", "opaque", in10.Format(time.RFC3339), in10, now, ""},
