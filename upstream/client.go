@@ -264,11 +264,16 @@ func upstreamSays(body []byte) string {
 	return ""
 }
 
-// retryAfter reads a Retry-After header (seconds or HTTP date), defaulting to one minute.
+// retryAfter reads a Retry-After header (seconds or HTTP date), defaulting to one minute. A
+// number is clamped to the cap before it becomes a Duration (a huge one would wrap negative),
+// and one too long to parse is the cap: it says "a long time", not "nothing".
 func retryAfter(h string, now time.Time) time.Duration {
 	d := defaultBackoff429
-	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && secs >= 0 {
-		d = time.Duration(secs) * time.Second
+	if secs, err := strconv.ParseUint(strings.TrimSpace(h), 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		d = maxBackoff429
+		if err == nil && secs < uint64(maxBackoff429/time.Second) {
+			d = time.Duration(secs) * time.Second
+		}
 	} else if t, err := http.ParseTime(h); err == nil {
 		d = t.Sub(now)
 	}
