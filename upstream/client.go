@@ -124,6 +124,14 @@ type request struct {
 	authz            string         // Authorization header value, if any
 	rejected         map[int]string // statuses that mean "refused", with the hint to show
 	noLimit          bool           // logout: not an auth call
+
+	// refused is the provider's own refusal signal: whether an answer of status with this body
+	// says the login (or code, or session) was refused, in the plugin's words. It decides for
+	// the statuses refusalStatus names, after the 429 and redirect rules and before the shared
+	// status mapping, since a provider's body outranks its status (Plaspy's success:false
+	// under HTTP 400, PlexTrac's statusCode 401 under HTTP 200).
+	refused     func(status int, body []byte) (msg string, ok bool)
+	refusedHint string
 }
 
 // call sends r through the limiter, decodes a 2xx JSON answer into out and runs check on it.
@@ -150,6 +158,13 @@ func (c *Client) call(ctx context.Context, r request, out any, check func() erro
 	case status >= 300 && status < 400:
 		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered with a redirect (HTTP %d), which is not followed with credentials", status),
 			"set url to the address that serves the API itself", time.Time{})
+	}
+	if r.refused != nil && refusalStatus(status) {
+		if msg, ok := r.refused(status, body); ok {
+			return c.fail(r.op, KindRejected, status, msg, r.refusedHint, time.Time{})
+		}
+	}
+	switch {
 	case r.rejected[status] != "":
 		return c.fail(r.op, KindRejected, status, fmt.Sprintf("upstream refused it (HTTP %d)%s", status, upstreamSays(body)), r.rejected[status], time.Time{})
 	case status >= 500:
@@ -247,6 +262,16 @@ func (c *Client) newToken(op, value string, expiry Expiry, extras map[string]any
 
 func (c *Client) fail(op string, k Kind, status int, msg, hint string, retryAt time.Time) *Error {
 	return &Error{Provider: c.provider, Host: c.base.Host, Op: op, Kind: k, Status: status, Msg: msg, Hint: hint, RetryAt: retryAt}
+}
+
+// refusalStatus says whether a provider's refusal signal decides an answer of this status: a
+// 2xx, 400, 401, 403 or 422. A 5xx is the upstream failing, whatever its body says.
+func refusalStatus(status int) bool {
+	switch status {
+	case 400, 401, 403, 422:
+		return true
+	}
+	return status >= 200 && status < 300
 }
 
 // upstreamSays is what is shown of the first of the message, error and detail fields of a JSON

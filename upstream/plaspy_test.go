@@ -60,4 +60,18 @@ func TestPlaspyLogin(t *testing.T) {
 	rec.set("POST /api/Auth/Token", answer{401, `{}`})
 	_, err = p.Login(context.Background())
 	wantErr(t, err, KindRejected, "check username and api_key")
+
+	// Issue 33, defect 1: Plaspy's success:false decides whatever the status (after a key is
+	// regenerated Plaspy answers HTTP 400); a 5xx stays unavailable.
+	for _, status := range []int{400, 401, 403, 422} {
+		rec.set("POST /api/Auth/Token", answer{status, `{"success":false,"error":"Invalid API key or username."}`})
+		_, err = p.Login(context.Background())
+		wantErr(t, err, KindRejected, "upstream refused the credentials", `upstream says "Invalid API key or username."`, "regenerating the key")
+		if e, _ := AsError(err); e.Status != status || !IsRefusedLogin(err) {
+			t.Fatalf("HTTP %d: status %d, refused login %v", status, e.Status, IsRefusedLogin(err))
+		}
+	}
+	rec.set("POST /api/Auth/Token", answer{502, `{"success":false,"error":"Invalid API key or username."}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindUnavailable, "HTTP 502")
 }
