@@ -87,7 +87,7 @@ var configFields = []*fieldSpec{
 			DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 		ref: func(c *config) any { return &c.Headers }},
 	{name: "ca_cert", destination: true, maxLen: upstream.MaxCACertLen,
-		schema: strField("PEM CA certificate(s) trusted for the upstream, for private CAs. Stored byte for byte as written.", "TLS", false),
+		schema: strField("PEM CA certificate(s) trusted for the upstream, for private CAs; when set, only these are trusted (they replace the system roots). Stored byte for byte as written.", "TLS", false),
 		ref:    func(c *config) any { return &c.CACert }},
 	{name: "allow_insecure_http", destination: true,
 		schema: &framework.FieldSchema{Type: framework.TypeBool, Description: "Allow an http:// url (local simulators only).", Default: false},

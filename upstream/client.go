@@ -48,6 +48,7 @@ type Client struct {
 	limiter  *HostLimiter
 	clock    Clock
 	observe  func(op, outcome string) // Deps.Observe: the mount counts, since a client lives only until the next config write
+	caCert   bool                     // ca_cert is set: it is the only trust, so a TLS authority failure says so
 }
 
 func newClient(cfg Config, deps Deps) (*Client, error) {
@@ -75,10 +76,10 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		return nil
 	}
 	if cfg.CACert != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
+		// ca_cert replaces the system roots, as Vault's own clients do (go-rootcerts, the LDAP
+		// and database helpers): added to them, any public CA could vouch for a mount whose
+		// operator named a private one.
+		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(cfg.CACert)) {
 			return nil, errors.New("ca_cert: no PEM certificate found")
 		}
@@ -96,6 +97,7 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		}},
 		limiter: deps.Limiters.Host(HostKey(base)),
 		observe: deps.Observe,
+		caCert:  cfg.CACert != "",
 	}
 	for k, v := range cfg.Headers {
 		if !httpguts.ValidHeaderFieldValue(v) { // never echoed: it is a secret
@@ -223,7 +225,7 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 		if answered.Load() && ctx.Err() == nil {
 			kind = KindBadResponse // an answer came, and it is not HTTP
 		}
-		return 0, nil, nil, c.fail(r.op, kind, 0, Shown(failure{err, answered.Load(), c.timeout}), "", time.Time{})
+		return 0, nil, nil, c.fail(r.op, kind, 0, Shown(failure{err, answered.Load(), c.timeout}), c.trustHint(err), time.Time{})
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
@@ -234,6 +236,18 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 		return 0, nil, nil, c.fail(r.op, KindBadResponse, resp.StatusCode, fmt.Sprintf("upstream answer is larger than %d KiB and was not read", maxBody>>10), "", time.Time{})
 	}
 	return resp.StatusCode, resp.Header, body, nil
+}
+
+// trustHint is the hint for a certificate no trusted CA signed when ca_cert is set: ca_cert
+// is the only trust (up to v0.2.0 it was added to the system roots), and a mount that worked
+// through the system roots (a TLS-inspecting proxy, an upstream moved to a public CA) fails
+// this way.
+func (c *Client) trustHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	if !c.caCert || !errors.As(err, &unknown) {
+		return ""
+	}
+	return "ca_cert replaces the system roots: only the CAs in it are trusted, so a TLS-inspecting proxy's CA or a public CA the upstream moved to must be in ca_cert"
 }
 
 // requireToken is a call check: the answer must carry a token.
