@@ -126,6 +126,7 @@ type request struct {
 	authz            string         // Authorization header value, if any
 	rejected         map[int]string // statuses that mean "refused", with the hint to show
 	noLimit          bool           // logout: not an auth call
+	sent             *time.Time     // if not nil, set to when the request left (after the limiter)
 
 	// refused is the provider's own refusal signal: whether an answer of status with this body
 	// says the login (or code, or session) was refused, in the plugin's words. It decides for
@@ -147,6 +148,9 @@ func (c *Client) call(ctx context.Context, r request, out any, check func() erro
 		} else if lerr != nil {
 			return c.fail(r.op, KindUnavailable, 0, "cancelled while waiting for the auth limiter: "+lerr.Error(), "", time.Time{})
 		}
+	}
+	if r.sent != nil {
+		*r.sent = c.clock.Now()
 	}
 	status, header, body, err := c.send(ctx, r)
 	if err != nil {
@@ -261,12 +265,12 @@ func (c *Client) requireToken(op string, tok *string) func() error {
 }
 
 // newToken builds the Token an answer carries, with its times (see TokenTimes).
-func (c *Client) newToken(op, value string, expiry Expiry, extras map[string]any) (*Token, error) {
+func (c *Client) newToken(op, value string, expiry Expiry, sent time.Time, extras map[string]any) (*Token, error) {
 	t := &Token{Value: value, ObtainedBy: op, Extras: extras}
 	if err := CheckToken(t); err != nil {
 		return nil, c.fail(op, KindBadResponse, 200, "upstream's answer cannot be kept: "+err.Error(), "", time.Time{})
 	}
-	issued, exp, err := TokenTimes(value, expiry, c.clock.Now())
+	issued, exp, err := TokenTimes(value, expiry, sent, c.clock.Now())
 	if err != nil {
 		return nil, c.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
 	}

@@ -48,17 +48,20 @@ type Expiry struct {
 const ExpiryForms = "a number (below 1e9: seconds from the answer's arrival; up to 1e20: Unix epoch seconds, milliseconds, microseconds or nanoseconds, by magnitude), " +
 	"a string holding such a number, an RFC 3339 time with T or a space and a zone, or an HTTP-date"
 
-// TokenTimes decides when a token was issued and when it expires. An expiry that is stated
+// TokenTimes decides when a token was issued and when it expires, on the plugin's clock:
+// issued is now, the answer's arrival; expires is the earliest stated expiry less
+// max(0, iat - sent), where sent is when the request left, so that an upstream clock ahead of
+// this one cannot stretch a lease past the real token. An expiry that is stated
 // is read or refused, never guessed: the JWT's exp (parsed, not verified: the plugin does not
 // hold the upstream's key) and the provider's expiry field, the earlier of the two when both
 // are stated, so that no lease outlives either; DefaultLifetime from now applies
 // only when neither states one. It is an error, worded as the upstream's answer, when a
 // stated expiry cannot be read (a token shaped as a JWT whose claims do not decode, an exp
 // present but not a positive number, an expiry field not in ExpiryForms), when the token is
-// already expired, expires within MinServableLife, expires more than MaxTokenLife from now,
-// or says it was issued more than MaxTokenLife ago; and whenever either time could not be
-// stored as JSON.
-func TokenTimes(token string, stated Expiry, now time.Time) (issued, expires time.Time, err error) {
+// already expired, expires within MinServableLife, or expires more than MaxTokenLife from now
+// or at a time that could not be stored as JSON. The JWT's iat is never the issue time (an
+// upstream may keep it across refreshes); it only measures a clock ahead of this one.
+func TokenTimes(token string, stated Expiry, sent, now time.Time) (issued, expires time.Time, err error) {
 	issued = now
 	iat, exp, hasExp, err := jwtTimes(token)
 	if err != nil {
@@ -74,18 +77,24 @@ func TokenTimes(token string, stated Expiry, now time.Time) (issued, expires tim
 		field = t
 	}
 	switch {
-	case hasExp:
+	case hasExp && !field.IsZero():
 		expires = exp
-		if !field.IsZero() && field.Before(exp) { // no lease past any stated expiry
+		if field.Before(exp) { // no lease past any stated expiry
 			expires = field
 		}
-		if !iat.IsZero() && iat.Before(expires) && !iat.After(now) {
-			issued = iat
-		}
+	case hasExp:
+		expires = exp
 	case !field.IsZero():
 		expires = field
 	default:
 		expires = now.Add(DefaultLifetime)
+	}
+	// An upstream whose clock is ahead states its expiries that far ahead too: its iat past
+	// the moment the request left is that skew (or more), so it comes off. One that is
+	// behind, or keeps the first iat on refresh, states them early or not at all: the issue
+	// time is the answer's arrival either way, never the iat.
+	if (hasExp || !field.IsZero()) && iat.After(sent) {
+		expires = expires.Add(-iat.Sub(sent))
 	}
 	at := func(t time.Time) string {
 		if _, err := t.MarshalJSON(); err != nil {
@@ -103,9 +112,6 @@ func TokenTimes(token string, stated Expiry, now time.Time) (issued, expires tim
 	case expires.After(now.Add(MaxTokenLife)) || !storable(expires):
 		return time.Time{}, time.Time{}, fmt.Errorf("upstream issued a token that expires at %s, which is not a plausible session expiry (more than %d days from now; check the expiry field and its unit)",
 			at(expires), int(MaxTokenLife/(24*time.Hour)))
-	case issued.Before(now.Add(-MaxTokenLife)) || !storable(issued):
-		return time.Time{}, time.Time{}, fmt.Errorf("upstream issued a token that says it was issued at %s, which is not a plausible session start (more than %d days ago)",
-			at(issued), int(MaxTokenLife/(24*time.Hour)))
 	}
 	return issued, expires, nil
 }

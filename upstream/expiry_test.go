@@ -31,7 +31,7 @@ func TestTokenTimes(t *testing.T) {
 		wantIssued  time.Time
 		wantErrPart string
 	}{
-		{"jwt exp earlier than field wins", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": now.Add(-time.Minute).Unix()}), float64(now.Add(time.Hour).Unix()), in10, now.Add(-time.Minute), ""},
+		{"jwt exp earlier than field wins", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": now.Add(-time.Minute).Unix()}), float64(now.Add(time.Hour).Unix()), in10, now, ""},
 		// No lease past any stated expiry: the earlier of exp and the field wins (issue 33).
 		{"field earlier than jwt exp wins", signed(t, jwt.MapClaims{"exp": now.Add(time.Hour).Unix()}), float64(in10.Unix()), in10, now, ""},
 		{"jwt exp and an unreadable field: refused", signed(t, jwt.MapClaims{"exp": in10.Unix()}), "soon", time.Time{}, time.Time{}, "expires is stated but cannot be read"},
@@ -41,7 +41,7 @@ func TestTokenTimes(t *testing.T) {
 		{"numeric string", "opaque", "1795435800", time.Unix(1795435800, 0), now, ""},
 		{"nothing known: 15 minutes", "opaque", nil, now.Add(DefaultLifetime), now, ""},
 		{"expired at issue", signed(t, jwt.MapClaims{"exp": now.Add(-time.Minute).Unix()}), nil, time.Time{}, time.Time{}, "expired"},
-		{"future iat is ignored", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": now.Add(time.Hour).Unix()}), nil, in10, now, ""},
+		{"iat an hour ahead: its exp is an hour early too", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": now.Add(time.Hour).Unix()}), nil, time.Time{}, time.Time{}, "expired at 2026-11-23T11:10:00Z"},
 
 		// A stated expiry is read or refused, never replaced by the 15-minute default (issue 33).
 		// "5 minutes from now" in every form read:
@@ -70,8 +70,8 @@ func TestTokenTimes(t *testing.T) {
 		{"three segments that are not a JWT are opaque", "v2.local.abc", nil, now.Add(DefaultLifetime), now, ""},
 
 		// Bounds, with literal numbers (now is 1795435200): a token must live at least 10 s
-		// after it arrives, expire at most 365 days from now, and say it was issued at most
-		// 365 days ago.
+		// after it arrives and expire at most 365 days from now; it is issued when it arrives,
+		// whatever its iat says.
 		{"10 s left is served", "opaque", float64(1795435210), time.Unix(1795435210, 0), now, ""},
 		{"9.999 s left is not", "opaque", float64(1795435209999), time.Time{}, time.Time{}, "shorter than the 10s the plugin needs"},
 		{"1 s left is not", signed(t, jwt.MapClaims{"exp": 1795435201}), nil, time.Time{}, time.Time{}, "shorter than the 10s"},
@@ -80,13 +80,13 @@ func TestTokenTimes(t *testing.T) {
 		{"nanosecond epoch 9.9e19 (year 5107)", "opaque", float64(9.9e19), time.Time{}, time.Time{}, "expires at 5107-03-10T08:00:00Z, which is not a plausible session expiry"},
 		{"jwt exp in year 10000", signed(t, jwt.MapClaims{"exp": int64(253402300800)}), nil, time.Time{}, time.Time{}, "not a plausible session expiry"},
 		{"jwt exp in year 2100", signed(t, jwt.MapClaims{"exp": int64(4102444800)}), nil, time.Time{}, time.Time{}, "expires at 2100-01-01T00:00:00Z, which is not a plausible session expiry"},
-		{"iat 365 days ago", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": 1795435200 - 365*86400}), nil, in10, time.Unix(1795435200-365*86400, 0), ""},
-		{"iat 365 days and 1 s ago", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": 1795435200 - 365*86400 - 1}), nil, time.Time{}, time.Time{}, "not a plausible session start"},
-		{"iat before year 0", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": int64(-1e12)}), nil, time.Time{}, time.Time{}, "says it was issued at year -29719, which is not a plausible session start"},
+		{"iat 365 days ago: issued on arrival", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": 1795435200 - 365*86400}), nil, in10, now, ""},
+		{"iat 365 days and 1 s ago: issued on arrival", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": 1795435200 - 365*86400 - 1}), nil, in10, now, ""},
+		{"iat before year 0: issued on arrival", signed(t, jwt.MapClaims{"exp": in10.Unix(), "iat": int64(-1e12)}), nil, in10, now, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			issued, exp, err := TokenTimes(tc.token, Expiry{Field: "expires", Value: tc.field}, now)
+			issued, exp, err := TokenTimes(tc.token, Expiry{Field: "expires", Value: tc.field}, now, now)
 			if tc.wantErrPart != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErrPart) || !strings.HasPrefix(err.Error(), "upstream issued a token") {
 					t.Fatalf("want an error saying %q, got exp %s err %v", tc.wantErrPart, exp, err)
@@ -105,18 +105,18 @@ func TestTokenTimes(t *testing.T) {
 func TestTokenTimesRefusesWhatCannotBeStored(t *testing.T) {
 	now := time.Date(9999, 12, 1, 0, 0, 0, 0, time.UTC)
 	exp := now.Add(60 * 24 * time.Hour)
-	_, _, err := TokenTimes(signed(t, jwt.MapClaims{"exp": exp.Unix()}), Expiry{}, now)
+	_, _, err := TokenTimes(signed(t, jwt.MapClaims{"exp": exp.Unix()}), Expiry{}, now, now)
 	if err == nil || !strings.Contains(err.Error(), "expires at year 10000, which is not a plausible session expiry") {
 		t.Fatalf("got %v", err)
 	}
-	if _, _, err := TokenTimes("opaque", Expiry{}, now); err != nil { // 15 minutes: still 9999
+	if _, _, err := TokenTimes("opaque", Expiry{}, now, now); err != nil { // 15 minutes: still 9999
 		t.Fatalf("a storable expiry was refused: %v", err)
 	}
 	// Near year 0 an exp is a negative number: it is refused as not a positive number, before
 	// any issue time is read.
 	now = time.Date(0, 1, 10, 0, 0, 0, 0, time.UTC)
 	iat := now.Add(-20 * 24 * time.Hour)
-	_, _, err = TokenTimes(signed(t, jwt.MapClaims{"exp": now.Add(time.Hour).Unix(), "iat": iat.Unix()}), Expiry{}, now)
+	_, _, err = TokenTimes(signed(t, jwt.MapClaims{"exp": now.Add(time.Hour).Unix(), "iat": iat.Unix()}), Expiry{}, now, now)
 	if err == nil || !strings.Contains(err.Error(), "JWT exp is not a positive number") {
 		t.Fatalf("got %v", err)
 	}
@@ -198,5 +198,40 @@ func TestTokensAreKeptUpToTheirBounds(t *testing.T) {
 		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// Issue 33, upstream clocks: IssuedAt is the answer's arrival on the plugin's clock, and
+// ExpiresAt is the earliest stated expiry less how far the JWT's iat is ahead of when the
+// request left, so a token is never judged to live longer than it does.
+func TestTokenTimesOnThePluginsClock(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	sent := now.Add(-200 * time.Millisecond)
+	check := func(name string, token string, field any, sent, now, wantIssued, wantExp time.Time) {
+		t.Helper()
+		issued, exp, err := TokenTimes(token, Expiry{Field: "expires", Value: field}, sent, now)
+		if err != nil || !issued.Equal(wantIssued) || !exp.Equal(wantExp) {
+			t.Errorf("%s: issued %s exp %s err %v; want issued %s exp %s", name, issued, exp, err, wantIssued, wantExp)
+		}
+	}
+	// 12 minutes behind: its 15-minute token has 3 minutes left by its own exp; the token's
+	// life is judged from its arrival, not from an iat 12 minutes ago.
+	behind := now.Add(-12 * time.Minute)
+	check("12 minutes behind", signed(t, jwt.MapClaims{"iat": behind.Unix(), "exp": behind.Add(15 * time.Minute).Unix()}), nil,
+		sent, now, now, now.Add(3*time.Minute))
+	// 5 minutes ahead: its exp is 20 minutes away by this clock, the real token 15; the
+	// lease ends by the real expiry (less the 200 ms the answer took, which may be skew too).
+	ahead := now.Add(5 * time.Minute)
+	check("5 minutes ahead", signed(t, jwt.MapClaims{"iat": ahead.Unix(), "exp": ahead.Add(15 * time.Minute).Unix()}), nil,
+		sent, now, now, now.Add(15*time.Minute-200*time.Millisecond))
+	// and its expiry field (the same instant, on its clock) is corrected the same way.
+	check("5 minutes ahead, field earlier", signed(t, jwt.MapClaims{"iat": ahead.Unix(), "exp": ahead.Add(time.Hour).Unix()}),
+		float64(ahead.Add(15*time.Minute).Unix()), sent, now, now, now.Add(15*time.Minute-200*time.Millisecond))
+	// 10 refreshes that keep the first iat: each token is judged from its own arrival.
+	first := now
+	for i := 1; i <= 10; i++ {
+		at := now.Add(time.Duration(i) * 10 * time.Minute)
+		check(fmt.Sprintf("refresh %d keeping iat", i), signed(t, jwt.MapClaims{"iat": first.Unix(), "exp": at.Add(15 * time.Minute).Unix()}), nil,
+			at.Add(-time.Second), at, at, at.Add(15*time.Minute))
 	}
 }

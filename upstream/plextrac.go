@@ -69,7 +69,8 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 		}
 	}
 	var r plextracReply
-	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/v1/authenticate",
+	var sent time.Time
+	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/v1/authenticate", sent: &sent,
 		body:     map[string]string{"username": p.username, "password": p.password},
 		rejected: map[int]string{401: plextracCredHint, 403: plextracCredHint},
 		refused:  plextracRefusal("the credentials", nil, 401, 403), refusedHint: plextracCredHint}, &r, func() error {
@@ -89,7 +90,7 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 		return nil, err
 	}
 	if !r.MFAEnabled {
-		return p.token(r, OpLogin)
+		return p.token(r, OpLogin, sent)
 	}
 	code, err := p.totp.Code(ctx)
 	if err != nil {
@@ -97,14 +98,14 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 	}
 	challenge := r.Code
 	r = plextracReply{}
-	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa",
+	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa", sent: &sent,
 		body:     map[string]string{"code": challenge, "token": code},
 		rejected: map[int]string{401: plextracTOTPHint, 403: plextracTOTPHint},
 		refused:  plextracRefusal("the MFA code", []int{400, 422}, 400, 401, 403, 422), refusedHint: plextracTOTPHint}, &r, p.requireToken(OpMFA, &r.Token))
 	if err != nil {
 		return nil, err
 	}
-	return p.token(r, OpMFA)
+	return p.token(r, OpMFA, sent)
 }
 
 // totpFailure: no code could be had. A clock skew is not a refused login (the credentials may
@@ -121,22 +122,23 @@ func (p *plextrac) totpFailure(err error) error {
 
 func (p *plextrac) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r plextracReply
-	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value,
+	var sent time.Time
+	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value, sent: &sent,
 		rejected: map[int]string{401: "the session is no longer valid: log in again", 403: "the session is no longer valid: log in again"},
 		refused:  plextracRefusal("the session", nil, 401, 403), refusedHint: "the session is no longer valid: log in again"},
 		&r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {
 		return nil, err
 	}
-	return p.token(r, OpRefresh)
+	return p.token(r, OpRefresh, sent)
 }
 
-func (p *plextrac) token(r plextracReply, op string) (*Token, error) {
+func (p *plextrac) token(r plextracReply, op string, sent time.Time) (*Token, error) {
 	var extras map[string]any
 	if r.TenantID != nil {
 		extras = map[string]any{"tenant_id": r.TenantID}
 	}
-	return p.newToken(op, r.Token, Expiry{}, extras)
+	return p.newToken(op, r.Token, Expiry{}, sent, extras)
 }
 
 func (p *plextrac) LastTOTPStep() int64 {
