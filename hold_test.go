@@ -412,3 +412,40 @@ func TestARefusalDuringTheConfigWriteHoldsNothing(t *testing.T) {
 	}
 	e.read("token", nil)
 }
+
+// Issue 33, defect 1: a refusal the provider signals in its own form counts toward the hold
+// whatever the HTTP status says: Plaspy's success:false under HTTP 400 (as after its key is
+// regenerated), PlexTrac's statusCode 401 under HTTP 200, a PlexTrac MFA code refused with 422.
+// Six hours of readers and periodic runs cost exactly max_refused_logins refused logins.
+func TestRefusalsInTheProvidersOwnFormHold(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		config func(*env) map[string]any
+		fault  sim.Fault
+	}{
+		{"plaspy success:false under 400", (*env).plaspyConfig, sim.Fault{Provider: sim.Plaspy, Op: "login", Body: "refusal", Status: 400}},
+		{"plextrac statusCode 401 under 200", func(e *env) map[string]any { return e.plextracConfig(false) },
+			sim.Fault{Provider: sim.PlexTrac, Op: "login", Body: "refusal", Status: 200}},
+		{"plextrac mfa code refused with 422", func(e *env) map[string]any { return e.plextracConfig(true) },
+			sim.Fault{Provider: sim.PlexTrac, Op: "mfa", Body: "refusal", Status: 422}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.write("config", tc.config(e))
+			e.read("token", nil)
+			e.sim.AddFault(tc.fault)
+			e.sim.Forget() // the refresh is refused too: every path to a new token is a login
+			for minute := 0; minute < 6*60; minute++ {
+				e.clock.Advance(time.Minute)
+				_ = e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s})
+				_, _ = e.do(logical.ReadOperation, "token", nil)
+			}
+			if st := e.sim.Stats(tc.fault.Provider); st.Faults != defaultMaxRefusedLogins {
+				t.Errorf("refused answers in 6 h: %d, want %d", st.Faults, defaultMaxRefusedLogins)
+			}
+			if status := e.read("status", nil).Data; status["health"] != "held" {
+				t.Errorf("status health %v, want held", status["health"])
+			}
+		})
+	}
+}

@@ -145,6 +145,12 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	}
 	var prov upstream.Provider
 	var tok *upstream.Token
+	stored := false
+	defer func() { // a write that stores nothing leaks nothing
+		if prov != nil && !stored {
+			b.discardCheck(ctx, prov, tok, c.requestTimeout())
+		}
+	}()
 	var hold holdRecord
 	verify, supplied := d.Get("verify").(bool), c != nil && c.suppliesCredentials(req.Data)
 	if err == nil {
@@ -166,7 +172,6 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err == nil && verify {
 		attempt := c.checkKey()
 		if serr := b.spaced(attempt, c.Provider, prov.Conn().Host(), "config not saved; fix what the last error named"); serr != nil {
-			prov.Conn().Close()
 			return upstreamFailure(serr)
 		}
 		tok, err = prov.Login(ctx)
@@ -186,7 +191,6 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			return upstreamFailure(fmt.Errorf("config not saved: %w", err))
 		}
 		if err != nil {
-			prov.Conn().Close()
 			err = fmt.Errorf("the login check failed (set verify=false to store without checking): %w", err)
 		}
 	}
@@ -202,6 +206,9 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		}
 		if err := writeConfig(ctx, s, c); err != nil {
 			return err
+		}
+		if err := deleteLegacyConfig(ctx, s); err != nil { // the new config is stored: it stands
+			b.Logger().Warn("could not delete a v0.1.0 record; the stored config/v2 is used, and a later write deletes it", "error", err)
 		}
 		if clearHold {
 			if err := writeHold(ctx, s, holdRecord{}); err != nil {
@@ -220,6 +227,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if err != nil {
 		return nil, err
 	}
+	stored = true
 	b.limiters.Register(b.mountID, prov, c.MaxAuthPerMinute, b.clock.Now())
 	b.endSession(ctx, prevAcct, next.fingerprint)
 	b.Logger().Info("config written", "provider", c.Provider, "url", c.URL, "verified", tok != nil)
@@ -247,6 +255,21 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	b.limiters.Unregister(b.mountID, b.clock.Now())
 	b.endSession(ctx, prev, "")
 	return nil, nil
+}
+
+// discardCheck ends what a config write that stored nothing opened: the check's session is
+// logged out where the provider has a logout (it would otherwise live on, unused, until it
+// expires), and the new provider's connections close.
+func (b *backend) discardCheck(ctx context.Context, prov upstream.Provider, tok *upstream.Token, timeout time.Duration) {
+	defer prov.Conn().Close()
+	if tok == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := prov.Logout(ctx, tok.Value); err != nil {
+		b.Logger().Warn("upstream logout of a failed config write's login check failed; the token will expire on its own", "error", err)
+	}
 }
 
 // noteCheck spaces out a mount's retries of a config whose login check, or rotate, failed, as

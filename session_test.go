@@ -253,7 +253,8 @@ func TestImplausibleExpiriesAreBadResponsesAtLogin(t *testing.T) {
 		expires any
 		want    string
 	}{
-		"past year 9999 in ms":       {1e15, "expire"},
+		"1e15 µs (2001)":             {1e15, "expire"},
+		"unreadable (issue 33)":      {"soon", "expires is stated but cannot be read"},
 		"ten thousand years out":     {"9999-12-31T23:59:59Z", "expire"},
 		"lives less than the margin": {e.clock.Now().Add(8 * time.Second).Unix(), "expire"},
 	} {

@@ -37,8 +37,9 @@ func readConfig(ctx context.Context, s logical.Storage) (*config, error) {
 	return upgradeConfigV0(e.Value)
 }
 
-// writeConfig stores c in the current format and drops what v0.1.0 stored (see storage.go:
-// after this write, a rolled-back v0.1.0 sees no config rather than misreading this one).
+// writeConfig stores c in the current format. deleteLegacyConfig then drops what v0.1.0
+// stored (see storage.go: after this write, a rolled-back v0.1.0 sees no config rather than
+// misreading this one).
 func writeConfig(ctx context.Context, s logical.Storage, c *config) error {
 	c.Version = configVersion
 	entry, err := logical.StorageEntryJSON(configKey, c)
@@ -46,9 +47,11 @@ func writeConfig(ctx context.Context, s logical.Storage, c *config) error {
 		return err
 	}
 	entry.SealWrap = true
-	if err := s.Put(ctx, entry); err != nil {
-		return err
-	}
+	return s.Put(ctx, entry)
+}
+
+// deleteLegacyConfig deletes v0.1.0's records once the current config is stored.
+func deleteLegacyConfig(ctx context.Context, s logical.Storage) error {
 	for _, k := range []string{legacyConfigKey, legacySessionKey, legacyTOTPStepKey} {
 		if err := s.Delete(ctx, k); err != nil {
 			return err

@@ -20,7 +20,9 @@ type Fault struct {
 	// RetryAfter, with Status 429, sets the Retry-After header (e.g. "7").
 	RetryAfter string `json:"retry_after,omitempty"`
 	// Body replaces the answer: "html" (an HTML error page with 200), "garbage", "truncated"
-	// (cut-off JSON), "empty", or "oversized" (OversizeMiB MiB of JSON-looking bytes).
+	// (cut-off JSON), "empty", "oversized" (OversizeMiB MiB of JSON-looking bytes), or
+	// "refusal" (the provider's own refusal body, under Status, default 200: Plaspy's
+	// success:false, PlexTrac's {"status":"error","statusCode":401}; needs Provider).
 	Body        string `json:"body,omitempty"`
 	OversizeMiB int    `json:"oversize_mib,omitempty"`
 	// Token changes the tokens that successful logins issue: "notjwt", "expired" or "noexp".
@@ -95,6 +97,9 @@ func applyFault(ctx context.Context, w http.ResponseWriter, f *Fault) bool {
 	case "empty":
 		w.WriteHeader(statusOr(f.Status, 200))
 		return true
+	case "refusal":
+		writeJSON(w, statusOr(f.Status, 200), refusalBody(f.Provider, f.Op))
+		return true
 	case "oversized":
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(statusOr(f.Status, 200))
@@ -115,6 +120,22 @@ func applyFault(ctx context.Context, w http.ResponseWriter, f *Fault) bool {
 		return true
 	}
 	return false
+}
+
+// refusalBody is how provider words a refused login (or MFA code) in its body, as
+// UPSTREAMS.md says it does.
+func refusalBody(provider, op string) map[string]any {
+	switch provider {
+	case Plaspy:
+		return map[string]any{"success": false, "error": "Invalid API key or username."}
+	case PlexTrac:
+		msg := "Invalid username or password"
+		if op == "mfa" {
+			msg = "Invalid MFA code"
+		}
+		return map[string]any{"status": "error", "statusCode": 401, "error": "Unauthorized", "message": msg}
+	}
+	return map[string]any{"message": "Invalid credentials"}
 }
 
 func statusOr(s, def int) int {

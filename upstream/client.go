@@ -46,6 +46,7 @@ type Client struct {
 	limiter  *HostLimiter
 	clock    Clock
 	observe  func(op, outcome string) // Deps.Observe: the mount counts, since a client lives only until the next config write
+	caCert   bool                     // ca_cert is set: it is the only trust, so a TLS authority failure says so
 }
 
 func newClient(cfg Config, deps Deps) (*Client, error) {
@@ -73,10 +74,10 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		return nil
 	}
 	if cfg.CACert != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
+		// ca_cert replaces the system roots, as Vault's own clients do (go-rootcerts, the LDAP
+		// and database helpers): added to them, any public CA could vouch for a mount whose
+		// operator named a private one.
+		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(cfg.CACert)) {
 			return nil, errors.New("ca_cert: no PEM certificate found")
 		}
@@ -94,6 +95,7 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		}},
 		limiter: deps.Limiters.Host(HostKey(base)),
 		observe: deps.Observe,
+		caCert:  cfg.CACert != "",
 	}
 	for k, v := range cfg.Headers {
 		if !httpguts.ValidHeaderFieldValue(v) { // never echoed: it is a secret
@@ -122,6 +124,15 @@ type request struct {
 	authz            string         // Authorization header value, if any
 	rejected         map[int]string // statuses that mean "refused", with the hint to show
 	noLimit          bool           // not taken from the host's budget: logout (not an auth call), or an MFA login's calls, which Login takes together
+	sent             *time.Time     // if not nil, set to when the request left (after the limiter)
+
+	// refused is the provider's own refusal signal: whether an answer of status with this body
+	// says the login (or code, or session) was refused, in the plugin's words. It decides for
+	// the statuses refusalStatus names, after the 429 and redirect rules and before the shared
+	// status mapping, since a provider's body outranks its status (Plaspy's success:false
+	// under HTTP 400, PlexTrac's statusCode 401 under HTTP 200).
+	refused     func(status int, body []byte) (msg string, ok bool)
+	refusedHint string
 }
 
 // call sends r through the limiter, decodes a 2xx JSON answer into out and runs check on it.
@@ -132,6 +143,9 @@ func (c *Client) call(ctx context.Context, r request, out any, check func() erro
 		if _, err := c.takeSlots(ctx, r.op, 1, c.timeout); err != nil {
 			return err
 		}
+	}
+	if r.sent != nil {
+		*r.sent = c.clock.Now()
 	}
 	status, header, body, err := c.send(ctx, r)
 	if err != nil {
@@ -145,6 +159,13 @@ func (c *Client) call(ctx context.Context, r request, out any, check func() erro
 	case status >= 300 && status < 400:
 		return c.fail(r.op, KindBadResponse, status, fmt.Sprintf("upstream answered with a redirect (HTTP %d), which is not followed with credentials", status),
 			"set url to the address that serves the API itself", time.Time{})
+	}
+	if r.refused != nil && refusalStatus(status) {
+		if msg, ok := r.refused(status, body); ok {
+			return c.fail(r.op, KindRejected, status, msg, r.refusedHint, time.Time{})
+		}
+	}
+	switch {
 	case r.rejected[status] != "":
 		return c.fail(r.op, KindRejected, status, fmt.Sprintf("upstream refused it (HTTP %d)%s", status, upstreamSays(body)), r.rejected[status], time.Time{})
 	case status >= 500:
@@ -203,7 +224,7 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 		if answered.Load() && ctx.Err() == nil {
 			kind = KindBadResponse // an answer came, and it is not HTTP
 		}
-		return 0, nil, nil, c.fail(r.op, kind, 0, Shown(failure{err, answered.Load(), c.timeout}), "", time.Time{})
+		return 0, nil, nil, c.fail(r.op, kind, 0, Shown(failure{err, answered.Load(), c.timeout}), c.trustHint(err), time.Time{})
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
@@ -214,6 +235,18 @@ func (c *Client) send(ctx context.Context, r request) (int, http.Header, []byte,
 		return 0, nil, nil, c.fail(r.op, KindBadResponse, resp.StatusCode, fmt.Sprintf("upstream answer is larger than %d KiB and was not read", maxBody>>10), "", time.Time{})
 	}
 	return resp.StatusCode, resp.Header, body, nil
+}
+
+// trustHint is the hint for a certificate no trusted CA signed when ca_cert is set: ca_cert
+// is the only trust (up to v0.2.0 it was added to the system roots), and a mount that worked
+// through the system roots (a TLS-inspecting proxy, an upstream moved to a public CA) fails
+// this way.
+func (c *Client) trustHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	if !c.caCert || !errors.As(err, &unknown) {
+		return ""
+	}
+	return "ca_cert replaces the system roots: only the CAs in it are trusted, so a TLS-inspecting proxy's CA or a public CA the upstream moved to must be in ca_cert"
 }
 
 // requireToken is a call check: the answer must carry a token.
@@ -227,12 +260,12 @@ func (c *Client) requireToken(op string, tok *string) func() error {
 }
 
 // newToken builds the Token an answer carries, with its times (see TokenTimes).
-func (c *Client) newToken(op, value string, expiry any, extras map[string]any) (*Token, error) {
+func (c *Client) newToken(op, value string, expiry Expiry, sent time.Time, extras map[string]any) (*Token, error) {
 	t := &Token{Value: value, ObtainedBy: op, Extras: extras}
 	if err := CheckToken(t); err != nil {
 		return nil, c.fail(op, KindBadResponse, 200, "upstream's answer cannot be kept: "+err.Error(), "", time.Time{})
 	}
-	issued, exp, err := TokenTimes(value, expiry, c.clock.Now())
+	issued, exp, err := TokenTimes(value, expiry, sent, c.clock.Now())
 	if err != nil {
 		return nil, c.fail(op, KindBadResponse, 200, err.Error(), "", time.Time{})
 	}
@@ -242,6 +275,16 @@ func (c *Client) newToken(op, value string, expiry any, extras map[string]any) (
 
 func (c *Client) fail(op string, k Kind, status int, msg, hint string, retryAt time.Time) *Error {
 	return &Error{Provider: c.provider, Host: c.base.Host, Op: op, Kind: k, Status: status, Msg: msg, Hint: hint, RetryAt: retryAt}
+}
+
+// refusalStatus says whether a provider's refusal signal decides an answer of this status: a
+// 2xx, 400, 401, 403 or 422. A 5xx is the upstream failing, whatever its body says.
+func refusalStatus(status int) bool {
+	switch status {
+	case 400, 401, 403, 422:
+		return true
+	}
+	return status >= 200 && status < 300
 }
 
 // upstreamSays is what is shown of the first of the message, error and detail fields of a JSON
@@ -259,11 +302,16 @@ func upstreamSays(body []byte) string {
 	return ""
 }
 
-// retryAfter reads a Retry-After header (seconds or HTTP date), defaulting to one minute.
+// retryAfter reads a Retry-After header (seconds or HTTP date), defaulting to one minute. A
+// number is clamped to the cap before it becomes a Duration (a huge one would wrap negative),
+// and one too long to parse is the cap: it says "a long time", not "nothing".
 func retryAfter(h string, now time.Time) time.Duration {
 	d := defaultBackoff429
-	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && secs >= 0 {
-		d = time.Duration(secs) * time.Second
+	if secs, err := strconv.ParseUint(strings.TrimSpace(h), 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		d = maxBackoff429
+		if err == nil && secs < uint64(maxBackoff429/time.Second) {
+			d = time.Duration(secs) * time.Second
+		}
 	} else if t, err := http.ParseTime(h); err == nil {
 		d = t.Sub(now)
 	}

@@ -182,6 +182,12 @@ func TestRetryAfter(t *testing.T) {
 		"600":   600 * time.Second,
 		"601":   600 * time.Second,
 		"86400": 600 * time.Second,
+		// Issue 33: a number past int64 nanoseconds must not wrap to a 1 s block, and an
+		// over-long number is the cap, not the one-minute default.
+		"9223372037":                                      600 * time.Second,
+		"18446744073709551615":                            600 * time.Second,
+		"99999999999999999999999":                         600 * time.Second,
+		"0000000000000000000005":                          5 * time.Second,
 		now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second,
 		now.Add(-time.Hour).Format(http.TimeFormat):       1 * time.Second,
 		now.Add(time.Hour).Format(http.TimeFormat):        600 * time.Second,

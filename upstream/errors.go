@@ -26,7 +26,9 @@ const (
 )
 
 // IsRefusedLogin says whether err is upstream refusing the stored credentials at login: a
-// 401/403 on the login or MFA step, Plaspy's success:false, Resolver's 404 (no org), and for
+// 401/403 on the login or MFA step, a provider's own refusal signal whatever the status
+// (Plaspy's success:false, PlexTrac's statusCode 401/403 body, its MFA step's 400/422; see
+// request.refused), Resolver's 404 (no org), and for
 // generic any 4xx but 408 and 429. Not a 429, a 5xx, a timeout or an unusable answer: those
 // say nothing about the credentials, and retrying them cannot lock the account out.
 func IsRefusedLogin(err error) bool {

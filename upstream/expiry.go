@@ -1,8 +1,12 @@
 package upstream
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -32,23 +36,65 @@ const MinServableLife = 2 * ClockSkew
 // never saved or renewed. So such answers are bad responses, not sessions.
 const MaxTokenLife = 365 * 24 * time.Hour
 
-// TokenTimes decides when a token was issued and when it expires: the JWT's iat and exp
-// (parsed, not verified: the plugin does not hold the upstream's key), else the provider's
-// expiry field, else DefaultLifetime from now. It is an error, worded as the upstream's answer,
-// when the token is already expired, expires within MinServableLife, expires more than
-// MaxTokenLife from now, or says it was issued more than MaxTokenLife ago; and whenever either
-// time could not be stored as JSON.
-func TokenTimes(token string, expiryField any, now time.Time) (issued, expires time.Time, err error) {
+// Expiry is what an answer states about its token's expiry in the provider's own field.
+type Expiry struct {
+	Field string // the field's name as the provider spells it, for errors
+	Value any    // nil: nothing stated (the field is absent or null)
+	UTC   bool   // the provider documents that a time without a zone is UTC
+}
+
+// ExpiryForms is what an expiry field may state; anything else is refused, since a guess
+// (the default lifetime) could outlive the real token.
+const ExpiryForms = "a number (below 1e9: seconds from the answer's arrival; up to 1e20: Unix epoch seconds, milliseconds, microseconds or nanoseconds, by magnitude), " +
+	"a string holding such a number, an RFC 3339 time with T or a space and a zone, or an HTTP-date"
+
+// TokenTimes decides when a token was issued and when it expires, on the plugin's clock:
+// issued is now, the answer's arrival; expires is the earliest stated expiry less
+// max(0, iat - sent), where sent is when the request left, so that an upstream clock ahead of
+// this one cannot stretch a lease past the real token. An expiry that is stated
+// is read or refused, never guessed: the JWT's exp (parsed, not verified: the plugin does not
+// hold the upstream's key) and the provider's expiry field, the earlier of the two when both
+// are stated, so that no lease outlives either; DefaultLifetime from now applies
+// only when neither states one. It is an error, worded as the upstream's answer, when a
+// stated expiry cannot be read (a token shaped as a JWT whose claims do not decode, an exp
+// present but not a positive number, an expiry field not in ExpiryForms), when the token is
+// already expired, expires within MinServableLife, or expires more than MaxTokenLife from now
+// or at a time that could not be stored as JSON. The JWT's iat is never the issue time (an
+// upstream may keep it across refreshes); it only measures a clock ahead of this one.
+func TokenTimes(token string, stated Expiry, sent, now time.Time) (issued, expires time.Time, err error) {
 	issued = now
-	if iat, exp, ok := jwtTimes(token); ok {
-		expires = exp
-		if !iat.IsZero() && iat.Before(exp) && !iat.After(now) {
-			issued = iat
+	iat, exp, hasExp, err := jwtTimes(token)
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	var field time.Time
+	if stated.Value != nil {
+		t, ok := ParseExpiry(stated.Value, now, stated.UTC)
+		if !ok {
+			return time.Time{}, time.Time{}, fmt.Errorf("upstream issued a token whose %s is stated but cannot be read (%s); the plugin reads %s, and refuses anything else",
+				stated.Field, kindOf(stated.Value), ExpiryForms)
 		}
-	} else if t, ok := ParseExpiry(expiryField); ok {
-		expires = t
-	} else {
+		field = t
+	}
+	switch {
+	case hasExp && !field.IsZero():
+		expires = exp
+		if field.Before(exp) { // no lease past any stated expiry
+			expires = field
+		}
+	case hasExp:
+		expires = exp
+	case !field.IsZero():
+		expires = field
+	default:
 		expires = now.Add(DefaultLifetime)
+	}
+	// An upstream whose clock is ahead states its expiries that far ahead too: its iat past
+	// the moment the request left is that skew (or more), so it comes off. One that is
+	// behind, or keeps the first iat on refresh, states them early or not at all: the issue
+	// time is the answer's arrival either way, never the iat.
+	if (hasExp || !field.IsZero()) && iat.After(sent) {
+		expires = expires.Add(-iat.Sub(sent))
 	}
 	at := func(t time.Time) string {
 		if _, err := t.MarshalJSON(); err != nil {
@@ -66,9 +112,6 @@ func TokenTimes(token string, expiryField any, now time.Time) (issued, expires t
 	case expires.After(now.Add(MaxTokenLife)) || !storable(expires):
 		return time.Time{}, time.Time{}, fmt.Errorf("upstream issued a token that expires at %s, which is not a plausible session expiry (more than %d days from now; check the expiry field and its unit)",
 			at(expires), int(MaxTokenLife/(24*time.Hour)))
-	case issued.Before(now.Add(-MaxTokenLife)) || !storable(issued):
-		return time.Time{}, time.Time{}, fmt.Errorf("upstream issued a token that says it was issued at %s, which is not a plausible session start (more than %d days ago)",
-			at(issued), int(MaxTokenLife/(24*time.Hour)))
 	}
 	return issued, expires, nil
 }
@@ -79,59 +122,124 @@ func storable(t time.Time) bool {
 	return err == nil
 }
 
-// jwtTimes reads iat and exp from a JWT without verifying it; ok is false when token is not
-// a JWT or has no exp.
-func jwtTimes(token string) (iat, exp time.Time, ok bool) {
-	claims := jwt.MapClaims{}
-	if _, _, err := jwt.NewParser().ParseUnverified(token, claims); err != nil {
-		return time.Time{}, time.Time{}, false
+// kindOf names what an unreadable expiry is, without quoting it: it is upstream text.
+func kindOf(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string that is not a time in a form read"
+	case float64, json.Number:
+		return "a number out of range"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
 	}
-	e, err := claims.GetExpirationTime()
-	if err != nil || e == nil {
-		return time.Time{}, time.Time{}, false
-	}
-	if i, err := claims.GetIssuedAt(); err == nil && i != nil {
-		iat = i.Time
-	}
-	return iat, e.Time, true
+	return "a value of another type"
 }
 
-// ParseExpiry reads an expiry field: Unix seconds or milliseconds (number or numeric string),
-// or an RFC 3339 / ISO-8601 time. ok is false for anything else.
-func ParseExpiry(v any) (time.Time, bool) {
+// jwtTimes reads iat and exp from a JWT without verifying it. A token is a JWT when it has
+// three dot-separated parts and the first decodes as a JSON object (a JWT header); anything
+// else is opaque (hasExp false, no error), so a PASETO or "v2.local.x" is not refused. A JWT
+// whose claims cannot be decoded, or whose exp is present but not a positive number (a
+// string, null, 0), is an error: its exp cannot be read, so nothing may be guessed.
+func jwtTimes(token string) (iat, exp time.Time, hasExp bool, err error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}, time.Time{}, false, nil
+	}
+	var header map[string]any
+	if raw, derr := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[0], "=")); derr != nil || json.Unmarshal(raw, &header) != nil {
+		return time.Time{}, time.Time{}, false, nil
+	}
+	claims := jwt.MapClaims{}
+	if _, _, perr := jwt.NewParser().ParseUnverified(token, claims); perr != nil {
+		return time.Time{}, time.Time{}, false, errors.New("upstream issued a token that is a JWT whose claims cannot be decoded, so its expiry cannot be read")
+	}
+	v, present := claims["exp"]
+	if !present {
+		return time.Time{}, time.Time{}, false, nil
+	}
+	e, ok := v.(float64)
+	if !ok || !(e > 0) || math.IsInf(e, 1) {
+		return time.Time{}, time.Time{}, false, errors.New("upstream issued a token whose JWT exp is not a positive number, so its expiry cannot be read")
+	}
+	if i, ok := claims["iat"].(float64); ok && !math.IsNaN(i) && !math.IsInf(i, 0) {
+		iat = unixSeconds(i)
+	}
+	return iat, unixSeconds(e), true, nil
+}
+
+// unixSeconds is the time f Unix seconds name, with f clamped to ±1e15 (year ±31 million:
+// past what is stored, so still refused as implausible) so that the conversion cannot wrap.
+func unixSeconds(f float64) time.Time {
+	f = max(min(f, 1e15), -1e15)
+	whole := math.Trunc(f)
+	return time.Unix(int64(whole), int64((f-whole)*1e9))
+}
+
+// ParseExpiry reads an expiry field in one of ExpiryForms; arrived is when the answer came
+// (for a relative number of seconds) and utc whether the provider documents that a time
+// without a zone is UTC (else such a time is refused). ok is false for anything else.
+func ParseExpiry(v any, arrived time.Time, utc bool) (time.Time, bool) {
 	switch x := v.(type) {
 	case float64:
-		return epoch(x)
+		return byMagnitude(x, arrived)
 	case json.Number:
 		f, err := x.Float64()
 		if err != nil {
 			return time.Time{}, false
 		}
-		return epoch(f)
+		return byMagnitude(f, arrived)
 	case string:
 		s := strings.TrimSpace(x)
 		if f, err := strconv.ParseFloat(s, 64); err == nil {
-			return epoch(f)
+			return byMagnitude(f, arrived)
 		}
-		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04:05.999999999"} {
-			if t, err := time.Parse(layout, s); err == nil {
-				return t, true // no zone: the APIs document UTC
-			}
+		if len(s) > 10 && s[10] == ' ' { // RFC 3339 allows a space for the T
+			s = s[:10] + "T" + s[11:]
+		}
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			return t, true
+		}
+		if t, err := time.Parse("2006-01-02T15:04:05", s); err == nil && utc { // fractions are read too
+			return t, true
+		}
+		if t, err := http.ParseTime(x); err == nil { // HTTP-date: always GMT
+			return t, true
 		}
 	}
 	return time.Time{}, false
 }
 
-// epoch reads Unix seconds, or milliseconds when the number is too large to be seconds.
-func epoch(f float64) (time.Time, bool) {
-	if !(f > 0 && f <= 1e15) { // also NaN
-
+// byMagnitude reads a number: below 1e9 seconds from the answer's arrival (OAuth's
+// expires_in; no epoch that small is in the future), then Unix epoch seconds, milliseconds,
+// microseconds and nanoseconds by decade ranges. Zero, negative, NaN and 1e20 or more are not
+// an expiry.
+func byMagnitude(f float64, arrived time.Time) (time.Time, bool) {
+	var perSecond float64
+	switch {
+	case !(f > 0): // also NaN
+		return time.Time{}, false
+	case f < 1e9:
+		return arrived.Add(time.Duration(f * float64(time.Second))), true
+	case f < 1e11:
+		perSecond = 1
+	case f < 1e14:
+		perSecond = 1e3
+	case f < 1e17:
+		perSecond = 1e6
+	case f < 1e20:
+		perSecond = 1e9
+	default: // also +Inf
 		return time.Time{}, false
 	}
-	if f > 1e11 { // later than year 5138 in seconds: it is milliseconds
-		return time.UnixMilli(int64(f)), true
+	if f == math.Trunc(f) && f < 1<<62 { // exact in integers
+		n, per := int64(f), int64(perSecond)
+		return time.Unix(n/per, n%per*(1e9/per)), true
 	}
-	return time.Unix(int64(f), int64((f-float64(int64(f)))*1e9)), true
+	return unixSeconds(f / perSecond), true
 }
 
 // CheckToken applies the bounds every kept token must meet: a value of at most MaxTokenLen

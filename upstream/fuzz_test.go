@@ -23,7 +23,7 @@ func FuzzTokenTimes(f *testing.F) {
 	f.Fuzz(func(t *testing.T, token, field string, num float64) {
 		now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 		for _, v := range []any{field, num, nil} {
-			issued, exp, err := TokenTimes(token, v, now)
+			issued, exp, err := TokenTimes(token, Expiry{Field: "expires", Value: v}, now.Add(-time.Second), now)
 			if err != nil {
 				if !strings.HasPrefix(err.Error(), "upstream issued a token") {
 					t.Fatalf("error does not say it is the upstream's answer: %v", err)

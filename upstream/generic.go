@@ -155,11 +155,12 @@ func (p *generic) exchange(ctx context.Context, op, method, path string, body an
 	}
 	var r map[string]any
 	var tok string
+	var sent time.Time
 	hint := "check the credentials in config"
 	if op == OpRefresh {
 		hint = "the session is no longer valid: log in again"
 	}
-	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz,
+	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz, sent: &sent,
 		rejected: map[int]string{401: hint, 403: hint}}, &r, func() error {
 		tok, _ = lookup(r, p.g.TokenField).(string)
 		if tok == "" {
@@ -174,7 +175,7 @@ func (p *generic) exchange(ctx context.Context, op, method, path string, body an
 	if p.g.ExpiryField != "" {
 		expiry = lookup(r, p.g.ExpiryField)
 	}
-	return p.newToken(op, tok, expiry, nil)
+	return p.newToken(op, tok, Expiry{Field: p.g.ExpiryField, Value: expiry}, sent, nil)
 }
 
 // Logout calls the configured logout; an upstream that no longer knows the token (401, 403,

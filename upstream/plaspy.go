@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -17,30 +19,37 @@ const plaspyCredHint = "check username and api_key in config (regenerating the k
 
 func (p *plaspy) Login(ctx context.Context) (*Token, error) {
 	var r struct {
-		Success *bool  `json:"success"`
 		Token   string `json:"token"`
 		Expires any    `json:"expires"`
-		Error   string `json:"error"`
 	}
-	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/Auth/Token",
+	var sent time.Time
+	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/Auth/Token", sent: &sent,
 		body:     map[string]string{"userName": p.username, "apiKey": p.apiKey},
-		rejected: map[int]string{401: plaspyCredHint, 403: plaspyCredHint}}, &r, func() error {
-		switch {
-		case r.Success != nil && !*r.Success:
-			msg := "upstream refused the credentials"
-			if r.Error != "" {
-				msg += "; " + Shown(message(r.Error))
-			}
-			return p.fail(OpLogin, KindRejected, 200, msg, plaspyCredHint, time.Time{})
-		case r.Token == "":
-			return p.fail(OpLogin, KindBadResponse, 200, "the answer has no token", "", time.Time{})
-		}
-		return nil
-	})
+		rejected: map[int]string{401: plaspyCredHint, 403: plaspyCredHint},
+		refused:  plaspyRefused, refusedHint: plaspyCredHint}, &r, p.requireToken(OpLogin, &r.Token))
 	if err != nil {
 		return nil, err
 	}
-	return p.newToken(OpLogin, r.Token, r.Expires, nil)
+	return p.newToken(OpLogin, r.Token, Expiry{Field: "expires", Value: r.Expires, UTC: true}, sent, nil)
+}
+
+// plaspyRefused is Plaspy's refusal signal: success:false, whatever the HTTP status.
+func plaspyRefused(status int, body []byte) (string, bool) {
+	var r struct {
+		Success *bool  `json:"success"`
+		Error   string `json:"error"`
+	}
+	if json.Unmarshal(body, &r) != nil || r.Success == nil || *r.Success {
+		return "", false
+	}
+	msg := "upstream refused the credentials"
+	if status != http.StatusOK {
+		msg += fmt.Sprintf(" (HTTP %d)", status)
+	}
+	if r.Error != "" {
+		msg += "; " + Shown(message(r.Error))
+	}
+	return msg, true
 }
 
 // Refresh: Plaspy has none; "renew" means logging in again.

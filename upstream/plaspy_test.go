@@ -48,7 +48,30 @@ func TestPlaspyLogin(t *testing.T) {
 	rec.set("POST /api/Auth/Token", answer{200, `{"success":true}`})
 	_, err = p.Login(context.Background())
 	wantErr(t, err, KindBadResponse, "the answer has no token")
+	// Plaspy documents its expires as UTC: a time without a zone is read as UTC; one it cannot
+	// read is refused, naming the field, never the 15-minute default (issue 33).
+	rec.set("POST /api/Auth/Token", answer{200, `{"success":true,"token":"opaque-r","expires":"2026-11-23T12:05:00"}`})
+	if tok, err := p.Login(context.Background()); err != nil || !tok.ExpiresAt.Equal(time.Date(2026, 11, 23, 12, 5, 0, 0, time.UTC)) {
+		t.Fatalf("%+v %v", tok, err)
+	}
+	rec.set("POST /api/Auth/Token", answer{200, `{"success":true,"token":"opaque-r","expires":"23/11/2026 12:05"}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindBadResponse, "expires is stated but cannot be read", "an HTTP-date")
 	rec.set("POST /api/Auth/Token", answer{401, `{}`})
 	_, err = p.Login(context.Background())
 	wantErr(t, err, KindRejected, "check username and api_key")
+
+	// Issue 33, defect 1: Plaspy's success:false decides whatever the status (after a key is
+	// regenerated Plaspy answers HTTP 400); a 5xx stays unavailable.
+	for _, status := range []int{400, 401, 403, 422} {
+		rec.set("POST /api/Auth/Token", answer{status, `{"success":false,"error":"Invalid API key or username."}`})
+		_, err = p.Login(context.Background())
+		wantErr(t, err, KindRejected, "upstream refused the credentials", `upstream says "Invalid API key or username."`, "regenerating the key")
+		if e, _ := AsError(err); e.Status != status || !IsRefusedLogin(err) {
+			t.Fatalf("HTTP %d: status %d, refused login %v", status, e.Status, IsRefusedLogin(err))
+		}
+	}
+	rec.set("POST /api/Auth/Token", answer{502, `{"success":false,"error":"Invalid API key or username."}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindUnavailable, "HTTP 502")
 }

@@ -2,8 +2,11 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -15,7 +18,32 @@ type plextrac struct {
 	totp               *totpSource // nil: no MFA configured
 }
 
-const plextracCredHint = "check username and password in config (SSO users cannot use the API login: use a PlexTrac Service Account or a local user)"
+const (
+	plextracCredHint = "check username and password in config (SSO users cannot use the API login: use a PlexTrac Service Account or a local user)"
+	plextracTOTPHint = "check totp_secret: it must be the base32 seed of this account's authenticator"
+)
+
+// plextracRefusal is PlexTrac's refusal signal: its error body {"status":"error","statusCode":N}
+// with N one of codes, whatever the HTTP status (it is seen under HTTP 200), or an HTTP status
+// among statuses (the MFA step refuses a wrong code with 400 or 422). what names what was
+// refused.
+func plextracRefusal(what string, statuses []int, codes ...int) func(int, []byte) (string, bool) {
+	return func(status int, body []byte) (string, bool) {
+		var r struct {
+			Status     string `json:"status"`
+			StatusCode int    `json:"statusCode"`
+		}
+		_ = json.Unmarshal(body, &r) // a body that is not this shape is no body signal
+		if !slices.Contains(statuses, status) && (r.Status != "error" || !slices.Contains(codes, r.StatusCode)) {
+			return "", false
+		}
+		msg := "upstream refused " + what
+		if status != http.StatusOK {
+			msg += fmt.Sprintf(" (HTTP %d)", status)
+		}
+		return msg + upstreamSays(body), true
+	}
+}
 
 func newPlexTrac(c *Client, cfg Config, l *Limiters) *plextrac {
 	p := &plextrac{Client: c, username: cfg.Username, password: cfg.Password}
@@ -55,9 +83,11 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 		}
 	}
 	var r plextracReply
-	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/v1/authenticate", noLimit: slots != nil,
+	var sent time.Time
+	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/v1/authenticate", noLimit: slots != nil, sent: &sent,
 		body:     map[string]string{"username": p.username, "password": p.password},
-		rejected: map[int]string{401: plextracCredHint, 403: plextracCredHint}}, &r, func() error {
+		rejected: map[int]string{401: plextracCredHint, 403: plextracCredHint},
+		refused:  plextracRefusal("the credentials", nil, 401, 403), refusedHint: plextracCredHint}, &r, func() error {
 		if r.MFAEnabled && p.totp == nil {
 			return p.fail(OpLogin, KindMisconfigured, 200, "the account requires MFA and no totp_secret is configured",
 				"set totp_secret to the account's authenticator seed (base32), or use a Service Account user, which is exempt from MFA", time.Time{})
@@ -77,18 +107,18 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 		return nil, err
 	}
 	if !r.MFAEnabled {
-		return p.token(r, OpLogin)
+		return p.token(r, OpLogin, sent)
 	}
 	challenge := r.Code
 	r = plextracReply{}
-	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa", noLimit: true,
-		body: map[string]string{"code": challenge, "token": code},
-		rejected: map[int]string{401: "check totp_secret: it must be the base32 seed of this account's authenticator",
-			403: "check totp_secret: it must be the base32 seed of this account's authenticator"}}, &r, p.requireToken(OpMFA, &r.Token))
+	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa", noLimit: true, sent: &sent,
+		body:     map[string]string{"code": challenge, "token": code},
+		rejected: map[int]string{401: plextracTOTPHint, 403: plextracTOTPHint},
+		refused:  plextracRefusal("the MFA code", []int{400, 422}, 400, 401, 403, 422), refusedHint: plextracTOTPHint}, &r, p.requireToken(OpMFA, &r.Token))
 	if err != nil {
 		return nil, err
 	}
-	return p.token(r, OpMFA)
+	return p.token(r, OpMFA, sent)
 }
 
 // totpFailure: no code could be had. A clock skew is not a refused login (the credentials may
@@ -109,21 +139,23 @@ func (p *plextrac) totpFailure(err error) error {
 
 func (p *plextrac) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r plextracReply
-	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value,
-		rejected: map[int]string{401: "the session is no longer valid: log in again", 403: "the session is no longer valid: log in again"}},
+	var sent time.Time
+	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value, sent: &sent,
+		rejected: map[int]string{401: "the session is no longer valid: log in again", 403: "the session is no longer valid: log in again"},
+		refused:  plextracRefusal("the session", nil, 401, 403), refusedHint: "the session is no longer valid: log in again"},
 		&r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {
 		return nil, err
 	}
-	return p.token(r, OpRefresh)
+	return p.token(r, OpRefresh, sent)
 }
 
-func (p *plextrac) token(r plextracReply, op string) (*Token, error) {
+func (p *plextrac) token(r plextracReply, op string, sent time.Time) (*Token, error) {
 	var extras map[string]any
 	if r.TenantID != nil {
 		extras = map[string]any{"tenant_id": r.TenantID}
 	}
-	return p.newToken(op, r.Token, nil, extras)
+	return p.newToken(op, r.Token, Expiry{}, sent, extras)
 }
 
 func (p *plextrac) LastTOTPStep() int64 {

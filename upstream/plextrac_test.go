@@ -173,3 +173,43 @@ func TestMFALoginSendsItsCodeWithinItsStep(t *testing.T) {
 		t.Fatalf("%v; %d calls sent at +%s", err, len(rec.sent()), clock.Now().Sub(start))
 	}
 }
+
+// Issue 33, defect 1: PlexTrac's own refusal signal decides, whatever the status says: its
+// {"status":"error","statusCode":401} body under HTTP 200 is a refused login, not "no token",
+// and an MFA code refused with 400 or 422 is a refused code. A 5xx stays unavailable.
+func TestPlexTracRefusalsInItsOwnForm(t *testing.T) {
+	clock := testclock.At(time.Unix(1111111109, 0))
+	rec := newRecorder(t, map[string]answer{
+		"POST /api/v1/authenticate": {200, `{"status":"error","statusCode":401,"error":"Unauthorized","message":"Invalid username or password"}`},
+	})
+	cfg := Config{Provider: PlexTrac, URL: rec.URL, Username: "svc@acme.com", Password: "pw-secret"}
+	p := providerAt(t, cfg, clock)
+	_, err := p.Login(context.Background())
+	wantErr(t, err, KindRejected, "login failed: upstream refused the credentials", "SSO users cannot use the API login")
+	if !IsRefusedLogin(err) {
+		t.Fatalf("not counted as a refused login: %v", err)
+	}
+	rec.set("PUT /api/v1/token/refresh", answer{200, `{"status":"error","statusCode":401,"error":"Unauthorized"}`})
+	_, err = p.Refresh(context.Background(), &Token{Value: "t"})
+	wantErr(t, err, KindRejected, "refresh failed", "log in again")
+	rec.set("POST /api/v1/authenticate", answer{503, `{"status":"error","statusCode":401}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindUnavailable, "HTTP 503")
+
+	rec.set("POST /api/v1/authenticate", answer{200, `{"mfa_enabled":true,"code":"chal-1"}`})
+	cfg.TOTPSecret = rfc6238Seed
+	p = providerAt(t, cfg, clock)
+	knownAccount(p)
+	for _, status := range []int{400, 422} {
+		rec.set("POST /api/v1/authenticate/mfa", answer{status, `{"status":"error","statusCode":400,"message":"Invalid MFA code"}`})
+		_, err = p.Login(context.Background())
+		wantErr(t, err, KindRejected, "mfa failed: upstream refused the MFA code", "check totp_secret")
+		if !IsRefusedLogin(err) {
+			t.Fatalf("HTTP %d: not counted as a refused login: %v", status, err)
+		}
+		clock.Advance(30 * time.Second) // a code is sent once per step
+	}
+	rec.set("POST /api/v1/authenticate/mfa", answer{200, `{"status":"error","statusCode":401,"message":"Invalid MFA code"}`})
+	_, err = p.Login(context.Background())
+	wantErr(t, err, KindRejected, "mfa failed: upstream refused the MFA code", "check totp_secret")
+}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"net/http"
+	"time"
 )
 
 // resolver logs in with email/password into one org and renews with GET /user/authenticate.
@@ -21,7 +22,8 @@ type resolverReply struct {
 
 func (p *resolver) Login(ctx context.Context) (*Token, error) {
 	var r resolverReply
-	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/user/authenticate",
+	var sent time.Time
+	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/user/authenticate", sent: &sent,
 		body: map[string]any{"email": p.email, "password": p.password, "selectedOrg": p.org, "client": "core-client"},
 		rejected: map[int]string{401: resolverCredHint,
 			403: "check org_id: the user is not a member of that org",
@@ -29,21 +31,22 @@ func (p *resolver) Login(ctx context.Context) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.token(r, OpLogin)
+	return p.token(r, OpLogin, sent)
 }
 
 func (p *resolver) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r resolverReply
-	err := p.call(ctx, request{op: OpRefresh, method: http.MethodGet, path: "/user/authenticate", authz: "bearer " + cur.Value,
+	var sent time.Time
+	err := p.call(ctx, request{op: OpRefresh, method: http.MethodGet, path: "/user/authenticate", authz: "bearer " + cur.Value, sent: &sent,
 		rejected: map[int]string{401: "the session is no longer valid: log in again"}}, &r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {
 		return nil, err
 	}
-	return p.token(r, OpRefresh)
+	return p.token(r, OpRefresh, sent)
 }
 
-func (p *resolver) token(r resolverReply, op string) (*Token, error) {
-	return p.newToken(op, r.Token, r.ExpiresAt, map[string]any{"org_id": p.org})
+func (p *resolver) token(r resolverReply, op string, sent time.Time) (*Token, error) {
+	return p.newToken(op, r.Token, Expiry{Field: "expiresAt", Value: r.ExpiresAt}, sent, map[string]any{"org_id": p.org})
 }
 
 func (p *resolver) Logout(context.Context, string) error { return nil }
