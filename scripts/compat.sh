@@ -9,7 +9,7 @@
 # default build cache is never cleared. Per version: build-VERSION.log, test-VERSION.log and a
 # row in results.md under the cache's compat/ folder; docs/compatibility.md is written from them.
 #
-#   COMPAT_VERSIONS="1.20.4 1.19.5"  only these (default: every minor's newest patch, newest first)
+#   COMPAT_VERSIONS="1.19.5,1.19.0 1.18.0"  only these minors (the default: VERSIONS below)
 #   COMPAT_SKIP_BUILD=1              test only versions already built
 #   HEAVY_LOCK=FILE                  run each test through `flock FILE` (machines shared by people)
 set -euo pipefail
