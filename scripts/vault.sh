@@ -35,6 +35,10 @@ wrapper_gomod() {
   # `replace A => B v` lines, one-line form, whose target is a module (not ./a-folder).
   sed -n 's#^replace \([^ ]*\( v[^ ]*\)\{0,1\} => [^./][^ ]* v[^ ]*\)[[:space:]]*$#\t\1#p' "$gomod"
   printf ')\n'
+  # VAULT_REQUIRE="module version ...": requires the wrapper adds, for a package Vault imports from
+  # a module its go.mod does not list, which `go mod tidy` would otherwise fetch at its latest
+  # version (and drag newer dependencies in with it).
+  if [ -n "${VAULT_REQUIRE:-}" ]; then printf '\nrequire (\n'; printf '\t%s %s\n' $VAULT_REQUIRE; printf ')\n'; fi
 }
 
 # go_minor GOMOD: 22 for a go.mod that says `go 1.22.5`.
