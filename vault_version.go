@@ -12,7 +12,7 @@ import (
 // oldestPassingVault is the oldest Vault version the integration suite's core passed on
 // (`make compat`, docs/compatibility.md; a test holds the two together). On an older Vault the
 // plugin may still work, but nobody has seen it do so: it says so once in Vault's log.
-const oldestPassingVault = "1.21.0"
+const oldestPassingVault = "1.17.6"
 
 // vaultVersionWarned makes the warning once per plugin process: a multiplexed plugin serves
 // every mount from one process, and each mount's Factory would otherwise repeat it.

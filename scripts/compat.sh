@@ -9,7 +9,7 @@
 # default build cache is never cleared. Per version: build-VERSION.log, test-VERSION.log and a
 # row in results.md under the cache's compat/ folder; docs/compatibility.md is written from them.
 #
-#   COMPAT_VERSIONS="1.20.4 1.19.5"  only these (default: every minor's newest patch, newest first)
+#   COMPAT_VERSIONS="1.19.5,1.19.0 1.18.0"  only these minors (the default: VERSIONS below)
 #   COMPAT_SKIP_BUILD=1              test only versions already built
 #   HEAVY_LOCK=FILE                  run each test through `flock FILE` (machines shared by people)
 set -euo pipefail
@@ -38,6 +38,11 @@ go build -race -ldflags "-X $MODULE.Version=$VERSION" -o bin/race/vault-plugin-s
 go build -o bin/upstream-sim ./cmd/upstream-sim
 go build -o bin/noopplugin ./bench/noopplugin
 
+# extra_require VERSION: VAULT_REQUIRE for scripts/vault.sh. 1.17 imports the otel otlptrace
+# exporter, which its go.mod does not list: at its latest version (v1.47.0) it brings grpc v1.82,
+# which grpc-gcp-go v1.5.0 no longer compiles against; pinned to 1.17's otel version instead.
+extra_require() { case $1 in 1.17.*) echo "go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.28.0" ;; esac; }
+
 # build VERSION[:SDK]: the cached binary's path on stdout, or nothing when the build failed.
 build() {
   local v=${1%%:*} sdk= name=${1%%:*} start rc=0 bin log
@@ -54,7 +59,7 @@ build() {
   [ -z "${COMPAT_SKIP_BUILD:-}" ] || return 0
   echo "Vault $1: building (~20-25 minutes), log in $log" >&2
   start=$(date +%s)
-  bin=$(GOCACHE="$cache/compat-gocache" VAULT_BIN= VAULT_VERSION=$v VAULT_SDK=$sdk nice -n 19 scripts/vault.sh 2>"$log") || rc=$?
+  bin=$(GOCACHE="$cache/compat-gocache" VAULT_BIN= VAULT_VERSION=$v VAULT_SDK=$sdk VAULT_REQUIRE="$(extra_require "$v")" nice -n 19 scripts/vault.sh 2>"$log") || rc=$?
   rm -rf "$cache/compat-gocache"
   echo "build of Vault $1: exit $rc after $(($(date +%s) - start)) s" | tee -a "$log" >&2
   if [ "$rc" -ne 0 ]; then

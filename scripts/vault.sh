@@ -18,11 +18,11 @@ set -euo pipefail
 # the file GOMOD. Vault's go.mod replaces api and sdk with its sub-folders, which the module
 # download lacks, so the wrapper pins them to the published versions that go.mod requires; and
 # replace lines only apply in the main module, so the wrapper repeats every replace of Vault's
-# go.mod that names another module (signedxml, keyring from 1.18, go-proxyproto in 1.17: the
-# table in docs/compatibility.md).
-# For 1.21.0 this gives sdk v0.20.0, api v1.22.0, keyring and signedxml, as it always did.
-# VAULT_SDK=v0.19.0 pins that sdk instead, for a Vault whose in-tree sdk is ahead of the one its
-# go.mod requires (1.20: pluginutil's Download field is in sdk v0.19.0, not in v0.18.0).
+# go.mod that names another module (signedxml; keyring from 1.18.5; go-proxyproto in 1.17.6 and
+# 1.18.0: the table in docs/compatibility.md). For 1.21.0 this gives sdk v0.20.0, api v1.22.0,
+# keyring and signedxml, as it always did. VAULT_SDK=VERSION pins that sdk instead, for a Vault
+# whose in-tree sdk is ahead of the one its go.mod requires (a published version, or the
+# release's commit where the module proxy serves commits).
 wrapper_gomod() {
   local version=$1 gomod=$2 sdk api
   sdk=${VAULT_SDK:-$(sed -n 's#^[[:space:]]*github.com/hashicorp/vault/sdk \(v[^ ]*\).*#\1#p' "$gomod" | head -n1)}
@@ -35,6 +35,10 @@ wrapper_gomod() {
   # `replace A => B v` lines, one-line form, whose target is a module (not ./a-folder).
   sed -n 's#^replace \([^ ]*\( v[^ ]*\)\{0,1\} => [^./][^ ]* v[^ ]*\)[[:space:]]*$#\t\1#p' "$gomod"
   printf ')\n'
+  # VAULT_REQUIRE="module version ...": requires the wrapper adds, for a package Vault imports from
+  # a module its go.mod does not list, which `go mod tidy` would otherwise fetch at its latest
+  # version (and drag newer dependencies in with it).
+  if [ -n "${VAULT_REQUIRE:-}" ]; then printf '\nrequire (\n'; printf '\t%s %s\n' $VAULT_REQUIRE; printf ')\n'; fi
 }
 
 # go_minor GOMOD: 22 for a go.mod that says `go 1.22.5`.
