@@ -38,6 +38,8 @@ import (
 //     (boundedStorage), so that a hung storage cannot hold it, and config writes, forever.
 //   - backend.mu: the loaded account and its generation. Never held across I/O.
 //   - account.mu: the session's state in memory. Never held across I/O or a wait.
+//   - backend.checkMu: the check spacing (noteCheck), a leaf: short, in memory, never across
+//     I/O; taken under configMu or by a rotate's shared call after its request ended.
 //   - upstream.Limiters.mu, upstream.TOTPSteps.mu: short, in memory, never across I/O or a
 //     wait (limiter.go, totp.go). A TOTP wait for the next step releases its lock first.
 //

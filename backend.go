@@ -45,7 +45,9 @@ type backend struct {
 	configMu    sync.Mutex
 	sessionGate sync.RWMutex
 	// After a failed login check, the same config is not checked again until checkRetryAt
-	// (see noteCheck). Guarded by configMu.
+	// (see noteCheck). Guarded by checkMu, a leaf lock never held across I/O: a rotate's
+	// shared call notes its outcome after the request (and configMu) may be gone.
+	checkMu       sync.Mutex
 	checkFailed   string
 	checkFailures int
 	checkRetryAt  time.Time

@@ -255,8 +255,10 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 // budget at zero for every other mount on it, and spend the account's refused logins. A
 // changed config (a new password, a CA) is checked at once. A check the limiter held back
 // sent nothing and does not count. The spacing is the mount's, not the config's: a delete
-// keeps it. Guarded by configMu.
+// keeps it.
 func (b *backend) noteCheck(attempt string, err error) {
+	b.checkMu.Lock()
+	defer b.checkMu.Unlock()
 	switch {
 	case err == nil:
 		b.checkFailed, b.checkFailures, b.checkRetryAt = "", 0, time.Time{}
@@ -270,8 +272,10 @@ func (b *backend) noteCheck(attempt string, err error) {
 }
 
 // spaced is the answer to a login check or rotate of the config whose key is attempt while
-// its spacing lasts (noteCheck): 429 with the time to retry, nothing sent. Guarded by configMu.
+// its spacing lasts (noteCheck): 429 with the time to retry, nothing sent.
 func (b *backend) spaced(attempt, provider, host, hint string) error {
+	b.checkMu.Lock()
+	defer b.checkMu.Unlock()
 	if attempt != b.checkFailed || !b.clock.Now().Before(b.checkRetryAt) {
 		return nil
 	}
