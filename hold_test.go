@@ -416,3 +416,44 @@ func TestARefusalDuringTheConfigWriteHoldsNothing(t *testing.T) {
 	}
 	e.read("token", nil)
 }
+
+// A config write's refused login check and a reader's refused login that lands while the check
+// is upstream both count: the check's refusal is added to the stored count under the session
+// gate, not written over it from a count read before its login. With max_refused_logins=2 the
+// mount holds after the two, so the next reader sends no third refused login.
+func TestARefusedCheckCountsBesideAReadersRefusal(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var n atomic.Int64
+	e := newEnvWrapped(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/api/v1/authenticate" && n.Add(1) == 1 { // only the first login stalls
+				close(arrived)
+				<-release
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	cfg := with(e.plextracConfig(false), "max_refused_logins", 2)
+	e.write("config", with(cfg, "verify", false))
+	n.Store(0)
+	revokeDemoPassword(e) // the stored password is refused from now on
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		_, _ = e.do(logical.UpdateOperation, "config", with(cfg, "password", "also-wrong")) // its check stalls upstream
+	}()
+	<-arrived
+	_, _ = e.do(logical.ReadOperation, "token", nil) // a reader's login with the stored password: refused, counted
+	close(release)                                   // the check is refused too
+	<-writing
+	if n := e.sim.Stats(sim.PlexTrac).LoginFailures; n != 2 {
+		t.Fatalf("setup: %d refused logins, want 2", n)
+	}
+	h, err := readHold(context.Background(), e.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Refused != 2 || !h.Held {
+		t.Fatalf("stored hold after 2 refused logins with max_refused_logins=2: refused=%d held=%v, want refused=2 held=true", h.Refused, h.Held)
+	}
+}

@@ -174,12 +174,10 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			b.Logger().Warn("could not store the last TOTP step", "error", serr)
 		}
 		b.noteCheck(attempt, err)
-		if h, changed := hold.next(err, c.maxRefusedLogins(), b.clock.Now()); err == nil {
+		if err == nil {
 			clearHold = true
-		} else if changed { // this attempt counts
-			if herr := b.storeHold(ctx, req.Storage, h); herr != nil {
-				return nil, herr
-			}
+		} else if herr := b.countCheck(ctx, req.Storage, err, c.maxRefusedLogins()); herr != nil { // this attempt counts
+			return nil, herr
 		}
 		if upstream.IsKind(err, upstream.KindNoRoom) { // nothing was sent: 503, as a read gets
 			prov.Conn().Close()
