@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -380,4 +381,17 @@ func testCACertPEM(t *testing.T) string {
 	srv := httptest.NewTLSServer(nil)
 	defer srv.Close()
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+}
+
+// undeletable is storage whose Delete of one key fails.
+type undeletable struct {
+	logical.Storage
+	key string
+}
+
+func (s undeletable) Delete(ctx context.Context, k string) error {
+	if k == s.key {
+		return errors.New("storage unavailable")
+	}
+	return s.Storage.Delete(ctx, k)
 }

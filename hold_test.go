@@ -457,3 +457,29 @@ func TestARefusedCheckCountsBesideAReadersRefusal(t *testing.T) {
 		t.Fatalf("stored hold after 2 refused logins with max_refused_logins=2: refused=%d held=%v, want refused=2 held=true", h.Refused, h.Held)
 	}
 }
+
+// A config write that supplies the right password to a held mount, and cannot clear the hold,
+// fails and stores nothing: the old config is put back. Otherwise the operator is told the
+// write failed while the new password is stored, and the mount holds it (a 503 blaming
+// credentials it never tried).
+func TestAWriteThatCannotEndTheHoldStoresNothing(t *testing.T) {
+	e := newEnv(t)
+	mem := &logical.InmemStorage{}
+	e.b, e.s, e.logs = e.newMount(mem, nil)
+	cfg := with(e.plextracConfig(false), "max_refused_logins", 1)
+	e.write("config", with(cfg, "verify", false))
+	revokeDemoPassword(e)
+	_, _ = e.do(logical.ReadOperation, "token", nil) // refused: held
+	if h, _ := readHold(context.Background(), mem); !h.Held {
+		t.Fatal("setup: not held")
+	}
+	e.b, e.s, e.logs = e.newMount(undeletable{mem, holdKey}, nil)
+	resp, err := e.do(logical.UpdateOperation, "config", map[string]any{"password": "rotated-elsewhere", "verify": false})
+	if err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatal("setup: the write succeeded")
+	}
+	c, _ := readConfig(context.Background(), mem)
+	if c.Password == "rotated-elsewhere" {
+		t.Fatalf("the write failed (%v), yet the new password is stored (and the mount still holds: %v)", err, func() bool { h, _ := readHold(context.Background(), mem); return h.Held }())
+	}
+}

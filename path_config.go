@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -198,20 +199,34 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 				return err
 			}
 		}
-		if err := writeConfig(ctx, s, c); err != nil {
+		undo, err := putConfig(ctx, s, c)
+		if err != nil {
 			return err
 		}
-		if clearHold {
+		if clearHold { // only now that the config is stored; a failure puts the old one back
 			if err := writeHold(ctx, s, holdRecord{}); err != nil {
+				if uerr := undo(); uerr != nil {
+					return errors.Join(err, fmt.Errorf("the new config stays stored, held: %w", uerr))
+				}
 				return err
 			}
 			next.setHold(holdRecord{})
 		}
-		if tok != nil { // the check's login is a good session: the first read costs no login
-			return next.keep(ctx, s, tok, held)
+		// The config is stored: the write succeeded. What fails from here is logged, not
+		// returned; a record left behind is never served (its account's fingerprint differs).
+		for _, k := range legacyRecordKeys {
+			if err := s.Delete(ctx, k); err != nil {
+				b.Logger().Warn("could not delete a record v0.1.0 stored; the new config is stored", "key", k, "error", err)
+			}
 		}
-		if t := next.current(); t != nil { // stored again in the current format
-			return writeSession(ctx, s, next.fingerprint, t)
+		var serr error
+		if tok != nil { // the check's login is a good session: the first read costs no login
+			serr = next.keep(ctx, s, tok, held)
+		} else if t := next.current(); t != nil { // stored again in the current format
+			serr = writeSession(ctx, s, next.fingerprint, t)
+		}
+		if serr != nil {
+			b.Logger().Warn("could not store the session; the next read logs in", "error", serr)
 		}
 		return nil
 	})

@@ -37,25 +37,34 @@ func readConfig(ctx context.Context, s logical.Storage) (*config, error) {
 	return upgradeConfigV0(e.Value)
 }
 
-// writeConfig stores c in the current format and drops what v0.1.0 stored (see storage.go:
-// after this write, a rolled-back v0.1.0 sees no config rather than misreading this one).
-func writeConfig(ctx context.Context, s logical.Storage, c *config) error {
+// putConfig stores c in the current format. It returns undo, which puts back what was stored
+// at configKey before (or removes c, when nothing was): a config write that fails after this
+// Put must not leave c stored.
+func putConfig(ctx context.Context, s logical.Storage, c *config) (undo func() error, err error) {
+	old, err := s.Get(ctx, configKey)
+	if err != nil {
+		return nil, err
+	}
 	c.Version = configVersion
 	entry, err := logical.StorageEntryJSON(configKey, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	entry.SealWrap = true
 	if err := s.Put(ctx, entry); err != nil {
-		return err
+		return nil, err
 	}
-	for _, k := range []string{legacyConfigKey, legacySessionKey, legacyTOTPStepKey} {
-		if err := s.Delete(ctx, k); err != nil {
-			return err
+	return func() error {
+		if old == nil {
+			return s.Delete(ctx, configKey)
 		}
-	}
-	return nil
+		return s.Put(ctx, old)
+	}, nil
 }
+
+// legacyRecordKeys are what v0.1.0 stored; a config write drops them once its config is stored
+// (see storage.go: then a rolled-back v0.1.0 sees no config rather than misreading this one).
+var legacyRecordKeys = []string{legacyConfigKey, legacySessionKey, legacyTOTPStepKey}
 
 // deleteAccount removes every record of the mount's account, in both formats: a config delete
 // ends the account, and what is left of it must not outlive it. Leases of the account then
