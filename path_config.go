@@ -193,7 +193,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		return logical.ErrorResponse("config not saved: %s", err), nil
 	}
 	next := b.newAccount(c, prov, key)
-	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld, s logical.Storage) error {
+	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld, s logical.Storage, sameAccount bool) error {
 		if tok == nil { // same account: its stored session (in either format) still serves
 			if err := next.load(ctx, s); err != nil {
 				return err
@@ -214,9 +214,13 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		}
 		// The config is stored: the write succeeded. What fails from here is logged, not
 		// returned; a record left behind is never served (its account's fingerprint differs).
-		for _, k := range legacyRecordKeys {
+		drop := legacyRecordKeys
+		if !sameAccount { // the replaced account's session is nobody's now
+			drop = append([]string{sessionKey}, drop...)
+		}
+		for _, k := range drop {
 			if err := s.Delete(ctx, k); err != nil {
-				b.Logger().Warn("could not delete a record v0.1.0 stored; the new config is stored", "key", k, "error", err)
+				b.Logger().Warn("could not delete a record of the replaced config; the new config is stored", "key", k, "error", err)
 			}
 		}
 		var serr error
@@ -251,7 +255,7 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	// Every record of the account goes (deleteAccount). The stored TOTP step too: a step from
 	// a node whose clock ran fast would otherwise outlive every rewrite. This process's own
 	// record of the account still protects a quick rewrite until its step is past.
-	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(_ gateHeld, s logical.Storage) error {
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(_ gateHeld, s logical.Storage, _ bool) error {
 		return deleteAccount(ctx, s)
 	})
 	if err != nil {
