@@ -457,3 +457,30 @@ func TestCheckSpacingSurvivesADelete(t *testing.T) {
 		t.Fatalf("5 rounds of delete and write reached upstream %d times, want 1", st.LoginFailures)
 	}
 }
+
+// A config delete that fails halfway, whichever record it stops at, fails closed: once the
+// config is gone, a lease from before the delete never renews after the config is written
+// again (the fingerprint key goes first). Deleting the key last let a delete that stopped at it
+// leave an unconfigured mount with the old key, and the old leases renewed on the rewrite.
+func TestADeleteThatFailsHalfwayLetsNoOldLeaseRenew(t *testing.T) {
+	for _, k := range []string{configKey, legacyConfigKey, sessionKey, legacySessionKey, totpStepKey, legacyTOTPStepKey, holdKey, fingerprintKeyKey} {
+		e := newEnv(t)
+		mem := &logical.InmemStorage{}
+		e.b, e.s, e.logs = e.newMount(mem, nil)
+		e.write("config", e.plextracConfig(false))
+		lease := e.lease()
+		e.b, e.s, e.logs = e.newMount(undeletable{mem, k}, nil)
+		if _, err := e.do(logical.DeleteOperation, "config", nil); err == nil {
+			t.Fatalf("setup: the delete succeeded though %s could not be deleted", k)
+		}
+		if c, _ := readConfig(context.Background(), mem); c != nil {
+			continue // the config is still there: the delete did not end the account
+		}
+		e.b, e.s, e.logs = e.newMount(mem, nil) // storage is back
+		e.write("config", e.plextracConfig(false))
+		resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+		if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
+			t.Errorf("a delete that stopped at %s: a lease from before it renewed after the rewrite: %v %s", k, err, errText(resp))
+		}
+	}
+}

@@ -69,9 +69,13 @@ var legacyRecordKeys = []string{legacyConfigKey, legacySessionKey, legacyTOTPSte
 // deleteAccount removes every record of the mount's account, in both formats: a config delete
 // ends the account, and what is left of it must not outlive it. Leases of the account then
 // never renew after a rewrite (the fingerprint key goes too), and a record this binary cannot
-// read goes with the rest, so "delete config and write it again" always works.
+// read goes with the rest, so "delete config and write it again" always works. The order fails
+// closed when a delete stops halfway: the fingerprint key first (a config left behind gets a
+// new key, so no lease of before renews and no stored session is served), then the sessions,
+// then the config, and the TOTP steps and the hold last, so that they outlive the config they
+// protect, never the other way round.
 func deleteAccount(ctx context.Context, s logical.Storage) error {
-	for _, k := range []string{configKey, legacyConfigKey, sessionKey, legacySessionKey, totpStepKey, legacyTOTPStepKey, holdKey, fingerprintKeyKey} {
+	for _, k := range []string{fingerprintKeyKey, sessionKey, legacySessionKey, configKey, legacyConfigKey, totpStepKey, legacyTOTPStepKey, holdKey} {
 		if err := s.Delete(ctx, k); err != nil {
 			return err
 		}
