@@ -44,13 +44,13 @@ type backend struct {
 	// session write of the replaced account can never land after the change.
 	configMu    sync.Mutex
 	sessionGate sync.RWMutex
-	// After a failed login check, the same config is not checked again until checkRetryAt
-	// (see noteCheck). Guarded by checkMu, a leaf lock never held across I/O: a rotate's
-	// shared call notes its outcome after the request (and configMu) may be gone.
-	checkMu       sync.Mutex
-	checkFailed   string
-	checkFailures int
-	checkRetryAt  time.Time
+	// After a failed login check, the same login is not tried again until its retry time
+	// (see noteCheck): failedChecks maps the keys of recently failed logins (checkKey) to
+	// their spacing, at most maxFailedChecks of them. Guarded by checkMu, a leaf lock never
+	// held across I/O: a rotate's shared call notes its outcome after the request (and
+	// configMu) may be gone.
+	checkMu      sync.Mutex
+	failedChecks map[string]failedCheck
 
 	storageTimeout time.Duration // each storage operation under sessionGate: defaultStorageTimeout
 

@@ -484,3 +484,34 @@ func TestADeleteThatFailsHalfwayLetsNoOldLeaseRenew(t *testing.T) {
 		}
 	}
 }
+
+// Each failed login is spaced on its own: a loop that alternates two wrong passwords sends one
+// refused login of each, then each identical retry is spaced out (429, nothing sent). A spacing
+// that remembered only the last failed config let every write of such a loop through.
+func TestEachFailedLoginIsSpacedOnItsOwn(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.plextracConfig(false)
+	e.write("config", cfg)
+	for range 3 { // no time passes: each identical retry is within its spacing
+		for _, pw := range []string{"wrong-one", "wrong-two"} {
+			_, _ = e.do(logical.UpdateOperation, "config", with(cfg, "password", pw))
+		}
+	}
+	if n := e.sim.Stats(sim.PlexTrac).LoginFailures; n > 2 {
+		t.Fatalf("3 rounds of two wrong passwords, no time passing, sent %d refused logins: want 2 (each identical retry spaced out)", n)
+	}
+}
+
+// A retry is the same login whatever else changed: a write that sends the very same wrong login
+// with only a setting the login does not use (min_ttl) changed is spaced out, not checked at
+// once (the spacing keys on what the login sends, not on the whole config).
+func TestARetryOfTheSameLoginIsSpacedWhateverElseChanged(t *testing.T) {
+	e := newEnv(t)
+	wrong := with(e.plextracConfig(false), "password", "wrong-password")
+	for i := range 3 { // no time passes
+		_, _ = e.do(logical.UpdateOperation, "config", with(wrong, "min_ttl", 120+i))
+	}
+	if n := e.sim.Stats(sim.PlexTrac).LoginFailures; n > 1 {
+		t.Fatalf("3 writes of the same wrong login (only min_ttl differing), no time passing, sent %d refused logins: want 1", n)
+	}
+}

@@ -24,7 +24,7 @@ counts), skips the failure backoff (an operator asked), and respects the host's 
 (429 with the time to retry) and the TOTP rules (it may wait for the next 30 s step).
 After a rotate fails (any failure but rate limiting), rotate is spaced like a failed config
 check, sharing its spacing: until the time to retry (10 s doubling to 5 minutes, kept across a
-config delete), rotate and a login check of the same config answer 429 and send nothing.
+config delete), rotate and a login check of the same login answer 429 and send nothing.
 revoke_previous=true also ends the replaced token upstream where the provider has a logout
 (generic with logout_path); PlexTrac, Plaspy and Resolver publish none, so there the replaced
 token stays valid upstream until it expires. Answers the new session's times, never the token.
