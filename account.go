@@ -25,7 +25,8 @@ import (
 //	backend.configMu → backend.loadMu → backend.sessionGate → backend.mu → account.mu
 //	                                                          backend.mu → upstream.Limiters.mu → upstream.TOTPSteps.mu
 //
-//   - backend.configMu: config writes, deletes and rotate run one at a time per mount. Held
+//   - backend.configMu: config writes, deletes and rotate run one at a time per mount (a
+//     one-slot channel: a wait for it ends with the caller's context, lockConfig). Held
 //     across storage I/O and the verify login on purpose: two writes that interleave could
 //     lose a field or store a session of the wrong account.
 //   - backend.loadMu: one load of the account from storage at a time, so that concurrent cold

@@ -124,8 +124,11 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if !b.WriteSafeReplicationState() {
 		return nil, logical.ErrReadOnly // forwarded: a verify login here would be a second one
 	}
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	unlock, err := b.lockConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	prev, err := readConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -252,8 +255,11 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	if !b.WriteSafeReplicationState() {
 		return nil, logical.ErrReadOnly
 	}
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	unlock, err := b.lockConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// Every record of the account goes (deleteAccount). The stored TOTP step too: a step from
 	// a node whose clock ran fast would otherwise outlive every rewrite. This process's own
 	// record of the account still protects a quick rewrite until its step is past.

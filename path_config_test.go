@@ -515,3 +515,38 @@ func TestARetryOfTheSameLoginIsSpacedWhateverElseChanged(t *testing.T) {
 		t.Fatalf("3 writes of the same wrong login (only min_ttl differing), no time passing, sent %d refused logins: want 1", n)
 	}
 }
+
+// No wait holds a lock past its caller: rotate holds the config lock across its login upstream,
+// and a config delete (or write) whose client gives up meanwhile stops waiting for it and says
+// to retry, rather than waiting on with sync.Mutex.Lock until the login ends.
+func TestAConfigDeleteStopsWaitingWhenItsRequestEnds(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	e := newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	rotating := make(chan struct{})
+	go func() {
+		defer close(rotating)
+		_, _ = e.do(logical.UpdateOperation, "rotate", nil)
+	}()
+	<-arrived // rotate's login hangs upstream, configMu held
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := e.doCtx(ctx, logical.DeleteOperation, "config", nil)
+		deleted <- err
+	}()
+	select {
+	case err := <-deleted:
+		if err == nil || !strings.Contains(err.Error(), "retry") {
+			t.Errorf("a config delete that gave up waiting behind a rotate answered %v, want an error that says to retry", err)
+		}
+	case <-time.After(3 * time.Second):
+		close(release)
+		<-rotating
+		<-deleted
+		t.Fatal("a config delete whose context ended after 200 ms was still waiting 3 s later (configMu held across rotate's login)")
+	}
+	close(release)
+	<-rotating
+}

@@ -63,8 +63,11 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	}
 	// Under configMu, so that a config change cannot swap the account (or end the hold)
 	// in the middle; a rotate that waits for the next TOTP step holds config writes that long.
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	unlock, err := b.lockConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	a, err := b.account(ctx, req.Storage)
 	if err != nil {
 		return nil, err
