@@ -199,10 +199,17 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	}
 	next := b.newAccount(c, prov, key)
 	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld, s logical.Storage, sameAccount bool) error {
-		if tok == nil { // same account: its stored session (in either format) still serves
+		switch {
+		case tok == nil && sameAccount: // its stored session (in either format) still serves
 			if err := next.load(ctx, s); err != nil {
 				return err
 			}
+		case tok == nil: // another account: the stored session is not its own, the hold is the mount's
+			h, err := readHold(ctx, s)
+			if err != nil {
+				return err
+			}
+			next.setHold(h)
 		}
 		undo, err := putConfig(ctx, s, c)
 		if err != nil {
