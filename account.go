@@ -25,7 +25,8 @@ import (
 //	backend.configMu → backend.loadMu → backend.sessionGate → backend.mu → account.mu
 //	                                                          backend.mu → upstream.Limiters.mu → upstream.TOTPSteps.mu
 //
-//   - backend.configMu: config writes, deletes and rotate run one at a time per mount. Held
+//   - backend.configMu: config writes, deletes and rotate run one at a time per mount (a
+//     one-slot channel: a wait for it ends with the caller's context, lockConfig). Held
 //     across storage I/O and the verify login on purpose: two writes that interleave could
 //     lose a field or store a session of the wrong account.
 //   - backend.loadMu: one load of the account from storage at a time, so that concurrent cold
@@ -38,6 +39,8 @@ import (
 //     (boundedStorage), so that a hung storage cannot hold it, and config writes, forever.
 //   - backend.mu: the loaded account and its generation. Never held across I/O.
 //   - account.mu: the session's state in memory. Never held across I/O or a wait.
+//   - backend.checkMu: the check spacing (noteCheck), a leaf: short, in memory, never across
+//     I/O; taken under configMu or by a rotate's shared call after its request ended.
 //   - upstream.Limiters.mu, upstream.TOTPSteps.mu: short, in memory, never across I/O or a
 //     wait (limiter.go, totp.go). A TOTP wait for the next step releases its lock first.
 //
@@ -246,10 +249,12 @@ func (b *backend) reset() {
 
 // replaceAccount makes next the mount's account (nil: none) with no session write of the
 // account it replaces landing in between: under the session gate it closes the current
-// account, drops the stored session unless next is the same upstream account, and runs
-// write, each storage operation bounded (boundedStorage: the gate is held meanwhile). It
+// account and runs write, each storage operation bounded (boundedStorage: the gate is held
+// meanwhile). write is told whether next is the same upstream account as the replaced one
+// (false when none was loaded): if not, write drops the replaced account's stored session,
+// once its own change is stored, so that a write that fails leaves that session in place. It
 // returns the replaced account, if one was loaded.
-func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func(gateHeld, logical.Storage) error) (*account, error) {
+func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func(held gateHeld, s logical.Storage, sameAccount bool) error) (*account, error) {
 	prev, err := b.account(ctx, s)
 	if err != nil {
 		b.Logger().Warn("the current config could not be loaded; replacing it", "error", err)
@@ -258,14 +263,7 @@ func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *a
 	defer unlock()
 	s = boundedStorage{s, b.storageTimeout}
 	b.swap(held, nil)
-	if next == nil || prev == nil || prev.fingerprint != next.fingerprint {
-		for _, k := range []string{sessionKey, legacySessionKey} {
-			if err := s.Delete(ctx, k); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := write(held, s); err != nil {
+	if err := write(held, s, next != nil && prev != nil && prev.fingerprint == next.fingerprint); err != nil {
 		return nil, err
 	}
 	b.swap(held, next)

@@ -251,3 +251,29 @@ func TestAHungSessionWriteDoesNotBlockConfigWrites(t *testing.T) {
 		t.Fatal("a config write waited on a hung session write for 5 s (its bound is 100 ms)")
 	}
 }
+
+// A config write that changes the account and fails stores nothing: the old config stays, and
+// so does its stored session (dropped only once the new config is stored), so the next read
+// costs no login of the old account that nothing asked for.
+func TestAFailedAccountChangeKeepsTheOldSession(t *testing.T) {
+	e := newEnv(t)
+	mem := &logical.InmemStorage{}
+	e.b, e.s, e.logs = e.newMount(mem, nil)
+	cfg := e.plextracConfig(false)
+	e.write("config", cfg)
+	e.read("token", nil)
+	e.b, e.s, e.logs = e.newMount(unstorable{mem, configKey}, nil)
+	resp, err := e.do(logical.UpdateOperation, "config", with(cfg, "username", "someone-else@example.com", "verify", false))
+	if err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatal("setup: the write succeeded")
+	}
+	if ent, _ := mem.Get(context.Background(), sessionKey); ent == nil {
+		t.Error("the failed config write deleted the stored session of the config it left in place")
+	}
+	logins := e.sim.Stats(sim.PlexTrac).Logins
+	e.b, e.s, e.logs = e.newMount(mem, nil)
+	e.read("token", nil)
+	if n := e.sim.Stats(sim.PlexTrac).Logins; n != logins {
+		t.Errorf("a read after the failed write logged in again (%d logins, want %d)", n, logins)
+	}
+}

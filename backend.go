@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,13 +43,15 @@ type backend struct {
 	// writes against them: an account stores its session under the read lock and only while
 	// it is not closed, and a config change swaps accounts under the write lock, so a slow
 	// session write of the replaced account can never land after the change.
-	configMu    sync.Mutex
+	configMu    chan struct{} // a one-slot lock, so that a wait for it ends with the caller's context: lockConfig
 	sessionGate sync.RWMutex
-	// After a failed login check, the same config is not checked again until checkRetryAt
-	// (see noteCheck). Guarded by configMu.
-	checkFailed   string
-	checkFailures int
-	checkRetryAt  time.Time
+	// After a failed login check, the same login is not tried again until its retry time
+	// (see noteCheck): failedChecks maps the keys of recently failed logins (checkKey) to
+	// their spacing, at most maxFailedChecks of them. Guarded by checkMu, a leaf lock never
+	// held across I/O: a rotate's shared call notes its outcome after the request (and
+	// configMu) may be gone.
+	checkMu      sync.Mutex
+	failedChecks map[string]failedCheck
 
 	storageTimeout time.Duration // each storage operation under sessionGate: defaultStorageTimeout
 
@@ -78,7 +81,8 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
-	b := &backend{clock: clock, limiters: limiters, mountID: randomID(), storageTimeout: defaultStorageTimeout}
+	b := &backend{clock: clock, limiters: limiters, mountID: randomID(), storageTimeout: defaultStorageTimeout,
+		configMu: make(chan struct{}, 1)}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -154,4 +158,17 @@ func (b *backend) servedAt() time.Time {
 func (b *backend) keepsWarm(a *account, t *upstream.Token, now time.Time) bool {
 	served := b.servedAt()
 	return t != nil && b.WriteSafeReplicationState() && !served.IsZero() && now.Sub(served) < a.cfg.keepWarm(t)
+}
+
+// lockConfig takes configMu, or gives up when ctx ends first: a rotate holds it across its
+// login upstream (up to its bound), and a config write or delete whose client gave up must not
+// wait that long. It returns the unlock.
+func (b *backend) lockConfig(ctx context.Context) (func(), error) {
+	select {
+	case b.configMu <- struct{}{}:
+		return func() { <-b.configMu }, nil
+	case <-ctx.Done():
+		return nil, logical.CodedError(http.StatusServiceUnavailable,
+			"not done: another config change or rotate on this mount was still in progress when the request ended; retry")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -444,4 +445,17 @@ func (e *env) promptly(op logical.Operation, path string, data map[string]any) (
 		e.t.Fatalf("%s %s hung past its context's deadline", op, path)
 	}
 	return nil, nil
+}
+
+// undeletable is storage whose Delete of one key fails.
+type undeletable struct {
+	logical.Storage
+	key string
+}
+
+func (s undeletable) Delete(ctx context.Context, k string) error {
+	if k == s.key {
+		return errors.New("storage unavailable")
+	}
+	return s.Storage.Delete(ctx, k)
 }

@@ -146,11 +146,25 @@ func (a *account) holdState() holdRecord {
 	return a.hold
 }
 
-// storeHold stores h and makes it the loaded account's, for a config write or rotate that
-// decided it. The caller holds configMu.
-func (b *backend) storeHold(ctx context.Context, s logical.Storage, h holdRecord) error {
-	if err := writeHold(ctx, s, h); err != nil {
-		return err
+// countCheck records how a config write's login check ended in the stored hold, for a write
+// that is not (yet) storing its config. The count is read again and written under the session
+// gate's write lock: a reader's refusal that was stored while the check was upstream counts
+// too, rather than being overwritten by a count read before the check. The loaded account
+// keeps the result in memory. The caller holds configMu.
+func (b *backend) countCheck(ctx context.Context, s logical.Storage, err error, max int) error {
+	_, unlock := b.lockGate()
+	defer unlock()
+	s = boundedStorage{s, b.storageTimeout}
+	h, rerr := readHold(ctx, s)
+	if rerr != nil {
+		return rerr
+	}
+	h, changed := h.next(err, max, b.clock.Now())
+	if !changed {
+		return nil
+	}
+	if werr := writeHold(ctx, s, h); werr != nil {
+		return werr
 	}
 	b.mu.RLock()
 	a := b.acct

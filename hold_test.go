@@ -449,3 +449,70 @@ func TestRefusalsInTheProvidersOwnFormHold(t *testing.T) {
 		})
 	}
 }
+
+// A config write's refused login check and a reader's refused login that lands while the check
+// is upstream both count: the check's refusal is added to the stored count under the session
+// gate, not written over it from a count read before its login. With max_refused_logins=2 the
+// mount holds after the two, so the next reader sends no third refused login.
+func TestARefusedCheckCountsBesideAReadersRefusal(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var n atomic.Int64
+	e := newEnvWrapped(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/api/v1/authenticate" && n.Add(1) == 1 { // only the first login stalls
+				close(arrived)
+				<-release
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	cfg := with(e.plextracConfig(false), "max_refused_logins", 2)
+	e.write("config", with(cfg, "verify", false))
+	n.Store(0)
+	revokeDemoPassword(e) // the stored password is refused from now on
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		_, _ = e.do(logical.UpdateOperation, "config", with(cfg, "password", "also-wrong")) // its check stalls upstream
+	}()
+	<-arrived
+	_, _ = e.do(logical.ReadOperation, "token", nil) // a reader's login with the stored password: refused, counted
+	close(release)                                   // the check is refused too
+	<-writing
+	if n := e.sim.Stats(sim.PlexTrac).LoginFailures; n != 2 {
+		t.Fatalf("setup: %d refused logins, want 2", n)
+	}
+	h, err := readHold(context.Background(), e.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Refused != 2 || !h.Held {
+		t.Fatalf("stored hold after 2 refused logins with max_refused_logins=2: refused=%d held=%v, want refused=2 held=true", h.Refused, h.Held)
+	}
+}
+
+// A config write that supplies the right password to a held mount, and cannot clear the hold,
+// fails and stores nothing: the old config is put back. Otherwise the operator is told the
+// write failed while the new password is stored, and the mount holds it (a 503 blaming
+// credentials it never tried).
+func TestAWriteThatCannotEndTheHoldStoresNothing(t *testing.T) {
+	e := newEnv(t)
+	mem := &logical.InmemStorage{}
+	e.b, e.s, e.logs = e.newMount(mem, nil)
+	cfg := with(e.plextracConfig(false), "max_refused_logins", 1)
+	e.write("config", with(cfg, "verify", false))
+	revokeDemoPassword(e)
+	_, _ = e.do(logical.ReadOperation, "token", nil) // refused: held
+	if h, _ := readHold(context.Background(), mem); !h.Held {
+		t.Fatal("setup: not held")
+	}
+	e.b, e.s, e.logs = e.newMount(undeletable{mem, holdKey}, nil)
+	resp, err := e.do(logical.UpdateOperation, "config", map[string]any{"password": "rotated-elsewhere", "verify": false})
+	if err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatal("setup: the write succeeded")
+	}
+	c, _ := readConfig(context.Background(), mem)
+	if c.Password == "rotated-elsewhere" {
+		t.Fatalf("the write failed (%v), yet the new password is stored (and the mount still holds: %v)", err, func() bool { h, _ := readHold(context.Background(), mem); return h.Held }())
+	}
+}

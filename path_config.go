@@ -2,9 +2,12 @@ package sessiontoken
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -121,8 +124,11 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	if !b.WriteSafeReplicationState() {
 		return nil, logical.ErrReadOnly // forwarded: a verify login here would be a second one
 	}
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	unlock, err := b.lockConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	prev, err := readConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -179,12 +185,10 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			b.Logger().Warn("could not store the last TOTP step", "error", serr)
 		}
 		b.noteCheck(attempt, err)
-		if h, changed := hold.next(err, c.maxRefusedLogins(), b.clock.Now()); err == nil {
+		if err == nil {
 			clearHold = true
-		} else if changed { // this attempt counts
-			if herr := b.storeHold(ctx, req.Storage, h); herr != nil {
-				return nil, herr
-			}
+		} else if herr := b.countCheck(ctx, req.Storage, err, c.maxRefusedLogins()); herr != nil { // this attempt counts
+			return nil, herr
 		}
 		if upstream.IsKind(err, upstream.KindNoRoom) { // nothing was sent: 503, as a read gets
 			prov.Conn().Close()
@@ -198,29 +202,51 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		return logical.ErrorResponse("config not saved: %s", err), nil
 	}
 	next := b.newAccount(c, prov, key)
-	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld, s logical.Storage) error {
-		if tok == nil { // same account: its stored session (in either format) still serves
+	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld, s logical.Storage, sameAccount bool) error {
+		switch {
+		case tok == nil && sameAccount: // its stored session (in either format) still serves
 			if err := next.load(ctx, s); err != nil {
 				return err
 			}
+		case tok == nil: // another account: the stored session is not its own, the hold is the mount's
+			h, err := readHold(ctx, s)
+			if err != nil {
+				return err
+			}
+			next.setHold(h)
 		}
-		if err := writeConfig(ctx, s, c); err != nil {
+		undo, err := putConfig(ctx, s, c)
+		if err != nil {
 			return err
 		}
-		if err := deleteLegacyConfig(ctx, s); err != nil { // the new config is stored: it stands
-			b.Logger().Warn("could not delete a v0.1.0 record; the stored config/v2 is used, and a later write deletes it", "error", err)
-		}
-		if clearHold {
+		if clearHold { // only now that the config is stored; a failure puts the old one back
 			if err := writeHold(ctx, s, holdRecord{}); err != nil {
+				if uerr := undo(); uerr != nil {
+					return errors.Join(err, fmt.Errorf("the new config stays stored, held: %w", uerr))
+				}
 				return err
 			}
 			next.setHold(holdRecord{})
 		}
-		if tok != nil { // the check's login is a good session: the first read costs no login
-			return next.keep(ctx, s, tok, held)
+		// The config is stored: the write succeeded. What fails from here is logged, not
+		// returned; a record left behind is never served (its account's fingerprint differs).
+		drop := legacyRecordKeys
+		if !sameAccount { // the replaced account's session is nobody's now
+			drop = append([]string{sessionKey}, drop...)
 		}
-		if t := next.current(); t != nil { // stored again in the current format
-			return writeSession(ctx, s, next.fingerprint, t)
+		for _, k := range drop {
+			if err := s.Delete(ctx, k); err != nil {
+				b.Logger().Warn("could not delete a record of the replaced config; the new config is stored", "key", k, "error", err)
+			}
+		}
+		var serr error
+		if tok != nil { // the check's login is a good session: the first read costs no login
+			serr = next.keep(ctx, s, tok, held)
+		} else if t := next.current(); t != nil { // stored again in the current format
+			serr = writeSession(ctx, s, next.fingerprint, t)
+		}
+		if serr != nil {
+			b.Logger().Warn("could not store the session; the next read logs in", "error", serr)
 		}
 		return nil
 	})
@@ -241,12 +267,15 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	if !b.WriteSafeReplicationState() {
 		return nil, logical.ErrReadOnly
 	}
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	unlock, err := b.lockConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// Every record of the account goes (deleteAccount). The stored TOTP step too: a step from
 	// a node whose clock ran fast would otherwise outlive every rewrite. This process's own
 	// record of the account still protects a quick rewrite until its step is past.
-	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(_ gateHeld, s logical.Storage) error {
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(_ gateHeld, s logical.Storage, _ bool) error {
 		return deleteAccount(ctx, s)
 	})
 	if err != nil {
@@ -272,40 +301,97 @@ func (b *backend) discardCheck(ctx context.Context, prov upstream.Provider, tok 
 	}
 }
 
-// noteCheck spaces out a mount's retries of a config whose login check, or rotate, failed, as
+// noteCheck spaces out a mount's retries of a login whose config check, or rotate, failed, as
 // the session's backoff does for its logins (10 s doubling to 5 minutes): a config writer or
 // a job retrying a wrong password in a loop would otherwise hold the host's shared auth
-// budget at zero for every other mount on it, and spend the account's refused logins. A
-// changed config (a new password, a CA) is checked at once. A check the limiter held back
-// sent nothing and does not count. The spacing is the mount's, not the config's: a delete
-// keeps it. Guarded by configMu.
+// budget at zero for every other mount on it, and spend the account's refused logins. Each
+// failed login is spaced on its own (a loop alternating two wrong passwords is spaced too),
+// keyed by what the login sends (checkKey): a setting the login does not use (min_ttl) does not
+// make another login, a new password or CA does and is checked at once. A check the limiter
+// held back sent nothing and does not count. The spacing is the mount's, not the config's: a
+// delete keeps it.
 func (b *backend) noteCheck(attempt string, err error) {
+	b.checkMu.Lock()
+	defer b.checkMu.Unlock()
 	switch {
 	case err == nil:
-		b.checkFailed, b.checkFailures, b.checkRetryAt = "", 0, time.Time{}
+		delete(b.failedChecks, attempt)
 	case !upstream.IsKind(err, upstream.KindRateLimited):
-		if attempt != b.checkFailed {
-			b.checkFailed, b.checkFailures = attempt, 0
+		now := b.clock.Now()
+		f, ok := b.failedChecks[attempt]
+		if !ok {
+			b.makeRoomForAFailedCheck(now)
 		}
-		b.checkFailures++
-		b.checkRetryAt = b.clock.Now().Add(min(firstFailureBackoff<<min(b.checkFailures-1, 10), maxFailureBackoff))
+		f.failures++
+		f.retryAt = now.Add(min(firstFailureBackoff<<min(f.failures-1, 10), maxFailureBackoff))
+		if b.failedChecks == nil {
+			b.failedChecks = map[string]failedCheck{}
+		}
+		b.failedChecks[attempt] = f
 	}
 }
 
-// spaced is the answer to a login check or rotate of the config whose key is attempt while
-// its spacing lasts (noteCheck): 429 with the time to retry, nothing sent. Guarded by configMu.
+// failedCheck is the spacing of one failed login: failures in a row, and when to retry.
+type failedCheck struct {
+	failures int
+	retryAt  time.Time
+}
+
+// maxFailedChecks bounds the logins a mount keeps spacing for. Past it, records whose time to
+// retry has passed go first, then the one that frees soonest: a loop over more wrong
+// passwords than this is still spaced by all but one of them.
+const maxFailedChecks = 32
+
+// makeRoomForAFailedCheck makes room for one more record. The caller holds checkMu.
+func (b *backend) makeRoomForAFailedCheck(now time.Time) {
+	if len(b.failedChecks) < maxFailedChecks {
+		return
+	}
+	soonest := ""
+	for k, f := range b.failedChecks {
+		if !now.Before(f.retryAt) {
+			delete(b.failedChecks, k)
+		} else if soonest == "" || f.retryAt.Before(b.failedChecks[soonest].retryAt) {
+			soonest = k
+		}
+	}
+	if len(b.failedChecks) >= maxFailedChecks {
+		delete(b.failedChecks, soonest)
+	}
+}
+
+// spaced is the answer to a login check or rotate of the login whose key is attempt while
+// its spacing lasts (noteCheck): 429 with the time to retry, nothing sent.
 func (b *backend) spaced(attempt, provider, host, hint string) error {
-	if attempt != b.checkFailed || !b.clock.Now().Before(b.checkRetryAt) {
+	b.checkMu.Lock()
+	defer b.checkMu.Unlock()
+	f, ok := b.failedChecks[attempt]
+	if !ok || !b.clock.Now().Before(f.retryAt) {
 		return nil
 	}
 	return &upstream.Error{Provider: provider, Host: host, Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
-		Msg:  "not tried: the same config failed a login (its check or a rotate) moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share, nor the account's refused logins",
-		Hint: hint, RetryAt: b.checkRetryAt}
+		Msg:  "not tried: the same login failed (its config check or a rotate) moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share, nor the account's refused logins",
+		Hint: hint, RetryAt: f.retryAt}
 }
 
-// checkKey tells one config's login check from another's, without keeping a credential.
+// checkKeyKey keys checkKey's HMAC: per process, as the spacing is, so that no stored or
+// shown value can be checked against a guessed password.
+var checkKeyKey = func() []byte {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k) // never fails (crypto/rand panics instead)
+	return k
+}()
+
+// checkKey tells one login from another, without keeping a credential: an HMAC of the fields
+// that make the login (where it goes, how, as whom, with which secrets). It lists what the
+// login uses: a field left off makes a changed login look the same (spaced, fails closed),
+// never a retry of the same login look new.
 func (c *config) checkKey() string {
-	b, _ := json.Marshal(c)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	login := []any{c.Provider, c.URL, c.CACert, c.AllowInsecureHTTP, c.RequestTimeoutSeconds,
+		c.Username, c.Email, c.OrgID, c.Password, c.APIKey, c.TOTPSecret, c.Headers,
+		c.LoginMethod, c.LoginPath, c.LoginBody, c.TokenField, c.ExpiryField, c.AuthScheme}
+	b, _ := json.Marshal(login)
+	m := hmac.New(sha256.New, checkKeyKey)
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil))
 }

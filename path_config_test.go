@@ -456,3 +456,96 @@ func TestCheckSpacingSurvivesADelete(t *testing.T) {
 		t.Fatalf("5 rounds of delete and write reached upstream %d times, want 1", st.LoginFailures)
 	}
 }
+
+// A config delete that fails halfway, whichever record it stops at, fails closed: once the
+// config is gone, a lease from before the delete never renews after the config is written
+// again (the fingerprint key goes first). Deleting the key last let a delete that stopped at it
+// leave an unconfigured mount with the old key, and the old leases renewed on the rewrite.
+func TestADeleteThatFailsHalfwayLetsNoOldLeaseRenew(t *testing.T) {
+	for _, k := range []string{configKey, legacyConfigKey, sessionKey, legacySessionKey, totpStepKey, legacyTOTPStepKey, holdKey, fingerprintKeyKey} {
+		e := newEnv(t)
+		mem := &logical.InmemStorage{}
+		e.b, e.s, e.logs = e.newMount(mem, nil)
+		e.write("config", e.plextracConfig(false))
+		lease := e.lease()
+		e.b, e.s, e.logs = e.newMount(undeletable{mem, k}, nil)
+		if _, err := e.do(logical.DeleteOperation, "config", nil); err == nil {
+			t.Fatalf("setup: the delete succeeded though %s could not be deleted", k)
+		}
+		if c, _ := readConfig(context.Background(), mem); c != nil {
+			continue // the config is still there: the delete did not end the account
+		}
+		e.b, e.s, e.logs = e.newMount(mem, nil) // storage is back
+		e.write("config", e.plextracConfig(false))
+		resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: e.s, Secret: lease.Secret, Data: lease.Data})
+		if err != nil || !resp.IsError() || !strings.Contains(errText(resp), "account changed") {
+			t.Errorf("a delete that stopped at %s: a lease from before it renewed after the rewrite: %v %s", k, err, errText(resp))
+		}
+	}
+}
+
+// Each failed login is spaced on its own: a loop that alternates two wrong passwords sends one
+// refused login of each, then each identical retry is spaced out (429, nothing sent). A spacing
+// that remembered only the last failed config let every write of such a loop through.
+func TestEachFailedLoginIsSpacedOnItsOwn(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.plextracConfig(false)
+	e.write("config", cfg)
+	for range 3 { // no time passes: each identical retry is within its spacing
+		for _, pw := range []string{"wrong-one", "wrong-two"} {
+			_, _ = e.do(logical.UpdateOperation, "config", with(cfg, "password", pw))
+		}
+	}
+	if n := e.sim.Stats(sim.PlexTrac).LoginFailures; n > 2 {
+		t.Fatalf("3 rounds of two wrong passwords, no time passing, sent %d refused logins: want 2 (each identical retry spaced out)", n)
+	}
+}
+
+// A retry is the same login whatever else changed: a write that sends the very same wrong login
+// with only a setting the login does not use (min_ttl) changed is spaced out, not checked at
+// once (the spacing keys on what the login sends, not on the whole config).
+func TestARetryOfTheSameLoginIsSpacedWhateverElseChanged(t *testing.T) {
+	e := newEnv(t)
+	wrong := with(e.plextracConfig(false), "password", "wrong-password")
+	for i := range 3 { // no time passes
+		_, _ = e.do(logical.UpdateOperation, "config", with(wrong, "min_ttl", 120+i))
+	}
+	if n := e.sim.Stats(sim.PlexTrac).LoginFailures; n > 1 {
+		t.Fatalf("3 writes of the same wrong login (only min_ttl differing), no time passing, sent %d refused logins: want 1", n)
+	}
+}
+
+// No wait holds a lock past its caller: rotate holds the config lock across its login upstream,
+// and a config delete (or write) whose client gives up meanwhile stops waiting for it and says
+// to retry, rather than waiting on with sync.Mutex.Lock until the login ends.
+func TestAConfigDeleteStopsWaitingWhenItsRequestEnds(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	e := newEnvWrapped(t, stallPath("/api/v1/authenticate", arrived, release))
+	e.write("config", with(e.plextracConfig(false), "verify", false))
+	rotating := make(chan struct{})
+	go func() {
+		defer close(rotating)
+		_, _ = e.do(logical.UpdateOperation, "rotate", nil)
+	}()
+	<-arrived // rotate's login hangs upstream, configMu held
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := e.doCtx(ctx, logical.DeleteOperation, "config", nil)
+		deleted <- err
+	}()
+	select {
+	case err := <-deleted:
+		if err == nil || !strings.Contains(err.Error(), "retry") {
+			t.Errorf("a config delete that gave up waiting behind a rotate answered %v, want an error that says to retry", err)
+		}
+	case <-time.After(3 * time.Second):
+		close(release)
+		<-rotating
+		<-deleted
+		t.Fatal("a config delete whose context ended after 200 ms was still waiting 3 s later (configMu held across rotate's login)")
+	}
+	close(release)
+	<-rotating
+}

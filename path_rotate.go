@@ -24,7 +24,7 @@ counts), skips the failure backoff (an operator asked), and respects the host's 
 (429 with the time to retry) and the TOTP rules (it may wait for the next 30 s step).
 After a rotate fails (any failure but rate limiting), rotate is spaced like a failed config
 check, sharing its spacing: until the time to retry (10 s doubling to 5 minutes, kept across a
-config delete), rotate and a login check of the same config answer 429 and send nothing.
+config delete), rotate and a login check of the same login answer 429 and send nothing.
 revoke_previous=true also ends the replaced token upstream where the provider has a logout
 (generic with logout_path); PlexTrac, Plaspy and Resolver publish none, so there the replaced
 token stays valid upstream until it expires. Answers the new session's times, never the token.
@@ -63,8 +63,11 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	}
 	// Under configMu, so that a config change cannot swap the account (or end the hold)
 	// in the middle; a rotate that waits for the next TOTP step holds config writes that long.
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	unlock, err := b.lockConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	a, err := b.account(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -76,10 +79,10 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	if err := b.spaced(attempt, a.cfg.Provider, a.prov.Conn().Host(), "fix what the last error named, then write rotate again"); err != nil {
 		return upstreamFailure(err)
 	}
-	prev, t, err := a.rotate(ctx, req.Storage)
-	if ctx.Err() == nil { // else the request ended first, not knowing how the login ended
-		b.noteCheck(attempt, err)
-	}
+	// The outcome is noted by the shared call itself, which runs to its end even when this
+	// request ends first (a client timeout shorter than the login): a loop of such rotates is
+	// spaced too.
+	prev, t, err := a.rotate(ctx, req.Storage, func(err error) { b.noteCheck(attempt, err) })
 	if err != nil {
 		return upstreamFailure(err)
 	}
@@ -114,8 +117,10 @@ type rotation struct {
 // shared upstream call's singleflight, so no reader's refresh runs beside it. It skips the
 // failure backoff and the hold (its one attempt counts), not the host's budget or the TOTP
 // rules. The login runs under the shared call's own bounded context: readers that joined it
-// are not failed by the rotate request ending. It returns the replaced token and the new one.
-func (a *account) rotate(ctx context.Context, s logical.Storage) (*upstream.Token, *upstream.Token, error) {
+// are not failed by the rotate request ending. The call reports how its login ended to noted
+// (once, whether or not the request is still waiting); a rotate that joined no call of its own
+// sent nothing and notes nothing. It returns the replaced token and the new one.
+func (a *account) rotate(ctx context.Context, s logical.Storage, noted func(error)) (*upstream.Token, *upstream.Token, error) {
 	for range 3 { // a reader's refresh, or an ended rotate's call, may hold the key: wait for it, then try again
 		me := new(byte) // not a zero-size value: pointers to those may be equal
 		ch := a.sf.DoChan("refresh", func() (any, error) {
@@ -124,11 +129,15 @@ func (a *account) rotate(ctx context.Context, s logical.Storage) (*upstream.Toke
 			r := rotation{by: me, prev: a.current()}
 			t, err := a.login(ctx, s, true)
 			if err != nil {
-				return r, a.noteFailure(err)
+				err = a.noteFailure(err)
+				noted(err)
+				return r, err
 			}
 			t.ObtainedBy = obtainedByRotate // renewals of the replaced token move to it (secret_token.go)
 			r.next = t
-			return r, a.store(ctx, s, t)
+			err = a.store(ctx, s, t)
+			noted(err)
+			return r, err
 		})
 		select {
 		case r := <-ch:

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -221,4 +223,46 @@ func TestRotateWhoseRequestEndedRacesNothing(t *testing.T) {
 		e.clock.Advance(20 * time.Second) // within the host's budget
 	}
 	e.read("token", nil)
+}
+
+// A rotate loop whose client gives up while the login is upstream (a client timeout shorter
+// than the login) is spaced like any failed rotate: the shared call, which runs to its end,
+// notes the outcome, not the request. Otherwise each round sends one more refused login,
+// with max_refused_logins=1 and the mount held after the first.
+func TestRotateWhoseClientGaveUpIsStillSpaced(t *testing.T) {
+	var mu sync.Mutex
+	var giveUp context.CancelFunc
+	e := newEnvWrapped(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/api/v1/authenticate" {
+				mu.Lock()
+				if giveUp != nil {
+					giveUp() // the client's timeout fires while the login is upstream
+					giveUp = nil
+				}
+				mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	e.write("config", with(e.plextracConfig(false), "max_refused_logins", 1, "verify", false))
+	revokeDemoPassword(e)
+	for round := 1; round <= 4; round++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		mu.Lock()
+		giveUp = cancel
+		mu.Unlock()
+		_, _ = e.doCtx(ctx, logical.UpdateOperation, "rotate", nil)
+		cancel()
+		// the login goes on in the shared call: wait until upstream answered it
+		deadline := time.Now().Add(5 * time.Second)
+		for e.sim.Stats(sim.PlexTrac).LoginFailures < round && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // the call stores its outcome
+	}
+	if n := e.sim.Stats(sim.PlexTrac).LoginFailures; n > 1 {
+		t.Fatalf("4 rotates whose client gave up, each within a second, sent %d refused logins (max_refused_logins=1): want 1, the rest spaced out (429)", n)
+	}
 }

@@ -37,35 +37,45 @@ func readConfig(ctx context.Context, s logical.Storage) (*config, error) {
 	return upgradeConfigV0(e.Value)
 }
 
-// writeConfig stores c in the current format. deleteLegacyConfig then drops what v0.1.0
-// stored (see storage.go: after this write, a rolled-back v0.1.0 sees no config rather than
-// misreading this one).
-func writeConfig(ctx context.Context, s logical.Storage, c *config) error {
+// putConfig stores c in the current format. It returns undo, which puts back what was stored
+// at configKey before (or removes c, when nothing was): a config write that fails after this
+// Put must not leave c stored.
+func putConfig(ctx context.Context, s logical.Storage, c *config) (undo func() error, err error) {
+	old, err := s.Get(ctx, configKey)
+	if err != nil {
+		return nil, err
+	}
 	c.Version = configVersion
 	entry, err := logical.StorageEntryJSON(configKey, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	entry.SealWrap = true
-	return s.Put(ctx, entry)
+	if err := s.Put(ctx, entry); err != nil {
+		return nil, err
+	}
+	return func() error {
+		if old == nil {
+			return s.Delete(ctx, configKey)
+		}
+		return s.Put(ctx, old)
+	}, nil
 }
 
-// deleteLegacyConfig deletes v0.1.0's records once the current config is stored.
-func deleteLegacyConfig(ctx context.Context, s logical.Storage) error {
-	for _, k := range []string{legacyConfigKey, legacySessionKey, legacyTOTPStepKey} {
-		if err := s.Delete(ctx, k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// legacyRecordKeys are what v0.1.0 stored; a config write drops them once its config is stored
+// (see storage.go: then a rolled-back v0.1.0 sees no config rather than misreading this one).
+var legacyRecordKeys = []string{legacyConfigKey, legacySessionKey, legacyTOTPStepKey}
 
 // deleteAccount removes every record of the mount's account, in both formats: a config delete
 // ends the account, and what is left of it must not outlive it. Leases of the account then
 // never renew after a rewrite (the fingerprint key goes too), and a record this binary cannot
-// read goes with the rest, so "delete config and write it again" always works.
+// read goes with the rest, so "delete config and write it again" always works. The order fails
+// closed when a delete stops halfway: the fingerprint key first (a config left behind gets a
+// new key, so no lease of before renews and no stored session is served), then the sessions,
+// then the config, and the TOTP steps and the hold last, so that they outlive the config they
+// protect, never the other way round.
 func deleteAccount(ctx context.Context, s logical.Storage) error {
-	for _, k := range []string{configKey, legacyConfigKey, sessionKey, legacySessionKey, totpStepKey, legacyTOTPStepKey, holdKey, fingerprintKeyKey} {
+	for _, k := range []string{fingerprintKeyKey, sessionKey, legacySessionKey, configKey, legacyConfigKey, totpStepKey, legacyTOTPStepKey, holdKey} {
 		if err := s.Delete(ctx, k); err != nil {
 			return err
 		}
