@@ -55,6 +55,11 @@ type config struct {
 	LegacyAccount string `json:"legacy_account,omitempty"`
 }
 
+// defaultMaxAuthPerMinute is half of PlexTrac's published login limit (10 a minute per
+// instance, for all its users): the plugin leaves the other half to the people who log in.
+// docs/leases.md has the arithmetic.
+const defaultMaxAuthPerMinute = 5
+
 func (c *config) requestTimeout() time.Duration {
 	return time.Duration(c.RequestTimeoutSeconds) * time.Second
 }
@@ -108,7 +113,7 @@ func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 	provider, hasProvider := d.GetOk("provider")
 	name, _ := provider.(string) // as written: another spelling of a provider was refused above
 	c := &config{Version: configVersion, RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
-		MaxAuthPerMinute: upstream.DefaultAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds, MaxRefusedLogins: defaultMaxRefusedLogins}
+		MaxAuthPerMinute: defaultMaxAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds, MaxRefusedLogins: defaultMaxRefusedLogins}
 	if prev != nil && (!hasProvider || name == prev.Provider) {
 		cp := *prev
 		c = &cp

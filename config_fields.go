@@ -96,7 +96,7 @@ var configFields = []*fieldSpec{
 		schema: &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds (1..300).", Default: defaultRequestTimeoutSeconds},
 		ref:    func(c *config) any { return &c.RequestTimeoutSeconds }},
 	{name: "max_auth_per_minute", min: 1, max: 600,
-		schema: &framework.FieldSchema{Type: framework.TypeInt, Description: "Auth calls (login, MFA, refresh) allowed per minute to this upstream host, shared by all mounts of the plugin process (1..600; 2 or more with totp_secret, since an MFA login sends 2).", Default: upstream.DefaultAuthPerMinute},
+		schema: &framework.FieldSchema{Type: framework.TypeInt, Description: "Auth calls (login, MFA, refresh) allowed per minute to this upstream host, shared by all mounts of the plugin process (1..600; 2 or more with totp_secret, since an MFA login sends 2).", Default: defaultMaxAuthPerMinute},
 		ref:    func(c *config) any { return &c.MaxAuthPerMinute }},
 	{name: "min_ttl", min: 0, max: 86400,
 		schema: &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: "A read refreshes first when the shared token has less left than this, in seconds (0..86400; capped at a third of the token's life).", Default: defaultMinTTLSeconds},

@@ -246,8 +246,13 @@ func errText(resp *logical.Response) string {
 }
 
 // Configs for the simulator's demo accounts.
+// oldDefaultBudget is max_auth_per_minute's default up to v0.2.0: the configs below set it, so
+// that tests written against it keep their intent; TestDefaultHostBudgetLeavesHalfTheInstanceToPeople
+// tests the default itself.
+const oldDefaultBudget = 10
+
 func (e *env) plextracConfig(mfa bool) map[string]any {
-	c := map[string]any{"provider": "plextrac", "url": e.url, "allow_insecure_http": true,
+	c := map[string]any{"provider": "plextrac", "url": e.url, "allow_insecure_http": true, "max_auth_per_minute": oldDefaultBudget,
 		"username": sim.DemoPlexTracNoMFAUser, "password": sim.DemoPlexTracPassword}
 	if mfa {
 		c["username"], c["totp_secret"] = sim.DemoPlexTracUser, sim.DemoPlexTracTOTP
@@ -256,12 +261,12 @@ func (e *env) plextracConfig(mfa bool) map[string]any {
 }
 
 func (e *env) plaspyConfig() map[string]any {
-	return map[string]any{"provider": "plaspy", "url": e.url, "allow_insecure_http": true,
+	return map[string]any{"provider": "plaspy", "url": e.url, "allow_insecure_http": true, "max_auth_per_minute": oldDefaultBudget,
 		"username": sim.DemoPlaspyUser, "api_key": sim.DemoPlaspyKey}
 }
 
 func (e *env) resolverConfig() map[string]any {
-	return map[string]any{"provider": "resolver", "url": e.url, "allow_insecure_http": true,
+	return map[string]any{"provider": "resolver", "url": e.url, "allow_insecure_http": true, "max_auth_per_minute": oldDefaultBudget,
 		"email": sim.DemoResolverEmail, "password": sim.DemoResolverPassword, "org_id": sim.DemoResolverOrg}
 }
 
@@ -356,7 +361,7 @@ func countPath(path string, n *atomic.Int64) func(http.Handler) http.Handler {
 }
 
 func genericPlexTrac(e *env) map[string]any {
-	return map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true, "username": sim.DemoPlexTracNoMFAUser,
+	return map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true, "max_auth_per_minute": oldDefaultBudget, "username": sim.DemoPlexTracNoMFAUser,
 		"password": sim.DemoPlexTracPassword, "login_path": "/api/v1/authenticate", "logout_path": "/logout", "auth_scheme": "none"}
 }
 
@@ -390,7 +395,7 @@ func (f *fakeLogin) wrap(next http.Handler) http.Handler {
 }
 
 func genericFake(e *env) map[string]any {
-	return map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true, "username": "svc",
+	return map[string]any{"provider": "generic", "url": e.url, "allow_insecure_http": true, "max_auth_per_minute": oldDefaultBudget, "username": "svc",
 		"password": "fake-login-password", "login_path": "/login", "refresh_path": "/refresh", "expiry_field": "expires"}
 }
 

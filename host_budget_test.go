@@ -122,3 +122,29 @@ func TestConfigCheckPastTheRecordCapAnswers503(t *testing.T) {
 	e.write("config", with(e.plextracConfig(false), "verify", false))
 	e.read("token", nil)
 }
+
+// A mount that does not set max_auth_per_minute takes half of PlexTrac's published 10 a
+// minute per instance, leaving the other half to the people who log in there: status and
+// the gauge show 5, and upstream never sees more than 5 auth calls in any 60 s however hard
+// rotates push, while they get the whole 5.
+func TestDefaultHostBudgetLeavesHalfTheInstanceToPeople(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.plextracConfig(false)
+	delete(cfg, "max_auth_per_minute") // the default
+	e.write("config", cfg)
+	if lim := limiterOf(e); lim["max_auth_per_minute"] != 5 || lim["this_mount_asked"] != 5 {
+		t.Fatalf("the default budget: %v, want 5 (half of PlexTrac's 10 a minute)", lim)
+	}
+	_, fams := scrape(t, e)
+	if got := value(t, fams, "sessiontoken_host_auth_budget_per_minute"); got != 5 {
+		t.Fatalf("sessiontoken_host_auth_budget_per_minute = %v, want 5", got)
+	}
+	for range 120 { // 20 minutes of a rotate (a login) every 10 s
+		e.clock.Advance(10 * time.Second)
+		_, _ = e.do(logical.UpdateOperation, "rotate", nil)
+	}
+	if st := e.sim.Stats(sim.PlexTrac); st.MaxAuthIn60s > 5 || st.RateLimited != 0 || st.AuthCalls < 5*19 {
+		t.Fatalf("upstream saw at most %d auth calls in 60 s (want 5 at most), %d in all (want the budget used: 95 or more), %d answered 429",
+			st.MaxAuthIn60s, st.AuthCalls, st.RateLimited)
+	}
+}
