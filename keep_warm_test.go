@@ -129,3 +129,43 @@ func TestKeepWarmStatusOnANodeThatDoesNotDecide(t *testing.T) {
 		t.Fatalf("standby status: %v", kw)
 	}
 }
+
+// A mount left idle past keep_warm plus a token's life, then read at Vault Agent's cadence
+// (a lease, renewed at ~0.7 of its TTL, read again when a renewal ends its renewability or
+// leaves it no life): its first read logs in once, and from then on the reader never holds an
+// expired token and upstream sees no other login.
+func TestAgentOnALapsedMountLogsInOnceAndNeverHoldsAnExpiredToken(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	e.runPeriodic(30*time.Minute+15*time.Minute+5*time.Minute, nil) // never read: lapsed
+	before := e.sim.Stats(sim.PlexTrac)
+	lease := e.lease()
+	held := func(resp *logical.Response) (time.Time, time.Time) {
+		exp, err := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return exp, e.clock.Now().Add(resp.Secret.TTL * 7 / 10)
+	}
+	expiresAt, renewAt := held(lease)
+	expired, renewals := 0, 0
+	e.runPeriodic(3*time.Hour, func() {
+		if !e.clock.Now().Before(expiresAt) {
+			expired++
+		}
+		if e.clock.Now().Before(renewAt) {
+			return
+		}
+		renewals++
+		if resp := renew(t, e, lease.Secret); resp.Secret != nil && resp.Secret.Renewable && resp.Secret.TTL > time.Minute {
+			lease.Secret, lease.Data = resp.Secret, resp.Data
+		} else {
+			lease = e.lease() // Agent reads the path again
+		}
+		expiresAt, renewAt = held(lease)
+	})
+	after := e.sim.Stats(sim.PlexTrac)
+	if expired != 0 || after.Logins != before.Logins+1 || renewals == 0 {
+		t.Fatalf("%d minutes holding an expired token, %d logins after the lapse (want 1), %d renewals", expired, after.Logins-before.Logins, renewals)
+	}
+}
