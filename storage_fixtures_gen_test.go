@@ -59,26 +59,12 @@ func TestWriteV010StorageFixtures(t *testing.T) {
 		resp := e.read("token", nil)
 		fx.Lease.InternalData, fx.Lease.Data, fx.Lease.TTL = resp.Secret.InternalData, resp.Data, resp.Secret.TTL
 		fx.StaticRead = e.read("static-token", nil).Data
-		fx.Storage = map[string]json.RawMessage{}
 		keys, err := e.s.List(context.Background(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range keys {
-			entry, err := e.s.Get(context.Background(), k)
-			if err != nil || entry == nil {
-				t.Fatal(k, err)
-			}
-			fx.Storage[k] = entry.Value
-		}
-		out, err := json.MarshalIndent(fx, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name+".json"), append(out, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		e.servedTokens = nil // the fixtures hold demo secrets and tokens by design; the log must not
+		fx.Storage = storedEntries(t, e, keys)
+		writeFixture(t, e, filepath.Join(dir, name+".json"), fx)
 	}
 }
 
@@ -143,26 +129,12 @@ func TestWriteV020StorageFixtures(t *testing.T) {
 			t.Fatal(err)
 		}
 		fx.Fingerprint = a.fingerprint
-		fx.Storage = map[string]json.RawMessage{}
 		keys, err := logical.CollectKeys(context.Background(), e.s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range keys {
-			entry, err := e.s.Get(context.Background(), k)
-			if err != nil || entry == nil {
-				t.Fatal(k, err)
-			}
-			fx.Storage[k] = entry.Value
-		}
-		out, err := json.MarshalIndent(fx, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name+".json"), append(out, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		e.servedTokens = nil // the fixtures hold demo secrets and tokens by design; the log must not
+		fx.Storage = storedEntries(t, e, keys)
+		writeFixture(t, e, filepath.Join(dir, name+".json"), fx)
 	}
 	for name, cfg := range v020Cases {
 		write(name, cfg, nil)
@@ -179,4 +151,32 @@ func TestWriteV020StorageFixtures(t *testing.T) {
 		e.clock.Advance(time.Minute)
 		e.write("rotate", nil)
 	})
+}
+
+// storedEntries is the value of each of keys in e's storage, as a fixture records it.
+func storedEntries(t *testing.T, e *env, keys []string) map[string]json.RawMessage {
+	t.Helper()
+	out := map[string]json.RawMessage{}
+	for _, k := range keys {
+		entry, err := e.s.Get(context.Background(), k)
+		if err != nil || entry == nil {
+			t.Fatal(k, err)
+		}
+		out[k] = entry.Value
+	}
+	return out
+}
+
+// writeFixture writes fx to path as indented JSON. The fixtures hold demo secrets and tokens by
+// design; e's log still must not, so its served tokens are no longer checked against the log.
+func writeFixture(t *testing.T, e *env, path string, fx any) {
+	t.Helper()
+	out, err := json.MarshalIndent(fx, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(out, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.servedTokens = nil
 }
