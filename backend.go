@@ -38,6 +38,9 @@ type backend struct {
 	limiters *upstream.Limiters
 	mountID  string        // this mount's name for the process's host limiters, where it registers its budget
 	metrics  *mountMetrics // this mount's registry and counters (metrics.go): kept across config writes
+	// dialCheck is upstream.Deps.DialCheck for every provider this mount builds: nil in
+	// production; tests set one that fails them on a dial to anything but loopback.
+	dialCheck func(address string) error
 
 	// configMu runs config writes and deletes one at a time. sessionGate orders session
 	// writes against them: an account stores its session under the read lock and only while

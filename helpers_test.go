@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +89,7 @@ func newEnvWrapped(t testing.TB, wrap func(http.Handler) http.Handler) *env {
 func (e *env) newMount(s logical.Storage, sys logical.SystemView) (*backend, logical.Storage, *syncBuffer) {
 	e.t.Helper()
 	b := newBackend(e.clock, e.limiters)
+	b.dialCheck = loopbackOnly(e.t)
 	conf := logical.TestBackendConfig()
 	if s == nil {
 		s = &logical.InmemStorage{}
@@ -420,6 +422,7 @@ func testCACertPEM(t *testing.T) string {
 func (e *env) withClock(clock upstream.Clock) {
 	e.t.Helper()
 	e.b = newBackend(clock, e.limiters)
+	e.b.dialCheck = loopbackOnly(e.t)
 	conf := logical.TestBackendConfig()
 	conf.StorageView = e.s
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace})
@@ -463,4 +466,21 @@ func (s undeletable) Delete(ctx context.Context, k string) error {
 		return errors.New("storage unavailable")
 	}
 	return s.Storage.Delete(ctx, k)
+}
+
+// loopbackOnly is a mount's dial check in tests: a dial to anything but loopback (127.0.0.0/8,
+// ::1) fails the test and is stopped before a connection is made, so a test that writes a
+// non-loopback URL (with verify=false, to check that it is stored or refused) can never send
+// it traffic, whatever the code under test does.
+func loopbackOnly(t testing.TB) func(address string) error {
+	return func(address string) error {
+		host, _, err := net.SplitHostPort(address)
+		if err == nil {
+			if addr, perr := netip.ParseAddr(host); perr == nil && addr.Unmap().IsLoopback() {
+				return nil
+			}
+		}
+		t.Errorf("a test dialled %s: tests send traffic only to loopback", address)
+		return fmt.Errorf("test dial check: %s is not loopback", address)
+	}
 }

@@ -217,6 +217,7 @@ func TestTOTPStepSurvivesAnotherPluginProcess(t *testing.T) {
 	e.write("config", e.plextracConfig(true))
 	// Another process: a fresh backend and fresh process-wide state, the same storage.
 	e.b = newBackend(e.clock, upstream.NewLimiters())
+	e.b.dialCheck = loopbackOnly(e.t)
 	conf := logical.TestBackendConfig()
 	conf.StorageView = e.s
 	if err := e.b.Setup(context.Background(), conf); err != nil {

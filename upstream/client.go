@@ -65,7 +65,7 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		return nil, errors.New("url: not an absolute URL") // never echoed: it may hold userinfo
 	}
 	tr := cleanhttp.DefaultPooledTransport()
-	tr.DialContext = guardedDialer().DialContext
+	tr.DialContext = guardedDialer(deps.DialCheck).DialContext
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	tr.OnProxyConnectResponse = func(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Response) error {
 		if resp.StatusCode != http.StatusOK {

@@ -140,8 +140,16 @@ func refuseNeverUpstream(_, address string, _ syscall.RawConn) error {
 // quoting the address DNS gave.
 var errNeverUpstream = errors.New("dial guard")
 
-// guardedDialer dials with refuseNeverUpstream. Each call's request_timeout bounds the dial,
-// and Go's default keep-alive applies.
-func guardedDialer() *net.Dialer {
-	return &net.Dialer{Control: refuseNeverUpstream}
+// guardedDialer dials with refuseNeverUpstream, then check (Deps.DialCheck) when set. Each
+// call's request_timeout bounds the dial, and Go's default keep-alive applies.
+func guardedDialer(check func(address string) error) *net.Dialer {
+	if check == nil {
+		return &net.Dialer{Control: refuseNeverUpstream}
+	}
+	return &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		if err := refuseNeverUpstream(network, address, c); err != nil {
+			return err
+		}
+		return check(address)
+	}}
 }

@@ -31,7 +31,7 @@ func TestDialGuardRefusesLinkLocalAndUnspecified(t *testing.T) {
 // Every form the write-time check refuses is refused by the dial guard too, on the address Go
 // hands its Control after resolution; zones and IPv4 carried inside IPv6 included.
 func TestDialGuardRefusesZonesEmbeddedIPv4AndMetadata(t *testing.T) {
-	control := guardedDialer().Control // never dials: only the guard is called
+	control := guardedDialer(nil).Control // never dials: only the guard is called
 	refused := map[string]string{
 		"[fe80::a9fe:a9fe%eth0]:80":       "zone",
 		"[fe80::1%1]:443":                 "zone",

@@ -80,6 +80,11 @@ type Deps struct {
 	// backend counts there, per mount, so that rebuilding the client on a config write
 	// resets no count. nil: not counted.
 	Observe func(op, outcome string)
+	// DialCheck, when set, is asked about each address after the dial guard and before a
+	// connection is made (an IP literal and port, after name resolution); an error stops the
+	// dial. Tests set it so that a dial to anything but loopback fails them before a packet is
+	// sent. nil in production.
+	DialCheck func(address string) error
 }
 
 // New builds the provider cfg names. The backend has validated cfg field by field already;
