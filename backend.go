@@ -140,7 +140,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.keepsWarm(a, a.current(), b.clock.Now()) {
 		return nil // no session, or no reader within keep_warm: it lapses, and never by a login from here
 	}
-	return a.refreshAhead(ctx, req.Storage)
+	return a.refreshAhead(startedBy(ctx, authByPeriodic), req.Storage)
 }
 
 // noteServed records a token or static-token read or a lease renewal, failed ones included.

@@ -1,6 +1,7 @@
 package sessiontoken
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"time"
@@ -50,7 +51,19 @@ const (
 	renewError
 )
 
+// Why an auth call was sent: who started it (auth_calls_total's reason label).
+type authReason int
+
+const (
+	authByReader authReason = iota
+	authByRenewal
+	authByPeriodic
+	authByRotate
+	authByConfig
+)
+
 var (
+	authReasons   = [...]string{authByReader: "reader", authByRenewal: "renewal", authByPeriodic: "periodic", authByRotate: "rotate", authByConfig: "config"}
 	readPaths     = [...]string{readToken: "token", readStaticToken: "static-token"}
 	readOutcomes  = [...]string{readOK: "ok", readWarned: "served_with_warning", readError: "error"}
 	renewOutcomes = [...]string{renewSameToken: "same", renewNewToken: "new_token", renewRefused: "refused", renewError: "error"}
@@ -67,6 +80,7 @@ type mountMetrics struct {
 	reads    [len(readPaths)][len(readOutcomes)]prometheus.Counter
 	waited   prometheus.Counter
 	renewals [len(renewOutcomes)]prometheus.Counter
+	auth     [len(authReasons)]prometheus.Counter
 }
 
 func newMountMetrics(b *backend) *mountMetrics {
@@ -99,7 +113,13 @@ func newMountMetrics(b *backend) *mountMetrics {
 	for o, outcome := range renewOutcomes {
 		m.renewals[o] = renewals.WithLabelValues(outcome)
 	}
-	m.reg.MustRegister(m.callVec, reads, m.waited, renewals, stateCollector{b})
+	auth := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessiontoken_auth_calls_total",
+		Help: "Auth calls (logins, MFA steps, refreshes) sent upstream, by who started them: reader, renewal, periodic, rotate, config. A call that others join counts once."},
+		[]string{"reason"})
+	for r, reason := range authReasons {
+		m.auth[r] = auth.WithLabelValues(reason)
+	}
+	m.reg.MustRegister(m.callVec, reads, m.waited, renewals, auth, stateCollector{b})
 	return m
 }
 
@@ -111,6 +131,24 @@ func (m *mountMetrics) observeUpstream(kind, outcome string) {
 	}
 	if ok {
 		c.Inc()
+	}
+}
+
+type authReasonKey struct{}
+
+// startedBy marks ctx as a request that may start an upstream call for reason. A shared call
+// runs under the context of the request that started it (sharedCallContext keeps its values),
+// so its calls are credited to that request, however many others join it.
+func startedBy(ctx context.Context, reason authReason) context.Context {
+	return context.WithValue(ctx, authReasonKey{}, reason)
+}
+
+// authSent is upstream.Deps.AuthSent: it counts one auth call under the reason of the request
+// that started it. Every path that can start one marks its context; a call from an unmarked
+// one is not counted (a test checks that the reasons add up to the upstream's count).
+func (m *mountMetrics) authSent(ctx context.Context) {
+	if r, ok := ctx.Value(authReasonKey{}).(authReason); ok {
+		m.auth[r].Inc()
 	}
 }
 

@@ -100,7 +100,7 @@ func TestScrapeShowsTheMountAsSetUp(t *testing.T) {
 		}
 	}
 	allowed := map[string][]string{"kind": upstreamKinds, "outcome": slices.Concat(upstreamOutcomes, loginOnlyOutcomes, readOutcomes[:], renewOutcomes[:]),
-		"path": readPaths[:], "state": healthStates}
+		"path": readPaths[:], "state": healthStates, "reason": authReasons[:]}
 	for name, f := range fams {
 		if !strings.HasPrefix(name, "sessiontoken_") {
 			t.Errorf("series %s is not this plugin's", name)

@@ -180,7 +180,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		if serr := b.spaced(attempt, c.Provider, prov.Conn().Host(), "config not saved; fix what the last error named"); serr != nil {
 			return upstreamFailure(serr)
 		}
-		tok, err = prov.Login(ctx)
+		tok, err = prov.Login(startedBy(ctx, authByConfig))
 		if serr := saveTOTPStep(ctx, req.Storage, prov); serr != nil {
 			b.Logger().Warn("could not store the last TOTP step", "error", serr)
 		}

@@ -82,7 +82,7 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	// The outcome is noted by the shared call itself, which runs to its end even when this
 	// request ends first (a client timeout shorter than the login): a loop of such rotates is
 	// spaced too.
-	prev, t, err := a.rotate(ctx, req.Storage, func(err error) { b.noteCheck(attempt, err) })
+	prev, t, err := a.rotate(startedBy(ctx, authByRotate), req.Storage, func(err error) { b.noteCheck(attempt, err) })
 	if err != nil {
 		return upstreamFailure(err)
 	}

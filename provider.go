@@ -17,7 +17,7 @@ import (
 // newProvider builds cfg's provider, told which TOTP step was used last by any node.
 func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *config) (upstream.Provider, error) {
 	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.clock, Limiters: b.limiters,
-		Observe: b.metrics.observeUpstream, DialCheck: b.dialCheck})
+		Observe: b.metrics.observeUpstream, AuthSent: b.metrics.authSent, DialCheck: b.dialCheck})
 	if err != nil {
 		return nil, err
 	}

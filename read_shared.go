@@ -43,7 +43,7 @@ func (b *backend) readShared(ctx context.Context, req *logical.Request, d *frame
 			return sharedRead{}, logical.ErrorResponse("min_ttl: must not be negative"), nil
 		}
 	}
-	t, err := a.get(ctx, req.Storage, func(t *upstream.Token) bool {
+	t, err := a.get(startedBy(ctx, authByReader), req.Storage, func(t *upstream.Token) bool {
 		return t.ExpiresAt.Sub(b.clock.Now()) >= minTTL(t, want)
 	})
 	if t == nil {

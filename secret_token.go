@@ -86,7 +86,7 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 	if now.Before(held.expiresAt.Add(-held.lifetime() / 3)) {
 		return b.renewSame(req, a, held)
 	}
-	newer, err := a.get(ctx, req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(held.expiresAt) })
+	newer, err := a.get(startedBy(ctx, authByRenewal), req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(held.expiresAt) })
 	if newer == nil {
 		return nil, renewFailure(err)
 	}

@@ -46,6 +46,7 @@ type Client struct {
 	limiter  *HostLimiter
 	clock    Clock
 	observe  func(op, outcome string) // Deps.Observe: the mount counts, since a client lives only until the next config write
+	authSent func(context.Context)    // Deps.AuthSent
 	caCert   bool                     // ca_cert is set: it is the only trust, so a TLS authority failure says so
 }
 
@@ -93,9 +94,10 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
-		limiter: deps.Limiters.Host(HostKey(base)),
-		observe: deps.Observe,
-		caCert:  cfg.CACert != "",
+		limiter:  deps.Limiters.Host(HostKey(base)),
+		observe:  deps.Observe,
+		authSent: deps.AuthSent,
+		caCert:   cfg.CACert != "",
 	}
 	for k, v := range cfg.Headers {
 		if !httpguts.ValidHeaderFieldValue(v) { // never echoed: it is a secret
@@ -146,6 +148,9 @@ func (c *Client) call(ctx context.Context, r request, out any, check func() erro
 	}
 	if r.sent != nil {
 		*r.sent = c.clock.Now()
+	}
+	if r.op != OpLogout { // every other call is an auth call, counted by the upstream's limit
+		c.authSent(ctx)
 	}
 	status, header, body, err := c.send(ctx, r)
 	if err != nil {

@@ -80,6 +80,10 @@ type Deps struct {
 	// backend counts there, per mount, so that rebuilding the client on a config write
 	// resets no count. nil: not counted.
 	Observe func(op, outcome string)
+	// AuthSent is told of each auth call (a login, its MFA step, a refresh) as it leaves for
+	// the upstream, with the call's context: the backend credits the call to whoever started
+	// it (a shared call runs under its starter's context values). nil: not told.
+	AuthSent func(ctx context.Context)
 	// DialCheck, when set, is asked about each address after the dial guard and before a
 	// connection is made (an IP literal and port, after name resolution); an error stops the
 	// dial. Tests set it so that a dial to anything but loopback fails them before a packet is
@@ -98,6 +102,9 @@ func New(cfg Config, deps Deps) (Provider, error) {
 	}
 	if deps.Observe == nil {
 		deps.Observe = func(string, string) {}
+	}
+	if deps.AuthSent == nil {
+		deps.AuthSent = func(context.Context) {}
 	}
 	if len(cfg.URL) > MaxURLLen { // it names the host's budget record
 		return nil, fmt.Errorf("url: longer than %d bytes", MaxURLLen)
