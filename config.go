@@ -55,10 +55,9 @@ type config struct {
 	LegacyAccount string `json:"legacy_account,omitempty"`
 }
 
-// defaultMaxAuthPerMinute is half of PlexTrac's published login limit (10 a minute per
-// instance, for all its users): the plugin leaves the other half to the people who log in.
-// docs/leases.md has the arithmetic.
-const defaultMaxAuthPerMinute = 5
+// defaultMaxAuthPerMinute is the upstream host's default budget (half of PlexTrac's published
+// login limit); docs/leases.md has the arithmetic.
+const defaultMaxAuthPerMinute = upstream.DefaultAuthPerMinute
 
 func (c *config) requestTimeout() time.Duration {
 	return time.Duration(c.RequestTimeoutSeconds) * time.Second

@@ -181,15 +181,17 @@ func TestFailedConfigWritesLeaveNoRecordsBehind(t *testing.T) {
 	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 1 || accounts != 1 {
 		t.Fatalf("right after the writes: %d host and %d account records, want 1 and 1 (the last write's)", hosts, accounts)
 	}
-	e.clock.Advance(11 * time.Second)
-	if hosts, _ := e.limiters.Sweep(e.clock.Now()); hosts != 1 || spent.State(e.clock.Now()).TokensLeft >= 5 {
+	// The default budget (5 a minute: a burst of 2, a slot back every 20 s) refills the spent
+	// call 20 s on.
+	e.clock.Advance(19 * time.Second)
+	if hosts, _ := e.limiters.Sweep(e.clock.Now()); hosts != 1 || spent.State(e.clock.Now()).TokensLeft >= 2 {
 		t.Fatalf("11 s on, a budget not yet refilled was dropped or reset: %d hosts", hosts)
 	}
 	e.clock.Advance(time.Second)
 	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 0 || accounts != 1 {
 		t.Fatalf("once refilled: %d host and %d account records left, want 0 and 1 (its step is not past)", hosts, accounts)
 	}
-	e.clock.Advance(18 * time.Second)
+	e.clock.Advance(10 * time.Second)
 	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 0 || accounts != 0 {
 		t.Fatalf("once the step is past: %d host and %d account records left", hosts, accounts)
 	}

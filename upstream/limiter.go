@@ -30,9 +30,10 @@ type Limiters struct {
 	steps  *TOTPSteps
 }
 
-// DefaultAuthPerMinute is PlexTrac's published limit, and a host's budget while no mount on
-// it has registered one.
-const DefaultAuthPerMinute = 10
+// DefaultAuthPerMinute is a host's budget while no mount on it has registered one, and the
+// default max_auth_per_minute: half of PlexTrac's published limit (10 a minute per instance,
+// for all its users), so that the plugin leaves the other half to the people who log in.
+const DefaultAuthPerMinute = 5
 
 // SharedLimiters is the process-wide set.
 var SharedLimiters = NewLimiters()

@@ -87,7 +87,8 @@ func TestEveryBudgetFromTwoOnHasABurstOfTwo(t *testing.T) {
 func TestLimiterRefusesWithRetryTimeInsteadOfWaitingLong(t *testing.T) {
 	clock := newTestClock()
 	h := NewLimiters().Host("upstream.example:443")
-	for range 5 { // the burst: half the budget
+	burst, _ := bucketFor(DefaultAuthPerMinute)
+	for range burst {
 		if _, _, err := h.Acquire(context.Background(), clock, 1, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -162,8 +163,8 @@ func TestHostBudgetIsTheSmallestRegistered(t *testing.T) {
 	now := time.Now()
 	h := l.Host("h:443")
 	budget := func() int { return h.State(now).PerMinute }
-	if budget() != 10 || h.State(now).Mounts != 0 {
-		t.Fatalf("unregistered host: %+v, want the default 10", h.State(now))
+	if budget() != DefaultAuthPerMinute || h.State(now).Mounts != 0 {
+		t.Fatalf("unregistered host: %+v, want the default %d", h.State(now), DefaultAuthPerMinute)
 	}
 	l.registerHost("a", "h:443", 4, now)
 	l.registerHost("b", "h:443", 600, now)
@@ -183,8 +184,8 @@ func TestHostBudgetIsTheSmallestRegistered(t *testing.T) {
 		t.Fatalf("a lookup changed the budget to %d", budget())
 	}
 	l.Unregister("a", now)
-	if budget() != 10 {
-		t.Fatalf("no mount left: budget %d, want the default 10", budget())
+	if budget() != DefaultAuthPerMinute {
+		t.Fatalf("no mount left: budget %d, want the default %d", budget(), DefaultAuthPerMinute)
 	}
 }
 
