@@ -2,6 +2,7 @@ package sessiontoken
 
 import (
 	"context"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +168,76 @@ func TestAgentOnALapsedMountLogsInOnceAndNeverHoldsAnExpiredToken(t *testing.T) 
 	after := e.sim.Stats(sim.PlexTrac)
 	if expired != 0 || after.Logins != before.Logins+1 || renewals == 0 {
 		t.Fatalf("%d minutes holding an expired token, %d logins after the lapse (want 1), %d renewals", expired, after.Logins-before.Logins, renewals)
+	}
+}
+
+// A mount left idle past keep_warm plus a token's life, then synced by the Vault Secrets
+// Operator's two clients (integration/vso_test.go says where the algorithms come from; one
+// minute is this model's step): its first sync logs in once, and from then on neither client
+// holds an expired token and upstream sees no other login.
+//   - VaultDynamicSecret, leased: requeue at 67–77 % of the lease (a seeded jitter, so the run
+//     is the same each time); renew with increment=D; a renewal that fails, is cut short of D
+//     or ends renewability with less than D syncs again at once; one not renewable with D or
+//     more is kept as is and never requeued (VSO then sits idle).
+//   - allowStaticCreds on static-token: requeue after ttl + 0.5 s (+ a jitter under 150 ms).
+func TestVSOOnALapsedMountLogsInOnceAndNeverHoldsAnExpiredToken(t *testing.T) {
+	for _, static := range []bool{false, true} {
+		name := map[bool]string{false: "dynamic secret, leased", true: "static creds"}[static]
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			e.write("config", e.plextracConfig(false))
+			e.runPeriodic(30*time.Minute+15*time.Minute+5*time.Minute, nil) // never read: lapsed
+			before := e.sim.Stats(sim.PlexTrac)
+			jitter := rand.New(rand.NewPCG(1, 2))
+			var lease *logical.Response
+			var expiresAt, next time.Time
+			sync := func() {
+				if static {
+					resp := e.read("static-token", nil)
+					lease = resp
+					next = e.clock.Now().Add(time.Duration(resp.Data["ttl"].(int))*time.Second + 500*time.Millisecond + time.Duration(jitter.Int64N(int64(150*time.Millisecond))))
+				} else {
+					lease = e.lease()
+					d := lease.Secret.TTL
+					next = e.clock.Now().Add(d*67/100 + d/10 - time.Duration(jitter.Int64N(int64(d/10))))
+				}
+				exp, err := time.Parse(time.RFC3339, lease.Data["expires_at"].(string))
+				if err != nil {
+					t.Fatal(err)
+				}
+				expiresAt = exp
+			}
+			sync()
+			expired, requeues := 0, 0
+			e.runPeriodic(3*time.Hour, func() {
+				if !e.clock.Now().Before(expiresAt) {
+					expired++
+				}
+				if next.IsZero() || e.clock.Now().Before(next) {
+					return
+				}
+				requeues++
+				if static {
+					sync()
+					return
+				}
+				d := lease.Secret.TTL
+				lease.Secret.Increment = d // VSO renews with increment=D
+				resp := renew(t, e, lease.Secret)
+				switch {
+				case resp.Secret == nil || resp.Secret.TTL < d:
+					sync() // LeaseTruncatedError or a failed renewal: sync again at once
+				case !resp.Secret.Renewable:
+					next = time.Time{} // kept as is, never requeued
+				default:
+					lease.Secret = resp.Secret
+					next = e.clock.Now().Add(d*67/100 + d/10 - time.Duration(jitter.Int64N(int64(d/10))))
+				}
+			})
+			after := e.sim.Stats(sim.PlexTrac)
+			if expired != 0 || after.Logins != before.Logins+1 || requeues < 10 {
+				t.Fatalf("%d minutes holding an expired token, %d logins after the lapse (want 1), %d requeues", expired, after.Logins-before.Logins, requeues)
+			}
+		})
 	}
 }
