@@ -88,22 +88,50 @@ func newEnvWrapped(t testing.TB, wrap func(http.Handler) http.Handler) *env {
 // with its own in-memory storage, or on storage s when given, and system view sys if given.
 func (e *env) newMount(s logical.Storage, sys logical.SystemView) (*backend, logical.Storage, *syncBuffer) {
 	e.t.Helper()
-	b := newBackend(e.clock, e.limiters)
-	b.dialCheck = loopbackOnly(e.t)
-	conf := logical.TestBackendConfig()
 	if s == nil {
 		s = &logical.InmemStorage{}
 	}
+	logs := &syncBuffer{}
+	return e.setUp(e.clock, s, sys, logs), s, logs
+}
+
+// setUp makes a backend of this env's process (its limiters) with clock, on storage s, logging
+// to logs, as Vault sets up a mount.
+func (e *env) setUp(clock upstream.Clock, s logical.Storage, sys logical.SystemView, logs *syncBuffer) *backend {
+	e.t.Helper()
+	b := newBackend(clock, e.limiters)
+	b.dialCheck = loopbackOnly(e.t)
+	conf := logical.TestBackendConfig()
 	if sys != nil {
 		conf.System = sys
 	}
 	conf.StorageView = s
-	logs := &syncBuffer{}
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace})
 	if err := b.Setup(context.Background(), conf); err != nil {
 		e.t.Fatal(err)
 	}
-	return b, s, logs
+	return b
+}
+
+// anotherProcess is this mount as another plugin process runs it: a restart, a reload, or the
+// node before or after a failover. It has fresh process-wide state (host budgets, TOTP
+// records), a backend and log of its own, clock (nil: the test's), and this mount's storage,
+// or storage of its own with ownStorage (another mount of the same account). The simulator and
+// the leak check are shared.
+func (e *env) anotherProcess(clock upstream.Clock, ownStorage bool) *env {
+	e.t.Helper()
+	o := *e
+	o.limiters = upstream.NewLimiters()
+	o.servedTokens, o.logs = nil, &syncBuffer{}
+	if ownStorage {
+		o.s = &logical.InmemStorage{}
+	}
+	if clock == nil {
+		clock = e.clock
+	}
+	o.b = o.setUp(clock, o.s, nil, o.logs)
+	*e.mounts = append(*e.mounts, &o)
+	return &o
 }
 
 // otherMount is a second mount of the same plugin process against the same simulator.
@@ -421,14 +449,7 @@ func testCACertPEM(t *testing.T) string {
 // with clock.
 func (e *env) withClock(clock upstream.Clock) {
 	e.t.Helper()
-	e.b = newBackend(clock, e.limiters)
-	e.b.dialCheck = loopbackOnly(e.t)
-	conf := logical.TestBackendConfig()
-	conf.StorageView = e.s
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: e.logs, Level: hclog.Trace})
-	if err := e.b.Setup(context.Background(), conf); err != nil {
-		e.t.Fatal(err)
-	}
+	e.b = e.setUp(clock, e.s, nil, e.logs)
 }
 
 // promptly runs a request with a deadline and fails the test unless it returns before the

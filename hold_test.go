@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // A day of readers and periodic runs against credentials upstream refuses costs the account
@@ -346,9 +345,7 @@ func TestARefusalCountSurvivesAnOutage(t *testing.T) {
 func TestReplacedAccountsLoginStillRecordsItsTOTPStep(t *testing.T) {
 	arrived, release := make(chan struct{}), make(chan struct{})
 	e := newEnvWrapped(t, stallPath("/api/v1/authenticate/mfa", arrived, release))
-	fast := *e
-	fast.limiters = upstream.NewLimiters() // another process
-	fast.withClock(offsetClock{e.clock, 30 * time.Second})
+	fast := e.anotherProcess(offsetClock{e.clock, 30 * time.Second}, false)
 	fast.write("config", with(e.plextracConfig(true), "verify", false))
 	reading := make(chan struct{})
 	go func() { // its MFA code is sent, and stalled upstream

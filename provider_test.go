@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // stallClock is the env's fake clock, except that while stalled a Sleep waits for its context
@@ -91,10 +90,8 @@ func (c offsetClock) Now() time.Time { return c.fakeClock.Now().Add(c.off) }
 // the node before a failover, whose clock ran 30 s fast (within the one step tolerated).
 func TestConfigDeleteKeepsTheProcessRecordOfTheStep(t *testing.T) {
 	e := newEnv(t)
-	fast := *e
-	fast.limiters = upstream.NewLimiters() // the node before the failover: another process
-	fast.withClock(offsetClock{e.clock, 30 * time.Second})
-	fast.write("config", e.plextracConfig(true)) // sends the code of the step after this one
+	fast := e.anotherProcess(offsetClock{e.clock, 30 * time.Second}, false) // the node before the failover
+	fast.write("config", e.plextracConfig(true))                            // sends the code of the step after this one
 	// The failover: this node loads the mount, then its config is deleted and written again.
 	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
 		t.Fatal(err)
@@ -113,9 +110,7 @@ func TestConfigDeleteKeepsTheProcessRecordOfTheStep(t *testing.T) {
 func TestAnotherMountOfTheAccountInANewProcessSkipsTheCurrentStep(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(true))
-	f := *e
-	f.limiters = upstream.NewLimiters() // another process
-	f.b, f.s, f.logs = f.newMount(nil, nil)
+	f := e.anotherProcess(nil, true)
 	f.write("config", f.plextracConfig(true))
 	if st := e.sim.Stats(sim.PlexTrac); st.MFA != 2 || st.MFAFailures != 0 {
 		t.Fatalf("want 2 MFA logins and no replayed code, got %+v", st)
@@ -217,15 +212,7 @@ func TestSameTOTPStepIsNeverReplayed(t *testing.T) {
 func TestTOTPStepSurvivesAnotherPluginProcess(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(true))
-	// Another process: a fresh backend and fresh process-wide state, the same storage.
-	e.b = newBackend(e.clock, upstream.NewLimiters())
-	e.b.dialCheck = loopbackOnly(e.t)
-	conf := logical.TestBackendConfig()
-	conf.StorageView = e.s
-	if err := e.b.Setup(context.Background(), conf); err != nil {
-		t.Fatal(err)
-	}
-	e.write("config", e.plextracConfig(true)) // same instant: must wait for the next step
+	e.anotherProcess(nil, false).write("config", e.plextracConfig(true)) // same instant: must wait for the next step
 	if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
 		t.Fatalf("want 2 MFA logins and no replay refused, got %+v", st)
 	}

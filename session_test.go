@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 func TestRefreshRejectedFallsBackToLogin(t *testing.T) {
@@ -170,16 +169,13 @@ func TestEveryLoginRecordsItsTOTPStep(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
-			fast := *e
-			fast.limiters = upstream.NewLimiters() // the node before the failover: another process
-			fast.withClock(offsetClock{e.clock, 30 * time.Second})
+			fast := e.anotherProcess(offsetClock{e.clock, 30 * time.Second}, false) // the node before the failover
 			fast.write("config", with(e.plextracConfig(true), "verify", false))
-			login(&fast)
+			login(fast)
 			mfa := e.sim.Stats(sim.PlexTrac).MFA
 			if want := map[string]int{"read": 1, "renewal": 2, "periodic run": 2}[name]; mfa != want { // the first read's, then the one tested
 				t.Fatalf("test setup: %d MFA logins, want %d", mfa, want)
 			}
-			e.servedTokens = fast.servedTokens
 			e.write("config", map[string]any{"min_ttl": 240}) // this node's login check, at once
 			if st := e.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != mfa+1 {
 				t.Fatalf("the other process resent the code of the step the %s's login used: %+v", name, st)
