@@ -19,8 +19,8 @@ const (
 	plaspyDefaultURL             = "https://api.plaspy.com"
 )
 
-// config is a mount's configuration. It is also its stored form (configFormat, in
-// storage_config.go): a backend-owned type, so a change to an upstream struct never changes
+// config is a mount's configuration. It is also its stored form (readConfig and writeConfig,
+// in storage_config.go): a backend-owned type, so a change to an upstream struct never changes
 // what is stored. Durations are whole seconds, as they are written and read.
 type config struct {
 	Version               int               `json:"version"`

@@ -18,7 +18,7 @@ const pathStatusHelpSyn = `Show the upstream session's state, without secrets.`
 const pathStatusHelpDesc = `
 provider and url; the shared session (state, issued_at, expires_at, how and when it was last
 obtained); the last upstream error and when to retry; counts of upstream calls by kind
-(login, mfa, refresh) and outcome since the plugin started (kept across config writes);
+(login, mfa, refresh, logout) and outcome since the plugin started (kept across config writes);
 the host's auth budget (the smallest max_auth_per_minute of the mounts on that
 host in this plugin process), the rule that set it, and the host's state summed over those
 mounts (calls left, a 429 block); whether the periodic run keeps the session warm (keep_warm)

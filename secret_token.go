@@ -177,8 +177,8 @@ func heldData(stored map[string]any, a *account, held heldToken) map[string]any 
 
 // tokenRevoke drops the lease and never fails. It does not log the token out upstream: the
 // token is the session every reader of the mount shares, so one lease ending must not end it
-// for the others. A generic provider's logout is called when the session itself is dropped
-// (config rewritten or deleted).
+// for the others. A generic provider's logout is called when the session itself is dropped:
+// a config write that changes the account, or a config delete.
 func (b *backend) tokenRevoke(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
 	return nil, nil
 }

@@ -13,7 +13,7 @@ import (
 
 // What a mount keeps in Vault storage. Every key holds a backend-owned type with a version,
 // and has one decode-and-upgrade function (readConfig, readSession, readTOTPStep,
-// readFingerprintKey; leases: decodeLease). Formats after v0.1.0 live under new key names, so
+// readFingerprintKey, readHold; leases: decodeLease). Formats after v0.1.0 live under new key names, so
 // that a v0.1.0 binary (which has no version check and ignores unknown fields) finds nothing
 // it could misread: after the first write by a newer version, a rolled-back v0.1.0 sees an
 // unconfigured mount instead of, say, durations in seconds read as nanoseconds. Until that
@@ -75,8 +75,8 @@ func (s boundedStorage) Delete(ctx context.Context, key string) error {
 // seal supports it (Vault Enterprise).
 var sealWrapped = []string{configKey, sessionKey, fingerprintKeyKey, legacyConfigKey, legacySessionKey}
 
-// errNewerFormat refuses a stored format this binary does not understand, rather than
-// misreading it: the mount was written by a newer version of the plugin.
+// newerFormatError (made by errNewerFormat) refuses a stored format this binary does not
+// understand, rather than misreading it: the mount was written by a newer version of the plugin.
 type newerFormatError struct {
 	key                 string
 	version, understood int

@@ -11,8 +11,7 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// upstreamFailure answers a read that upstream failed with a fitting HTTP status: 429 when
-// rate limited, 504 when upstream did not answer, else 502. Vault's HTTP layer turns a
+// upstreamFailure answers a read that upstream failed with the status upstreamStatus gives. Vault's HTTP layer turns a
 // plugin's error into 500 (or 400 for an error response), so the status and Vault's usual
 // {"errors": [...]} body are sent as a raw response.
 func upstreamFailure(err error) (*logical.Response, error) {
@@ -25,8 +24,9 @@ func upstreamFailure(err error) (*logical.Response, error) {
 		logical.HTTPContentType: "application/json", logical.HTTPStatusCode: code, logical.HTTPRawBody: string(body)}}, nil
 }
 
-// upstreamStatus is the HTTP status for an upstream failure: 429 when rate limited, 504 when
-// upstream did not answer, else 502. ok is false when err is not an upstream failure.
+// upstreamStatus is the HTTP status for an upstream failure: 429 when rate limited, 503 when
+// no call was tried (the credentials hold, or no room for a host's or account's record), 504
+// when upstream did not answer, else 502. ok is false when err is not an upstream failure.
 func upstreamStatus(err error) (code int, ok bool) {
 	e, ok := upstream.AsError(err)
 	switch {
@@ -43,7 +43,7 @@ func upstreamStatus(err error) (code int, ok bool) {
 }
 
 // renewFailure is a renewal's error for a failed refresh: read-only passes through (Vault
-// forwards it), an upstream failure carries the status a read would get (429, 502, 504) and
+// forwards it), an upstream failure carries the status a read would get (upstreamStatus) and
 // the same message. Vault 1.21's lease endpoint still answers 400 for any error a plugin
 // returns from a renewal; the message is what tells the caller what happened.
 func renewFailure(err error) error {
