@@ -4,8 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every test, fuzz target and benchmark the docs cite exists: the security model, the
@@ -61,5 +64,76 @@ func TestTerraformDocRegistersTheVersionFile(t *testing.T) {
 	}
 	if got := string(m[0][1]); got != strings.TrimSpace(string(want)) {
 		t.Errorf("docs/terraform.md registers version %q, the VERSION file says %q", got, strings.TrimSpace(string(want)))
+	}
+}
+
+// The time rules (timing.go) as the docs and the help text quote them: each pattern's number
+// or word must be the constant's, wherever it appears. A rule changed in code and not in its
+// quotes, or a quote edited alone, fails here.
+func TestDocsQuoteTheTimeRules(t *testing.T) {
+	secs := func(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
+	if word := map[int]string{2: "half", 3: "third", 4: "quarter", 5: "fifth"}[lifeShare]; word != lifeShareWord {
+		t.Fatalf("lifeShare is %d, said %q: want %q", lifeShare, lifeShareWord, word)
+	}
+	rules := []struct {
+		name    string
+		pattern *regexp.Regexp
+		want    []string // one per group
+		atLeast int      // quotes expected in all
+	}{
+		{"leaseMargin", regexp.MustCompile(`(?i)life less (\d+) s(?:econds)?\b|\b(\d+) s before the token expires`), []string{secs(leaseMargin)}, 4},
+		{"lifeShare", regexp.MustCompile(`(?i)\b(?:a|last) (half|third|quarter|fifth) of (?:the|a|its) token'?s? life|token's last (half|third|quarter|fifth)\b|refreshes by the last (half|third|quarter|fifth)\b`), []string{lifeShareWord}, 6},
+		{"periodicSlack", regexp.MustCompile("`?min_ttl`? \\+ (\\d+) s"), []string{secs(periodicSlack)}, 2},
+		{"failureBackoff", regexp.MustCompile(`(\d+) s,? \(?doubling to (\d+) minutes`), []string{secs(firstFailureBackoff), strconv.Itoa(int(maxFailureBackoff / time.Minute))}, 3},
+	}
+	texts := map[string]string{"backend help": backendHelp}
+	docs, _ := filepath.Glob("docs/*.md")
+	for _, doc := range append(docs, "README.md") {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[doc] = string(b)
+	}
+	e := newEnv(t)
+	for _, p := range e.b.Backend.Paths {
+		help := p.HelpSynopsis + " " + p.HelpDescription
+		for _, f := range p.Fields {
+			help += " " + f.Description
+		}
+		for _, op := range p.Operations {
+			for _, rs := range op.Properties().Responses {
+				for _, r := range rs {
+					for _, f := range r.Fields {
+						help += " " + f.Description
+					}
+				}
+			}
+		}
+		texts["help of "+p.Pattern] = help
+	}
+	for _, f := range tokenFields {
+		texts["token fields"] += " " + f.Description
+	}
+	for _, r := range rules {
+		seen := 0
+		for name, text := range texts {
+			text = strings.Join(strings.Fields(text), " ") // a quote may wrap
+			for _, m := range r.pattern.FindAllStringSubmatch(text, -1) {
+				var got []string
+				for _, g := range m[1:] {
+					if g != "" {
+						got = append(got, strings.ToLower(g))
+					}
+				}
+				seen++
+				if !slices.Equal(got, r.want) {
+					t.Errorf("%s quotes %s as %q (%q), but timing.go has %q", name, r.name, got, m[0], r.want)
+				}
+			}
+		}
+		if seen < r.atLeast {
+			t.Errorf("%s: %d quotes found, want at least %d: has a quote been reworded so that this test no longer sees it?", r.name, seen, r.atLeast)
+		}
 	}
 }

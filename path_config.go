@@ -323,7 +323,7 @@ func (b *backend) noteCheck(attempt string, err error) {
 			b.makeRoomForAFailedCheck(now)
 		}
 		f.failures++
-		f.retryAt = now.Add(min(firstFailureBackoff<<min(f.failures-1, 10), maxFailureBackoff))
+		f.retryAt = now.Add(failureBackoff(f.failures))
 		if b.failedChecks == nil {
 			b.failedChecks = map[string]failedCheck{}
 		}

@@ -55,7 +55,7 @@ func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *
 	t := r.tok
 	// A read refreshes once the token has less than min_ttl left, so that is when readers are
 	// switched. Rounded up, so a reader that comes back after ttl seconds never comes early.
-	switchAt := t.ExpiresAt.Add(-r.minTTL)
+	switchAt := t.ExpiresAt.Add(-r.floor)
 	sv, err := r.a.answerFor(t)
 	if err != nil {
 		b.metrics.readFailed(readStaticToken, err)

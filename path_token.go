@@ -16,7 +16,7 @@ const pathTokenHelpDesc = `
 Returns the upstream session token shared by every reader of this mount: token,
 authorization (the ready Authorization header value), expires_at, issued_at, ttl, provider
 and non-secret provider extras (PlexTrac tenant_id, Resolver org_id). The lease's TTL is the
-token's remaining life less a few seconds, never longer. If the shared token has less than
+token's remaining life less 5 s, never longer. If the shared token has less than
 min_ttl left, the read refreshes it upstream first (one upstream call for all concurrent
 readers). Renewing the lease in the token's last third hands out the refreshed token and
 ends the lease's renewability, so Vault Agent reads the path again; earlier renewals keep
@@ -45,7 +45,7 @@ var tokenFields = map[string]*framework.FieldSchema{
 	"authorization": {Type: framework.TypeString, Description: "Authorization header value: the bare token for PlexTrac, Bearer <token> for the others."},
 	"expires_at":    {Type: framework.TypeString, Description: "Token expiry, RFC 3339."},
 	"issued_at":     {Type: framework.TypeString, Description: "Token issue time, RFC 3339."},
-	"ttl":           {Type: framework.TypeInt, Description: "Seconds until the lease ends (a few seconds before the token expires)."},
+	"ttl":           {Type: framework.TypeInt, Description: "Seconds until the lease ends (5 s before the token expires)."},
 	"provider":      {Type: framework.TypeString, Description: "The upstream provider."},
 	"tenant_id":     {Type: framework.TypeInt, Description: "PlexTrac: the tenant the session belongs to, when the login answer names it."},
 	"org_id":        {Type: framework.TypeInt, Description: "Resolver Core: the org the session belongs to, when the answer names it."},
@@ -62,7 +62,7 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 		b.metrics.readFailed(readToken, err)
 		return nil, err
 	}
-	ttl := leaseEnd(r.tok).Sub(b.clock.Now())
+	ttl := leaseEnd(r.tok.ExpiresAt).Sub(b.clock.Now())
 	data := maps.Clone(sv.data)
 	data["ttl"] = int(ttl.Seconds())
 	// What framework.Secret.Response builds, without its copy of InternalData: reads are hot.

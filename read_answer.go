@@ -6,9 +6,6 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// leaseEnd is when a lease on t must end: a skew margin before the token expires.
-func leaseEnd(t *upstream.Token) time.Time { return t.ExpiresAt.Add(-clockSkew) }
-
 // readAnswer is what reads return for one token, built once: reads are hot, and the shared
 // token changes only every few minutes.
 type readAnswer struct {
@@ -41,7 +38,7 @@ func (a *account) tokenData(t *upstream.Token) map[string]any {
 		"authorization": a.prov.Authorization(t.Value),
 		"expires_at":    t.ExpiresAt.UTC().Format(time.RFC3339),
 		"issued_at":     t.IssuedAt.UTC().Format(time.RFC3339),
-		"ttl":           int(leaseEnd(t).Sub(a.clock.Now()).Seconds()),
+		"ttl":           int(leaseEnd(t.ExpiresAt).Sub(a.clock.Now()).Seconds()),
 		"provider":      a.cfg.Provider,
 	}
 	for k, v := range t.Extras {

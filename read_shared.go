@@ -10,12 +10,12 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// sharedRead is the mount's shared token as a read serves it, with the min_ttl it was read
-// with and the refresh error, if the token is served in spite of one.
+// sharedRead is the mount's shared token as a read serves it, with the least life it was read
+// with (readFloor) and the refresh error, if the token is served in spite of one.
 type sharedRead struct {
 	a          *account
 	tok        *upstream.Token
-	minTTL     time.Duration
+	floor      time.Duration
 	refreshErr error
 }
 
@@ -44,11 +44,11 @@ func (b *backend) readShared(ctx context.Context, req *logical.Request, d *frame
 		}
 	}
 	t, err := a.get(startedBy(ctx, authByReader), req.Storage, func(t *upstream.Token) bool {
-		return t.ExpiresAt.Sub(b.clock.Now()) >= minTTL(t, want)
+		return t.ExpiresAt.Sub(b.clock.Now()) >= readFloor(t, want)
 	})
 	if t == nil {
 		resp, err := upstreamFailure(err)
 		return sharedRead{}, resp, err
 	}
-	return sharedRead{a: a, tok: t, minTTL: minTTL(t, want), refreshErr: err}, nil, nil
+	return sharedRead{a: a, tok: t, floor: readFloor(t, want), refreshErr: err}, nil, nil
 }

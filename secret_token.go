@@ -83,7 +83,7 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 		// not do this: early renewals keep their token until its renewal window.)
 		return b.renewOnto(req, a, cur, now)
 	}
-	if now.Before(held.expiresAt.Add(-held.lifetime() / 3)) {
+	if !inLastShare(held.expiresAt, held.lifetime(), now) {
 		return b.renewSame(req, a, held)
 	}
 	newer, err := a.get(startedBy(ctx, authByRenewal), req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(held.expiresAt) })
@@ -116,7 +116,7 @@ func (b *backend) renewOnto(req *logical.Request, a *account, newer *upstream.To
 	}
 	delete(req.Secret.InternalData, leaseSessionKeyV0)
 	req.Secret.InternalData[leaseDataKey], req.Secret.InternalData[leaseAccountKey] = lease, a.fingerprint
-	end := newLeaseEnd(leaseEnd(newer), now, req.Secret.Increment)
+	end := newLeaseEnd(leaseEnd(newer.ExpiresAt), now, req.Secret.Increment)
 	req.Secret.TTL = end.Sub(now)
 	req.Secret.MaxTTL = end.Sub(req.Secret.IssueTime.Truncate(time.Second))
 	req.Secret.Renewable = false
@@ -142,7 +142,7 @@ func newLeaseEnd(end, now time.Time, increment time.Duration) time.Time {
 }
 
 func (b *backend) renewSame(req *logical.Request, a *account, held heldToken) (*logical.Response, error) {
-	end := held.expiresAt.Add(-clockSkew)
+	end := leaseEnd(held.expiresAt)
 	ttl := end.Sub(b.clock.Now())
 	if ttl < time.Second {
 		return logical.ErrorResponse("cannot renew: the token expires at %s; read the token path again", held.expiresAt.UTC().Format(time.RFC3339)), nil

@@ -10,30 +10,7 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-const (
-	// clockSkew: leases end this long before their token (upstream.ClockSkew, on which the
-	// clients' MinServableLife is built).
-	clockSkew = upstream.ClockSkew
-	// periodicSlack: Vault calls the periodic function about once a minute, so refreshing this
-	// much earlier than readers need keeps them from waiting upstream.
-	periodicSlack = 75 * time.Second
-	// After a failed refresh, no new upstream attempt for this long (doubling to the max), so a
-	// broken upstream or wrong password never causes a retry storm.
-	firstFailureBackoff = 10 * time.Second
-	maxFailureBackoff   = 5 * time.Minute
-	// totpStep is one TOTP step: the longest a login waits for the next one.
-	totpStep = 30 * time.Second
-)
-
-// minTTL is how much life a read wants left: the configured (or asked) min_ttl, but never more
-// than a third of the token's life, so short-lived tokens still work.
-func minTTL(t *upstream.Token, want time.Duration) time.Duration {
-	return max(min(want, t.Lifetime()/3), clockSkew+time.Second)
-}
-
-func (a *account) usable(t *upstream.Token) bool {
-	return t != nil && a.clock.Now().Before(t.ExpiresAt.Add(-clockSkew-time.Second))
-}
+func (a *account) usable(t *upstream.Token) bool { return servable(t, a.clock.Now()) }
 
 // get returns the shared token when good(token) holds; otherwise it refreshes first, with
 // one upstream call for all concurrent callers. When the refresh fails and the shared token
@@ -167,8 +144,7 @@ func (a *account) noteFailure(err error) error {
 	defer a.mu.Unlock()
 	now := a.clock.Now()
 	a.failures++
-	backoff := min(firstFailureBackoff<<min(a.failures-1, 10), maxFailureBackoff)
-	a.retryAt = now.Add(backoff)
+	a.retryAt = now.Add(failureBackoff(a.failures))
 	if e, ok := upstream.AsError(err); ok && e.Kind == upstream.KindHeld {
 		a.lastErr, a.lastErrAt = err, now // held: nothing to retry until an operator acts
 		return err
@@ -222,10 +198,7 @@ func (a *account) refreshAhead(ctx context.Context, s logical.Storage) error {
 	if t == nil {
 		return nil // no session yet: the first read logs in
 	}
-	// Never in the first half of a token's life: with tokens shorter than the look-ahead,
-	// every run would refresh a token that readers are about to refresh anyway.
-	ahead := min(max(minTTL(t, a.cfg.minTTL())+periodicSlack, t.Lifetime()/3), t.Lifetime()/2)
-	if t.ExpiresAt.Sub(a.clock.Now()) > ahead {
+	if t.ExpiresAt.Sub(a.clock.Now()) > lookAhead(t, readFloor(t, a.cfg.minTTL())) {
 		return nil
 	}
 	if _, err := a.refresh(ctx, s, t); err != nil {

@@ -106,7 +106,7 @@ func TestUpgradeFromV010LeasesRenewAndRevoke(t *testing.T) {
 				t.Fatal("renewing a v0.1.0 lease changed its token outside the window")
 			}
 			exp, _ := time.Parse(time.RFC3339, fx.Lease.Data["expires_at"].(string))
-			if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-clockSkew)) || r.Secret.TTL <= 0 {
+			if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-leaseMargin)) || r.Secret.TTL <= 0 {
 				t.Fatalf("renewed v0.1.0 lease ends %s; its token expires %s", end, exp)
 			}
 			resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation,

@@ -84,7 +84,7 @@ func TestV020LeasesRenew(t *testing.T) {
 				t.Fatal("renewing a v0.2.0 lease outside its window changed its token or ended renewability")
 			}
 			exp, _ := time.Parse(time.RFC3339, fx.Lease.Data["expires_at"].(string))
-			if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-clockSkew)) || r.Secret.TTL <= 0 {
+			if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-leaseMargin)) || r.Secret.TTL <= 0 {
 				t.Fatalf("renewed v0.2.0 lease ends %s; its token expires %s", end, exp)
 			}
 		})
