@@ -70,7 +70,7 @@ type account struct {
 	lastErrAt   time.Time
 	retryAt     time.Time
 	failures    int
-	hold        holdRecord // see hold.go
+	hold        credentialsHold // see hold.go
 }
 
 func (b *backend) newAccount(cfg *config, p upstream.Provider, fingerprintKey []byte) *account {
@@ -119,7 +119,7 @@ type accountState struct {
 	lastRefresh, lastErrAt, retryAt time.Time
 	lastErr                         error
 	failures                        int // failed attempts since the last success
-	hold                            holdRecord
+	hold                            credentialsHold
 }
 
 func (a *account) snapshot() accountState {
@@ -158,7 +158,7 @@ func (b *backend) account(ctx context.Context, s logical.Storage) (*account, err
 		if b.install(a, gen) {
 			return a, nil
 		}
-		a.prov.Conn().Close()
+		a.prov.Close()
 	}
 	return nil, errors.New("the mount's config kept changing while it loaded; try again")
 }
@@ -200,7 +200,7 @@ func (b *backend) loadAccount(ctx context.Context, s logical.Storage) (*account,
 	}
 	a := b.newAccount(cfg, p, key)
 	if err := a.load(ctx, s); err != nil {
-		p.Conn().Close()
+		p.Close()
 		return nil, err
 	}
 	return a, nil
@@ -243,7 +243,7 @@ func (b *backend) reset() {
 	held, unlock := b.lockGate()
 	defer unlock()
 	if prev := b.swap(held, nil); prev != nil {
-		prev.prov.Conn().Close()
+		prev.prov.Close()
 	}
 }
 
@@ -278,7 +278,7 @@ func (b *backend) endSession(ctx context.Context, prev *account, nextFingerprint
 	if prev == nil {
 		return
 	}
-	defer prev.prov.Conn().Close()
+	defer prev.prov.Close()
 	if prev.fingerprint == nextFingerprint {
 		return
 	}

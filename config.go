@@ -23,7 +23,7 @@ const (
 // in storage_config.go): a backend-owned type, so a change to an upstream struct never changes
 // what is stored. Durations are whole seconds, as they are written and read.
 type config struct {
-	Version               int               `json:"version"`
+	Format                int               `json:"version"`
 	Provider              string            `json:"provider"`
 	URL                   string            `json:"url"`
 	Username              string            `json:"username,omitempty"`
@@ -111,7 +111,7 @@ func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 	}
 	provider, hasProvider := d.GetOk("provider")
 	name, _ := provider.(string) // as written: another spelling of a provider was refused above
-	c := &config{Version: configVersion, RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
+	c := &config{Format: configVersion, RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
 		MaxAuthPerMinute: defaultMaxAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds, MaxRefusedLogins: defaultMaxRefusedLogins}
 	if prev != nil && (!hasProvider || name == prev.Provider) {
 		cp := *prev

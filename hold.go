@@ -29,9 +29,9 @@ const (
 	defaultMaxRefusedLogins = 3
 )
 
-// holdRecord is the stored count of refused logins in a row, and the hold.
-type holdRecord struct {
-	Version int  `json:"version"`
+// credentialsHold is the stored count of refused logins in a row, and the hold.
+type credentialsHold struct {
+	Format  int  `json:"version"`
 	Refused int  `json:"refused"` // refused logins in a row
 	Held    bool `json:"held"`
 	// Misconfigured: held for a config problem no retry fixes, not for refusals.
@@ -44,17 +44,17 @@ type holdRecord struct {
 	EarlierReason string `json:"reason,omitempty"`
 }
 
-func readHold(ctx context.Context, s logical.Storage) (holdRecord, error) {
+func readHold(ctx context.Context, s logical.Storage) (credentialsHold, error) {
 	e, err := s.Get(ctx, holdKey)
 	if err != nil || e == nil {
-		return holdRecord{}, err
+		return credentialsHold{}, err
 	}
 	if _, err := storedVersion(holdKey, e.Value, holdVersion); err != nil {
-		return holdRecord{}, err
+		return credentialsHold{}, err
 	}
-	var h holdRecord
+	var h credentialsHold
 	if err := json.Unmarshal(e.Value, &h); err != nil {
-		return holdRecord{}, errUnreadable(holdKey, err)
+		return credentialsHold{}, errUnreadable(holdKey, err)
 	}
 	if h.EarlierReason != "" { // the last writer was an earlier version: its reason is the latest
 		h.Reason, h.EarlierReason = upstream.Shown(upstream.StoredReason(h.EarlierReason)), ""
@@ -62,11 +62,11 @@ func readHold(ctx context.Context, s logical.Storage) (holdRecord, error) {
 	return h, nil
 }
 
-func writeHold(ctx context.Context, s logical.Storage, h holdRecord) error {
-	if h == (holdRecord{}) {
+func writeHold(ctx context.Context, s logical.Storage, h credentialsHold) error {
+	if h == (credentialsHold{}) {
 		return s.Delete(ctx, holdKey)
 	}
-	h.Version = holdVersion
+	h.Format = holdVersion
 	e, err := logical.StorageEntryJSON(holdKey, h)
 	if err != nil {
 		return err
@@ -76,11 +76,11 @@ func writeHold(ctx context.Context, s logical.Storage, h holdRecord) error {
 
 // next is the hold after a login attempt ended with err, for a mount that holds after max
 // refused logins in a row. changed says whether it differs from h.
-func (h holdRecord) next(err error, max int, now time.Time) (holdRecord, bool) {
+func (h credentialsHold) next(err error, max int, now time.Time) (credentialsHold, bool) {
 	out := h
 	switch {
 	case err == nil:
-		out = holdRecord{}
+		out = credentialsHold{}
 	case upstream.IsKind(err, upstream.KindMisconfigured):
 		out.Held, out.Misconfigured, out.Reason, out.At = true, true, err.Error(), now
 	case upstream.IsRefusedLogin(err):
@@ -98,7 +98,7 @@ func (h holdRecord) next(err error, max int, now time.Time) (holdRecord, bool) {
 
 // heldError is what a login that the hold stops answers: which upstream refused, when, that
 // the plugin stopped trying to protect the account, and what to do.
-func (h holdRecord) heldError(provider, host string) *upstream.Error {
+func (h credentialsHold) heldError(provider, host string) *upstream.Error {
 	what := fmt.Sprintf("upstream refused the stored credentials %d times in a row", h.Refused)
 	if h.Misconfigured {
 		what = "the config cannot log in"
@@ -140,7 +140,7 @@ func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) e
 	return nil
 }
 
-func (a *account) holdState() holdRecord {
+func (a *account) holdState() credentialsHold {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.hold
@@ -175,7 +175,7 @@ func (b *backend) countCheck(ctx context.Context, s logical.Storage, err error, 
 	return nil
 }
 
-func (a *account) setHold(h holdRecord) {
+func (a *account) setHold(h credentialsHold) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.hold = h

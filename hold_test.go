@@ -114,7 +114,7 @@ func TestNewCredentialsWithoutACheckEndTheHold(t *testing.T) {
 	e := heldAfterOneRefusal(t)
 	e.sim.AddDemoUsers() // fixed upstream
 	e.write("config", map[string]any{"password": sim.DemoPlexTracPassword, "verify": false})
-	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+	if h, _ := readHold(context.Background(), e.s); h != (credentialsHold{}) {
 		t.Fatalf("hold after new credentials: %+v, want none", h)
 	}
 	e.read("token", nil) // logs in
@@ -177,7 +177,7 @@ func TestRefreshGoesOnWhileHeld(t *testing.T) {
 	first := e.read("token", nil).Data["token"]
 	a, _ := e.b.account(context.Background(), e.s)
 	a.mu.Lock()
-	a.hold = holdRecord{Refused: 3, Held: true, Reason: "test", At: e.clock.Now()}
+	a.hold = credentialsHold{Refused: 3, Held: true, Reason: "test", At: e.clock.Now()}
 	a.mu.Unlock()
 	e.clock.Advance(11 * time.Minute)
 	if got := e.read("token", nil); got.Data["token"] == first || len(got.Warnings) != 0 {
@@ -248,7 +248,7 @@ func TestReplacedAccountsRefusalHoldsNothing(t *testing.T) {
 	e.write("config", map[string]any{"password": "rotated-elsewhere", "verify": false})
 	close(release) // upstream refuses the old password
 	<-reading
-	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+	if h, _ := readHold(context.Background(), e.s); h != (credentialsHold{}) {
 		t.Fatalf("the replaced account's refusal was stored: %+v", h)
 	}
 	restarted, _, _ := e.newMount(e.s, nil)
@@ -404,7 +404,7 @@ func TestARefusalDuringTheConfigWriteHoldsNothing(t *testing.T) {
 	if resp := <-writing; resp.IsError() {
 		t.Fatalf("config write: %s", errText(resp))
 	}
-	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+	if h, _ := readHold(context.Background(), e.s); h != (credentialsHold{}) {
 		t.Fatalf("the old password's refusal holds the new one: %+v", h)
 	}
 	e.read("token", nil)

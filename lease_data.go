@@ -25,7 +25,7 @@ const (
 )
 
 type leaseData struct {
-	Version     int       `json:"v"`
+	Format      int       `json:"v"`
 	TokenSHA256 string    `json:"token_sha256"`
 	IssuedAt    time.Time `json:"issued_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
@@ -38,25 +38,25 @@ func tokenHash(value string) string {
 
 // encodeLeaseData is t's leaseData as stored in a lease.
 func encodeLeaseData(t *upstream.Token) (string, error) {
-	b, err := json.Marshal(leaseData{Version: leaseDataVersion, TokenSHA256: tokenHash(t.Value), IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt})
+	b, err := json.Marshal(leaseData{Format: leaseDataVersion, TokenSHA256: tokenHash(t.Value), IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt})
 	if err != nil {
 		return "", fmt.Errorf("cannot encode the token's times for its lease: %w", err)
 	}
 	return string(b), nil
 }
 
-// heldToken is the token a lease holder has, as the lease knows it. value is empty when the
+// leaseToken is the token a lease holder has, as the lease knows it. value is empty when the
 // lease's response data did not come back with the token.
-type heldToken struct {
+type leaseToken struct {
 	sha256, value       string
 	issuedAt, expiresAt time.Time
 }
 
-func (h heldToken) lifetime() time.Duration { return h.expiresAt.Sub(h.issuedAt) }
+func (h leaseToken) lifetime() time.Duration { return h.expiresAt.Sub(h.issuedAt) }
 
 // decodeLease reads a lease's InternalData, in either format, and the token from its stored
 // response data when that is the token the lease was issued for.
-func decodeLease(internal, data map[string]any) (heldToken, string, error) {
+func decodeLease(internal, data map[string]any) (leaseToken, string, error) {
 	account, _ := internal[leaseAccountKey].(string)
 	if s, ok := internal[leaseSessionKeyV0].(string); ok { // issued by v0.1.0
 		var t struct {
@@ -65,19 +65,19 @@ func decodeLease(internal, data map[string]any) (heldToken, string, error) {
 			ExpiresAt time.Time `json:"expires_at"`
 		}
 		if json.Unmarshal([]byte(s), &t) != nil || t.Value == "" {
-			return heldToken{}, "", errors.New("the lease carries no session data")
+			return leaseToken{}, "", errors.New("the lease carries no session data")
 		}
-		return heldToken{sha256: tokenHash(t.Value), value: t.Value, issuedAt: t.IssuedAt, expiresAt: t.ExpiresAt}, account, nil
+		return leaseToken{sha256: tokenHash(t.Value), value: t.Value, issuedAt: t.IssuedAt, expiresAt: t.ExpiresAt}, account, nil
 	}
 	s, _ := internal[leaseDataKey].(string)
 	var d leaseData
 	if s == "" || json.Unmarshal([]byte(s), &d) != nil || d.TokenSHA256 == "" {
-		return heldToken{}, "", errors.New("the lease carries no session data")
+		return leaseToken{}, "", errors.New("the lease carries no session data")
 	}
-	if d.Version > leaseDataVersion {
-		return heldToken{}, "", errNewerFormat("lease data", d.Version, leaseDataVersion)
+	if d.Format > leaseDataVersion {
+		return leaseToken{}, "", errNewerFormat("lease data", d.Format, leaseDataVersion)
 	}
-	h := heldToken{sha256: d.TokenSHA256, issuedAt: d.IssuedAt, expiresAt: d.ExpiresAt}
+	h := leaseToken{sha256: d.TokenSHA256, issuedAt: d.IssuedAt, expiresAt: d.ExpiresAt}
 	if v, _ := data["token"].(string); v != "" && tokenHash(v) == d.TokenSHA256 {
 		h.value = v
 	}

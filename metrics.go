@@ -243,7 +243,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descHeld, boolFloat(st.hold.Held))
 	gauge(descRefused, float64(st.hold.Refused))
 	gauge(descBackoffEnd, unixIfAfter(st.retryAt, now))
-	ls := a.prov.Conn().Limiter().State(now)
+	ls := a.prov.Limiter().State(now)
 	gauge(descBudget, float64(ls.PerMinute))
 	gauge(descTokensLeft, max(ls.TokensLeft, 0))
 	gauge(descBlockedUntil, unixIfAfter(ls.BlockedUntil, now))

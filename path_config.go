@@ -157,7 +157,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			b.discardCheck(ctx, prov, tok, c.requestTimeout())
 		}
 	}()
-	var hold holdRecord
+	var hold credentialsHold
 	verify, supplied := d.Get("verify").(bool), c != nil && c.suppliesCredentials(req.Data)
 	if err == nil {
 		prov, err = b.newProvider(ctx, req.Storage, c)
@@ -177,7 +177,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	clearHold := err == nil && !verify && supplied
 	if err == nil && verify {
 		attempt := c.checkKey()
-		if serr := b.spaced(attempt, c.Provider, prov.Conn().Host(), "config not saved; fix what the last error named"); serr != nil {
+		if serr := b.spaced(attempt, c.Provider, prov.Host(), "config not saved; fix what the last error named"); serr != nil {
 			return upstreamFailure(serr)
 		}
 		tok, err = prov.Login(startedBy(ctx, authByConfig))
@@ -191,7 +191,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			return nil, herr
 		}
 		if upstream.IsKind(err, upstream.KindNoRoom) { // nothing was sent: 503, as a read gets
-			prov.Conn().Close()
+			prov.Close()
 			return upstreamFailure(fmt.Errorf("config not saved: %w", err))
 		}
 		if err != nil {
@@ -220,13 +220,13 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 			return err
 		}
 		if clearHold { // only now that the config is stored; a failure puts the old one back
-			if err := writeHold(ctx, s, holdRecord{}); err != nil {
+			if err := writeHold(ctx, s, credentialsHold{}); err != nil {
 				if uerr := undo(); uerr != nil {
 					return errors.Join(err, fmt.Errorf("the new config stays stored, held: %w", uerr))
 				}
 				return err
 			}
-			next.setHold(holdRecord{})
+			next.setHold(credentialsHold{})
 		}
 		// The config is stored: the write succeeded. What fails from here is logged, not
 		// returned; a record left behind is never served (its account's fingerprint differs).
@@ -290,7 +290,7 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 // logged out where the provider has a logout (it would otherwise live on, unused, until it
 // expires), and the new provider's connections close.
 func (b *backend) discardCheck(ctx context.Context, prov upstream.Provider, tok *upstream.Token, timeout time.Duration) {
-	defer prov.Conn().Close()
+	defer prov.Close()
 	if tok == nil {
 		return
 	}

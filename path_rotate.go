@@ -76,7 +76,7 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
 	attempt := a.cfg.checkKey() // spaced like the config's login check, sharing its record
-	if err := b.spaced(attempt, a.cfg.Provider, a.prov.Conn().Host(), "fix what the last error named, then write rotate again"); err != nil {
+	if err := b.spaced(attempt, a.cfg.Provider, a.prov.Host(), "fix what the last error named, then write rotate again"); err != nil {
 		return upstreamFailure(err)
 	}
 	// The outcome is noted by the shared call itself, which runs to its end even when this

@@ -63,7 +63,7 @@ func TestRotateEndsAHoldAndRespectsTheBudget(t *testing.T) {
 	if resp := e.write("rotate", nil); resp.Data["expires_at"] == nil {
 		t.Fatalf("rotate: %v", resp.Data)
 	}
-	if h, _ := readHold(context.Background(), e.s); h != (holdRecord{}) {
+	if h, _ := readHold(context.Background(), e.s); h != (credentialsHold{}) {
 		t.Fatalf("hold after rotate: %+v", h)
 	}
 	if d := e.read("status", nil).Data; d["health"] != "ok" {

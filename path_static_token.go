@@ -64,7 +64,7 @@ func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *
 	data := maps.Clone(sv.data)
 	data["ttl"] = max(wholeSecondsUp(switchAt.Sub(b.clock.Now())), 1)
 	data["rotation_period"] = max(int(switchAt.Sub(t.IssuedAt)/time.Second), 1)
-	data["last_vault_rotation"] = sv.rotated
+	data["last_vault_rotation"] = sv.obtainedAt
 	resp = &logical.Response{Data: data}
 	r.warn(resp)
 	b.metrics.readDone(readStaticToken, r)

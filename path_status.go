@@ -94,8 +94,8 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 	}
 	data["credentials_hold"] = map[string]any{"held": st.hold.Held, "refused_in_a_row": st.hold.Refused,
 		"max_refused_logins": a.cfg.maxRefusedLogins(), "since": rfc3339(st.hold.Since), "last_refused_at": rfc3339(st.hold.At)}
-	ls := a.prov.Conn().Limiter().State(now)
-	data["limiter"] = map[string]any{"host": a.prov.Conn().Host(), "max_auth_per_minute": ls.PerMinute, "rule": ls.Rule(),
+	ls := a.prov.Limiter().State(now)
+	data["limiter"] = map[string]any{"host": a.prov.Host(), "max_auth_per_minute": ls.PerMinute, "rule": ls.Rule(),
 		"mounts_on_host": ls.Mounts, "this_mount_asked": a.cfg.MaxAuthPerMinute,
 		"tokens_left": int(ls.TokensLeft), "blocked_until": rfc3339(ls.BlockedUntil)}
 	data["keep_warm"] = b.warmth(a, t, now)

@@ -9,11 +9,11 @@ import (
 // readAnswer is what reads return for one token, built once: reads are hot, and the shared
 // token changes only every few minutes.
 type readAnswer struct {
-	tok     *upstream.Token
-	data    map[string]any // tokenData; its ttl is set per read
-	lease   any            // the token's leaseData, encoded for the lease's InternalData
-	account any            // the account id, for the same (boxed once: reads are hot)
-	rotated any            // static-token's last_vault_rotation
+	tok        *upstream.Token
+	data       map[string]any // tokenData; its ttl is set per read
+	lease      any            // the token's leaseData, encoded for the lease's InternalData
+	account    any            // the account id, for the same (boxed once: reads are hot)
+	obtainedAt any            // static-token's last_vault_rotation: when the mount obtained the token, by any means
 }
 
 // answerFor is t's answer, from the cache while t is the session's token.
@@ -26,7 +26,7 @@ func (a *account) answerFor(t *upstream.Token) (*readAnswer, error) {
 		return nil, err
 	}
 	sv := &readAnswer{tok: t, data: a.tokenData(t), lease: lease, account: a.fingerprint,
-		rotated: t.ObtainedAt.UTC().Format(time.RFC3339Nano)}
+		obtainedAt: t.ObtainedAt.UTC().Format(time.RFC3339Nano)}
 	a.cache.Store(sv)
 	return sv, nil
 }

@@ -61,7 +61,7 @@ func leaseChanged(before, after any) bool {
 // second.
 func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	b.noteServed()
-	held, stamp, err := decodeLease(req.Secret.InternalData, req.Data)
+	leased, stamp, err := decodeLease(req.Secret.InternalData, req.Data)
 	if err != nil {
 		return logical.ErrorResponse("cannot renew: %s; read the token path again", err), nil
 	}
@@ -76,25 +76,25 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 		return logical.ErrorResponse("cannot renew: the mount's account changed since this lease was issued; read the token path again"), nil
 	}
 	now := b.clock.Now()
-	if cur := a.current(); a.usable(cur) && cur.ObtainedBy == obtainedByRotate && tokenHash(cur.Value) != held.sha256 {
+	if cur := a.current(); a.usable(cur) && cur.ObtainedBy == obtainedByRotate && tokenHash(cur.Value) != leased.sha256 {
 		// An operator rotated the session since this lease got its token: told apart by
 		// identity, since a rotated token may have the same expiry. Hand out the session's
 		// token and end renewability, so the holder moves to it now. (A routine refresh does
 		// not do this: early renewals keep their token until its renewal window.)
 		return b.renewOnto(req, a, cur, now)
 	}
-	if !inLastShare(held.expiresAt, held.lifetime(), now) {
-		return b.renewSame(req, a, held)
+	if !inLastShare(leased.expiresAt, leased.lifetime(), now) {
+		return b.renewSame(req, a, leased)
 	}
-	newer, err := a.get(startedBy(ctx, authByRenewal), req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(held.expiresAt) })
+	newer, err := a.get(startedBy(ctx, authByRenewal), req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(leased.expiresAt) })
 	if newer == nil {
 		return nil, renewFailure(err)
 	}
-	if !newer.ExpiresAt.After(held.expiresAt) {
+	if !newer.ExpiresAt.After(leased.expiresAt) {
 		// The refresh did not give a later token (it failed, or upstream gave no longer life):
-		// the held token until it ends, and no more renewals, so the holder reads the path again
+		// the leased token until it ends, and no more renewals, so the holder reads the path again
 		// instead of asking upstream on every renewal.
-		resp, rerr := b.renewSame(req, a, held)
+		resp, rerr := b.renewSame(req, a, leased)
 		if resp != nil && resp.Secret != nil {
 			resp.Secret.Renewable = false
 			if err != nil {
@@ -141,13 +141,13 @@ func newLeaseEnd(end, now time.Time, increment time.Duration) time.Time {
 	return end
 }
 
-func (b *backend) renewSame(req *logical.Request, a *account, held heldToken) (*logical.Response, error) {
-	end := leaseEnd(held.expiresAt)
+func (b *backend) renewSame(req *logical.Request, a *account, leased leaseToken) (*logical.Response, error) {
+	end := leaseEnd(leased.expiresAt)
 	ttl := end.Sub(b.clock.Now())
 	if ttl < time.Second {
-		return logical.ErrorResponse("cannot renew: the token expires at %s; read the token path again", held.expiresAt.UTC().Format(time.RFC3339)), nil
+		return logical.ErrorResponse("cannot renew: the token expires at %s; read the token path again", leased.expiresAt.UTC().Format(time.RFC3339)), nil
 	}
-	data := heldData(req.Data, a, held)
+	data := leasedData(req.Data, a, leased)
 	if data == nil {
 		return logical.ErrorResponse("cannot renew: the lease's data came back without its token; read the token path again"), nil
 	}
@@ -156,17 +156,17 @@ func (b *backend) renewSame(req *logical.Request, a *account, held heldToken) (*
 	return &logical.Response{Secret: req.Secret, Data: data}, nil
 }
 
-// heldData is what a renewal that keeps the holder's token returns: the session's answer
+// leasedData is what a renewal that keeps the holder's token returns: the session's answer
 // when the holder has the session's token, else the token as the lease's stored response
 // data holds it (nil when that did not come back).
-func heldData(stored map[string]any, a *account, held heldToken) map[string]any {
-	if cur := a.current(); cur != nil && tokenHash(cur.Value) == held.sha256 {
+func leasedData(stored map[string]any, a *account, leased leaseToken) map[string]any {
+	if cur := a.current(); cur != nil && tokenHash(cur.Value) == leased.sha256 {
 		return a.tokenData(cur)
 	}
-	if held.value == "" {
+	if leased.value == "" {
 		return nil
 	}
-	data := a.tokenData(&upstream.Token{Value: held.value, IssuedAt: held.issuedAt, ExpiresAt: held.expiresAt})
+	data := a.tokenData(&upstream.Token{Value: leased.value, IssuedAt: leased.issuedAt, ExpiresAt: leased.expiresAt})
 	for k, v := range stored { // the extras it was served with
 		if _, ok := data[k]; !ok {
 			data[k] = v

@@ -56,7 +56,7 @@ func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream
 		}
 		return sharedToken(r.Val), nil
 	case <-ctx.Done():
-		return nil, &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.Conn().Host(), Op: "refresh", Kind: upstream.KindUnavailable,
+		return nil, &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.Host(), Op: "refresh", Kind: upstream.KindUnavailable,
 			Msg: "this request ended while waiting for the upstream (" + ctx.Err().Error() + "); the refresh goes on", Hint: "read again shortly"}
 	}
 }
@@ -106,7 +106,7 @@ func (a *account) refreshOrLogin(ctx context.Context, s logical.Storage) (*upstr
 	if err == nil && a.usable(cur) && !t.ExpiresAt.After(cur.ExpiresAt) {
 		// Not better than what is served: counted as a failure, so the backoff keeps readers
 		// and lease holders from asking again on every read and draining the host's budget.
-		err = &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.Conn().Host(), Op: t.ObtainedBy, Kind: upstream.KindBadResponse,
+		err = &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.Host(), Op: t.ObtainedBy, Kind: upstream.KindBadResponse,
 			Msg:  "upstream answered with a token that expires at " + t.ExpiresAt.UTC().Format(time.RFC3339) + ", no later than the current one",
 			Hint: "the current token is served until it expires"}
 	}
@@ -124,7 +124,7 @@ func (a *account) refreshOrLogin(ctx context.Context, s logical.Storage) (*upstr
 func (a *account) login(ctx context.Context, s logical.Storage, force bool) (*upstream.Token, error) {
 	if h := a.holdState(); h.Held && !force {
 		a.metrics.observeUpstream(upstream.OpLogin, string(upstream.KindHeld)) // not sent: counted as held
-		return nil, h.heldError(a.cfg.Provider, a.prov.Conn().Host())
+		return nil, h.heldError(a.cfg.Provider, a.prov.Host())
 	}
 	t, err := a.prov.Login(ctx)
 	if serr := saveTOTPStep(ctx, s, a.prov); errors.Is(serr, logical.ErrReadOnly) {

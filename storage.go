@@ -100,21 +100,21 @@ func errNewerFormat(key string, version, understood int) error {
 // storedVersion reads the version field of a stored record.
 func storedVersion(key string, raw []byte, understood int) (int, error) {
 	var v struct {
-		Version int `json:"version"`
+		Format int `json:"version"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return 0, errUnreadable(key, err)
 	}
-	if v.Version > understood {
-		return 0, errNewerFormat(key, v.Version, understood)
+	if v.Format > understood {
+		return 0, errNewerFormat(key, v.Format, understood)
 	}
-	return v.Version, nil
+	return v.Format, nil
 }
 
 // totpStepRecord is the last TOTP step any node of this mount sent upstream.
 type totpStepRecord struct {
-	Version int   `json:"version"`
-	Step    int64 `json:"step"`
+	Format int   `json:"version"`
+	Step   int64 `json:"step"`
 }
 
 // readTOTPStep returns the last TOTP step stored, from either format (v0.1.0: a bare number).
@@ -143,7 +143,7 @@ func readTOTPStep(ctx context.Context, s logical.Storage) (int64, error) {
 }
 
 func writeTOTPStep(ctx context.Context, s logical.Storage, step int64) error {
-	e, err := logical.StorageEntryJSON(totpStepKey, totpStepRecord{Version: totpStepVersion, Step: step})
+	e, err := logical.StorageEntryJSON(totpStepKey, totpStepRecord{Format: totpStepVersion, Step: step})
 	if err != nil {
 		return err
 	}
@@ -152,8 +152,8 @@ func writeTOTPStep(ctx context.Context, s logical.Storage, step int64) error {
 
 // fingerprintKeyRecord is the mount's key for account fingerprints (see fingerprint.go).
 type fingerprintKeyRecord struct {
-	Version int    `json:"version"`
-	Key     []byte `json:"key"`
+	Format int    `json:"version"`
+	Key    []byte `json:"key"`
 }
 
 // readFingerprintKey returns the mount's fingerprint key, creating it where storage is
@@ -176,7 +176,7 @@ func readFingerprintKey(ctx context.Context, s logical.Storage, create bool) ([]
 	if !create {
 		return nil, logical.ErrReadOnly
 	}
-	r := fingerprintKeyRecord{Version: fingerprintVersion, Key: make([]byte, 32)}
+	r := fingerprintKeyRecord{Format: fingerprintVersion, Key: make([]byte, 32)}
 	if _, err := rand.Read(r.Key); err != nil {
 		return nil, err
 	}

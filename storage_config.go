@@ -45,7 +45,7 @@ func putConfig(ctx context.Context, s logical.Storage, c *config) (undo func() e
 	if err != nil {
 		return nil, err
 	}
-	c.Version = configVersion
+	c.Format = configVersion
 	entry, err := logical.StorageEntryJSON(configKey, c)
 	if err != nil {
 		return nil, err
@@ -121,7 +121,7 @@ func upgradeConfigV0(raw []byte) (*config, error) {
 		return nil, errUnreadable("config (v0.1.0)", err)
 	}
 	g := v.Generic
-	c := &config{Version: configVersion, Provider: v.Provider, URL: v.URL, Username: v.Username, Email: v.Email,
+	c := &config{Format: configVersion, Provider: v.Provider, URL: v.URL, Username: v.Username, Email: v.Email,
 		Password: v.Password, APIKey: v.APIKey, TOTPSecret: v.TOTPSecret, OrgID: v.OrgID, Headers: v.Headers,
 		CACert: v.CACert, AllowInsecureHTTP: v.AllowInsecureHTTP, RequestTimeoutSeconds: int(v.RequestTimeout / time.Second),
 		MaxAuthPerMinute: v.MaxAuthPerMinute, MinTTLSeconds: int(v.MinTTL / time.Second), MaxRefusedLogins: defaultMaxRefusedLogins,

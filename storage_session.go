@@ -14,7 +14,7 @@ import (
 // sessionRecord is the mount's shared upstream session as stored: the token, what is known
 // about it, and the fingerprint of the account it belongs to.
 type sessionRecord struct {
-	Version    int            `json:"version"`
+	Format     int            `json:"version"`
 	Account    string         `json:"account"`
 	Value      string         `json:"value"`
 	IssuedAt   time.Time      `json:"issued_at"`
@@ -24,8 +24,8 @@ type sessionRecord struct {
 	ObtainedAt time.Time      `json:"obtained_at"`
 }
 
-func newSessionRecord(account string, t *upstream.Token) sessionRecord {
-	return sessionRecord{Version: sessionVersion, Account: account, Value: t.Value, IssuedAt: t.IssuedAt,
+func newSessionRecord(owner string, t *upstream.Token) sessionRecord {
+	return sessionRecord{Format: sessionVersion, Account: owner, Value: t.Value, IssuedAt: t.IssuedAt,
 		ExpiresAt: t.ExpiresAt, Extras: t.Extras, ObtainedBy: t.ObtainedBy, ObtainedAt: t.ObtainedAt}
 }
 
@@ -66,8 +66,8 @@ func readSession(ctx context.Context, s logical.Storage, now time.Time) (*upstre
 	return t, r.Account, nil
 }
 
-func writeSession(ctx context.Context, s logical.Storage, account string, t *upstream.Token) error {
-	entry, err := logical.StorageEntryJSON(sessionKey, newSessionRecord(account, t))
+func writeSession(ctx context.Context, s logical.Storage, owner string, t *upstream.Token) error {
+	entry, err := logical.StorageEntryJSON(sessionKey, newSessionRecord(owner, t))
 	if err != nil {
 		return fmt.Errorf("cannot encode the upstream session: %w", err)
 	}
@@ -97,6 +97,6 @@ func upgradeSessionV0(raw []byte) (sessionRecord, error) {
 	if t.ObtainedAt.IsZero() {
 		t.ObtainedAt = t.IssuedAt
 	}
-	return sessionRecord{Version: sessionVersion, Account: v.Account, Value: t.Value, IssuedAt: t.IssuedAt,
+	return sessionRecord{Format: sessionVersion, Account: v.Account, Value: t.Value, IssuedAt: t.IssuedAt,
 		ExpiresAt: t.ExpiresAt, Extras: t.Extras, ObtainedBy: t.ObtainedBy, ObtainedAt: t.ObtainedAt}, nil
 }

@@ -37,7 +37,7 @@ func caCertReplacesTheSystemRootsChild(t *testing.T, url string) {
 	login := func(ca string) error {
 		p := providerAt(t, Config{Provider: Generic, URL: url, CACert: ca, Username: "svc", Password: "pw",
 			Generic: GenericConfig{LoginPath: "/login"}}, RealClock{})
-		defer p.Conn().Close()
+		defer p.Close()
 		_, err := p.Login(context.Background())
 		return err
 	}

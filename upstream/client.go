@@ -107,9 +107,6 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 	return c, nil
 }
 
-// Conn is c: every provider embeds its *Client, and so satisfies Provider.Conn.
-func (c *Client) Conn() *Client { return c }
-
 // Host is the upstream's HostKey, the key of its limiter.
 func (c *Client) Host() string { return c.hostKey }
 

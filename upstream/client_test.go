@@ -284,7 +284,7 @@ func TestZeroRequestTimeoutMeansDefault(t *testing.T) {
 	if _, err := p.Login(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.Conn().timeout; got != 10*time.Second {
+	if got := clientOf(p).timeout; got != 10*time.Second {
 		t.Fatalf("timeout %s", got)
 	}
 }

@@ -103,7 +103,7 @@ func FuzzProviderAnswers(f *testing.F) {
 					}
 				}
 			}
-			p.Conn().Close()
+			p.Close()
 		}
 	})
 }

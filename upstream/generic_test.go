@@ -50,7 +50,7 @@ func TestGenericLogout(t *testing.T) {
 		}
 	}
 	// Logout is not an auth call: it is not held back by the host's limiter.
-	p.Conn().Limiter().Block(time.Now().Add(time.Hour))
+	p.Limiter().Block(time.Now().Add(time.Hour))
 	status.Store(204)
 	if err := p.Logout(context.Background(), "tok-123"); err != nil {
 		t.Errorf("logout held back by the auth limiter: %v", err)

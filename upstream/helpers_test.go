@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -90,3 +91,8 @@ func wantErr(t *testing.T, err error, kind Kind, says ...string) {
 type testClock = testclock.Clock
 
 func newTestClock() *testClock { return testclock.New() }
+
+// clientOf is the *Client every provider embeds.
+func clientOf(p Provider) *Client {
+	return reflect.ValueOf(p).Elem().FieldByName("Client").Interface().(*Client)
+}

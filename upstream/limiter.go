@@ -118,7 +118,7 @@ func (l *Limiters) Sweep(now time.Time) (hosts, accounts int) {
 // smallest one registered on it: one mount can lower what every mount on the host gets (the
 // upstream's limit is per instance), but none can raise it.
 func (l *Limiters) Register(mount string, p Provider, perMinute int, now time.Time) {
-	l.registerHost(mount, p.Conn().Host(), perMinute, now)
+	l.registerHost(mount, p.Host(), perMinute, now)
 	l.steps.register(mount, totpAccount(p), now)
 }
 

@@ -121,7 +121,7 @@ func TestMFALoginTakesBothCallsTogether(t *testing.T) {
 	if _, err := p.Login(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	tokensLeft := func() float64 { return p.Conn().Limiter().State(clock.Now()).TokensLeft }
+	tokensLeft := func() float64 { return p.Limiter().State(clock.Now()).TokensLeft }
 	if n := len(rec.sent()); n != 2 || clock.Now() != start || tokensLeft() != 0 {
 		t.Fatalf("%d calls, %s after the start, %.2f calls left: want login and MFA at once, the budget spent", n, clock.Now().Sub(start), tokensLeft())
 	}

@@ -20,9 +20,11 @@ type Provider interface {
 	Logout(ctx context.Context, token string) error
 	// Authorization is the ready Authorization header value for token.
 	Authorization(token string) string
-	// Conn is the provider's connection to its upstream, the part every provider shares: its
-	// host key, the host's limiter, and Close.
-	Conn() *Client
+	// The part every provider shares, from the *Client it embeds: the upstream's host key,
+	// the host's shared auth limiter, and Close (drops idle connections).
+	Host() string
+	Limiter() *HostLimiter
+	Close()
 }
 
 // Token is an upstream session token and what is known about it. Like Config, it has no JSON

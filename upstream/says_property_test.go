@@ -279,7 +279,7 @@ func checkThroughProviders(t *testing.T, srv *plantServer, secret, form, text st
 					if err != nil {
 						t.Fatal(err)
 					}
-					defer p.Conn().Close()
+					defer p.Close()
 					switch op {
 					case OpLogin:
 						_, err = p.Login(context.Background())

@@ -117,9 +117,9 @@ func TestTransportFailuresAreToldInThePluginsWords(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := providerAt(t, Config{Provider: Generic, URL: tc.url, CACert: tc.ca, Username: "svc", Password: "Hunter2",
 				Generic: GenericConfig{LoginPath: "/login"}}, RealClock{})
-			defer p.Conn().Close()
+			defer p.Close()
 			if tc.proxy != "" { // the environment's proxy skips loopback hosts: set it here
-				p.Conn().http.Transport.(*http.Transport).Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: tc.proxy})
+				clientOf(p).http.Transport.(*http.Transport).Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: tc.proxy})
 			}
 			_, err := p.Login(context.Background())
 			host := tc.url[strings.Index(tc.url, "//")+2:]
