@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -32,8 +33,9 @@ import (
 //   - backend.loadMu: one load of the account from storage at a time, so that concurrent cold
 //     reads build one account, not one each. Held across storage reads on purpose; reads of a
 //     loaded account never take it.
-//   - backend.sessionGate: session writes (read lock, account.store) against account swaps
-//     (write lock, replaceAccount and reset), so that a slow session write of a replaced
+//   - backend.sessionGate (internal/gate: its holders carry a proof): session and hold writes
+//     (read lock, withSessionWrite) against account swaps and config checks' hold counts
+//     (write lock, replaceAccount, reset, countCheck), so that a slow session write of a replaced
 //     account never lands after the change. Held across that one storage write on purpose
 //     (and the hold's, and a config change's writes), each bounded by storageTimeout
 //     (boundedStorage), so that a hung storage cannot hold it, and config writes, forever.
@@ -53,7 +55,7 @@ type account struct {
 	prov           upstream.Provider
 	fingerprint    string        // the upstream account's: see config.fingerprint
 	legacy         string        // its v0.1.0 fingerprint, while the account is the one v0.1.0 configured
-	gate           *sync.RWMutex // the backend's sessionGate
+	gate           *gate.Gate    // the backend's sessionGate
 	storageTimeout time.Duration // bounds each storage operation under the gate
 	writable       func() bool   // whether this node may write storage (and so log in)
 	clock          upstream.Clock
@@ -206,27 +208,21 @@ func (b *backend) loadAccount(ctx context.Context, s logical.Storage) (*account,
 	return a, nil
 }
 
-// gateHeld proves that its holder holds sessionGate (oauthapp's "WithLock" pattern): only
-// the functions that take the gate make one, and the functions that must run under it take
-// one, so the compiler checks that their callers hold it.
-type gateHeld struct{ _ struct{} }
+// The session gate (internal/gate) hands a proof to whoever holds it: swap takes only a write
+// proof, keep a read proof, and each checks the proof is live (gate.go says what the compiler
+// checks and what the run does).
 
-// lockGate takes sessionGate's write lock: no session write of any account can run.
-func (b *backend) lockGate() (gateHeld, func()) {
-	b.sessionGate.Lock()
-	return gateHeld{}, b.sessionGate.Unlock
-}
-
-// rlockGate takes sessionGate's read lock, under which an account writes its session and its
-// hold, and returns s bounded (boundedStorage): a hung write must not hold the gate forever.
-func (a *account) rlockGate(s logical.Storage) (gateHeld, logical.Storage, func()) {
-	a.gate.RLock()
-	return gateHeld{}, boundedStorage{s, a.storageTimeout}, a.gate.RUnlock
+// withSessionWrite runs fn under the session gate of account a (its read lock: a's session
+// and hold writes against account swaps), with s bounded (boundedStorage): a hung write must
+// not hold the gate forever.
+func (a *account) withSessionWrite(s logical.Storage, fn func(r gate.Read, s logical.Storage) error) error {
+	return a.gate.WithRead(func(r gate.Read) error { return fn(r, boundedStorage{s, a.storageTimeout}) })
 }
 
 // swap makes next the mount's account (nil: none) and returns the one it replaces, closed so
 // that it never writes its session again.
-func (b *backend) swap(_ gateHeld, next *account) *account {
+func (b *backend) swap(w gate.Write, next *account) *account {
+	w.Check()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	prev := b.acct
@@ -240,11 +236,12 @@ func (b *backend) swap(_ gateHeld, next *account) *account {
 
 // reset drops the in-memory account so the next use reloads it from storage.
 func (b *backend) reset() {
-	held, unlock := b.lockGate()
-	defer unlock()
-	if prev := b.swap(held, nil); prev != nil {
-		prev.prov.Close()
-	}
+	_ = b.sessionGate.WithWrite(func(w gate.Write) error {
+		if prev := b.swap(w, nil); prev != nil {
+			prev.prov.Close()
+		}
+		return nil
+	})
 }
 
 // replaceAccount makes next the mount's account (nil: none) with no session write of the
@@ -254,19 +251,22 @@ func (b *backend) reset() {
 // (false when none was loaded): if not, write drops the replaced account's stored session,
 // once its own change is stored, so that a write that fails leaves that session in place. It
 // returns the replaced account, if one was loaded.
-func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func(held gateHeld, s logical.Storage, sameAccount bool) error) (*account, error) {
+func (b *backend) replaceAccount(ctx context.Context, s logical.Storage, next *account, write func(w gate.Write, s logical.Storage, sameAccount bool) error) (*account, error) {
 	prev, err := b.account(ctx, s)
 	if err != nil {
 		b.Logger().Warn("the current config could not be loaded; replacing it", "error", err)
 	}
-	held, unlock := b.lockGate()
-	defer unlock()
-	s = boundedStorage{s, b.storageTimeout}
-	b.swap(held, nil)
-	if err := write(held, s, next != nil && prev != nil && prev.fingerprint == next.fingerprint); err != nil {
+	err = b.sessionGate.WithWrite(func(w gate.Write) error {
+		b.swap(w, nil)
+		if err := write(w, boundedStorage{s, b.storageTimeout}, next != nil && prev != nil && prev.fingerprint == next.fingerprint); err != nil {
+			return err
+		}
+		b.swap(w, next)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	b.swap(held, next)
 	return prev, nil
 }
 

@@ -71,10 +71,9 @@ func (h *heldStorage) holdNextSessionWrite() (holding <-chan struct{}, release c
 func configWriteWaitsAtTheGate(b *backend, done <-chan struct{}) bool {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if !b.sessionGate.TryRLock() {
+		if b.sessionGate.ReaderWouldWait() {
 			return true
 		}
-		b.sessionGate.RUnlock()
 		select {
 		case <-done:
 			return false

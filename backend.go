@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -47,7 +48,7 @@ type backend struct {
 	// it is not closed, and a config change swaps accounts under the write lock, so a slow
 	// session write of the replaced account can never land after the change.
 	configMu    chan struct{} // a one-slot lock, so that a wait for it ends with the caller's context: lockConfig
-	sessionGate sync.RWMutex
+	sessionGate gate.Gate
 	// After a failed login check, the same login is not tried again until its retry time
 	// (see noteCheck): failedChecks maps the keys of recently failed logins (checkKey) to
 	// their spacing, at most maxFailedChecks of them. Guarded by checkMu, a leaf lock never

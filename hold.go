@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -115,29 +116,29 @@ func (h credentialsHold) heldError(provider, host string) *upstream.Error {
 // are no longer the mount's, and its refusal must not hold the new ones. That is checked under
 // the session gate, as the session's store is, so no record lands after the swap.
 func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) error {
-	_, s, unlock := a.rlockGate(s)
-	defer unlock()
-	if a.closed.Load() {
+	return a.withSessionWrite(s, func(_ gate.Read, s logical.Storage) error {
+		if a.closed.Load() {
+			return nil
+		}
+		a.mu.Lock()
+		prev := a.hold
+		h, changed := prev.next(err, a.cfg.maxRefusedLogins(), a.clock.Now())
+		a.hold = h
+		a.mu.Unlock()
+		if !changed {
+			return nil
+		}
+		if h.Held && !prev.Held {
+			a.logger.Error("holding: upstream refused the stored credentials; no more logins until config gets credentials or rotate is written",
+				"refused_in_a_row", h.Refused, "last_error", h.Reason)
+		}
+		if werr := writeHold(ctx, s, h); errors.Is(werr, logical.ErrReadOnly) {
+			return werr
+		} else if werr != nil {
+			a.logger.Warn("could not store the credentials hold; this node keeps it in memory", "error", werr)
+		}
 		return nil
-	}
-	a.mu.Lock()
-	prev := a.hold
-	h, changed := prev.next(err, a.cfg.maxRefusedLogins(), a.clock.Now())
-	a.hold = h
-	a.mu.Unlock()
-	if !changed {
-		return nil
-	}
-	if h.Held && !prev.Held {
-		a.logger.Error("holding: upstream refused the stored credentials; no more logins until config gets credentials or rotate is written",
-			"refused_in_a_row", h.Refused, "last_error", h.Reason)
-	}
-	if werr := writeHold(ctx, s, h); errors.Is(werr, logical.ErrReadOnly) {
-		return werr
-	} else if werr != nil {
-		a.logger.Warn("could not store the credentials hold; this node keeps it in memory", "error", werr)
-	}
-	return nil
+	})
 }
 
 func (a *account) holdState() credentialsHold {
@@ -152,27 +153,24 @@ func (a *account) holdState() credentialsHold {
 // too, rather than being overwritten by a count read before the check. The loaded account
 // keeps the result in memory. The caller holds configMu.
 func (b *backend) countCheck(ctx context.Context, s logical.Storage, err error, max int) error {
-	_, unlock := b.lockGate()
-	defer unlock()
-	s = boundedStorage{s, b.storageTimeout}
-	h, rerr := readHold(ctx, s)
-	if rerr != nil {
-		return rerr
-	}
-	h, changed := h.next(err, max, b.clock.Now())
-	if !changed {
+	return b.sessionGate.WithWrite(func(gate.Write) error {
+		s := boundedStorage{s, b.storageTimeout}
+		h, rerr := readHold(ctx, s)
+		if rerr != nil {
+			return rerr
+		}
+		h, changed := h.next(err, max, b.clock.Now())
+		if !changed {
+			return nil
+		}
+		if werr := writeHold(ctx, s, h); werr != nil {
+			return werr
+		}
+		if a, _ := b.loaded(); a != nil {
+			a.setHold(h)
+		}
 		return nil
-	}
-	if werr := writeHold(ctx, s, h); werr != nil {
-		return werr
-	}
-	b.mu.RLock()
-	a := b.acct
-	b.mu.RUnlock()
-	if a != nil {
-		a.setHold(h)
-	}
-	return nil
+	})
 }
 
 func (a *account) setHold(h credentialsHold) {

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -202,7 +203,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		return logical.ErrorResponse("config not saved: %s", err), nil
 	}
 	next := b.newAccount(c, prov, key)
-	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(held gateHeld, s logical.Storage, sameAccount bool) error {
+	prevAcct, err := b.replaceAccount(ctx, req.Storage, next, func(w gate.Write, s logical.Storage, sameAccount bool) error {
 		switch {
 		case tok == nil && sameAccount: // its stored session (in either format) still serves
 			if err := next.load(ctx, s); err != nil {
@@ -241,7 +242,7 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 		}
 		var serr error
 		if tok != nil { // the check's login is a good session: the first read costs no login
-			serr = next.keep(ctx, s, tok, held)
+			serr = next.keep(ctx, s, tok, w.Read())
 		} else if t := next.current(); t != nil { // stored again in the current format
 			serr = writeSession(ctx, s, next.fingerprint, t)
 		}
@@ -275,7 +276,7 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	// Every record of the account goes (deleteAccount). The stored TOTP step too: a step from
 	// a node whose clock ran fast would otherwise outlive every rewrite. This process's own
 	// record of the account still protects a quick rewrite until its step is past.
-	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(_ gateHeld, s logical.Storage, _ bool) error {
+	prev, err := b.replaceAccount(ctx, req.Storage, nil, func(_ gate.Write, s logical.Storage, _ bool) error {
 		return deleteAccount(ctx, s)
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -164,17 +165,18 @@ func (a *account) noteFailure(err error) error {
 // store makes t the shared session, in memory and in storage (encrypted by Vault's barrier),
 // unless the account was replaced by a config change: then t is nobody's session.
 func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Token) error {
-	held, s, unlock := a.rlockGate(s)
-	defer unlock()
-	if a.closed.Load() {
-		return nil
-	}
-	return a.keep(ctx, s, t, held)
+	return a.withSessionWrite(s, func(r gate.Read, s logical.Storage) error {
+		if a.closed.Load() {
+			return nil
+		}
+		return a.keep(ctx, s, t, r)
+	})
 }
 
 // keep is store for a caller that holds the gate already (the config write that swaps in
 // this account).
-func (a *account) keep(ctx context.Context, s logical.Storage, t *upstream.Token, _ gateHeld) error {
+func (a *account) keep(ctx context.Context, s logical.Storage, t *upstream.Token, r gate.Read) error {
+	r.Check()
 	now := a.clock.Now()
 	if t.ObtainedAt.IsZero() {
 		t.ObtainedAt = now

@@ -41,7 +41,7 @@ const (
 const defaultStorageTimeout = 10 * time.Second
 
 // boundedStorage is storage each of whose operations ends within bound, or with its caller's
-// context. It is the storage the holders of the session gate use (lockGate, rlockGate).
+// context. It is the storage the holders of the session gate use (replaceAccount, withSessionWrite, countCheck).
 type boundedStorage struct {
 	logical.Storage
 	bound time.Duration

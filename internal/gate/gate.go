@@ -1,0 +1,82 @@
+// Package gate is a read-write lock that hands its holders a proof of holding it, for
+// functions that must run under it to ask for (oauthapp's "WithLock" pattern, made strict).
+//
+// What is checked, and by whom:
+//   - Only WithRead and WithWrite make a live proof. The proof types have unexported fields,
+//     so outside this package the only other value is the zero one, which Check refuses.
+//   - A Write is not a Read, nor the other way round: a function that needs the write lock
+//     takes a Write, and the compiler refuses it a Read. A Write gives a Read (Write.Read),
+//     since holding the write lock also keeps every writer out.
+//   - A proof is live only while its closure runs: Check panics on one kept and used after
+//     the closure returned, when the lock may be anyone's.
+//
+// The compiler checks the proof's kind; Check, at run time, that it is live. Functions that
+// take a proof call Check first.
+package gate
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Gate is the lock. The zero value is ready to use; a Gate must not be copied.
+type Gate struct{ mu sync.RWMutex }
+
+// holding is one taking of the lock: live until the closure it was made for returns.
+type holding struct{ live atomic.Bool }
+
+func (h *holding) check(what string) {
+	if h == nil || !h.live.Load() {
+		panic("gate: " + what + " proof used outside the closure that holds the lock")
+	}
+}
+
+// Read proves that its holder holds the gate's read lock (or its write lock).
+type Read struct{ h *holding }
+
+// Write proves that its holder holds the gate's write lock.
+type Write struct{ h *holding }
+
+// Check panics unless r was made by a WithRead (or a WithWrite's Write.Read) whose closure
+// is still running.
+func (r Read) Check() { r.h.check("read") }
+
+// Check panics unless w was made by a WithWrite whose closure is still running.
+func (w Write) Check() { w.h.check("write") }
+
+// Read is the read proof that the write lock also gives: no writer can hold the gate either.
+func (w Write) Read() Read {
+	w.Check()
+	return Read{w.h}
+}
+
+// WithRead runs fn holding the read lock, with its proof.
+func (g *Gate) WithRead(fn func(Read) error) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	h := &holding{}
+	h.live.Store(true)
+	defer h.live.Store(false)
+	return fn(Read{h})
+}
+
+// WithWrite runs fn holding the write lock, with its proof.
+func (g *Gate) WithWrite(fn func(Write) error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h := &holding{}
+	h.live.Store(true)
+	defer h.live.Store(false)
+	return fn(Write{h})
+}
+
+// ReaderWouldWait says whether a WithRead called now would wait: a writer holds the gate, or
+// waits for it (sync.RWMutex turns new readers away once a writer waits). For tests that
+// must see a writer queued behind a reader before they go on.
+func (g *Gate) ReaderWouldWait() bool {
+	if g.mu.TryRLock() {
+		g.mu.RUnlock()
+		return false
+	}
+	return true
+}
