@@ -18,10 +18,9 @@ import (
 // longer has. Its size is bounded whatever upstream answered: no upstream extras. The token
 // itself comes back at renewal in the lease's stored response data.
 const (
-	leaseDataKey      = "lease"   // leaseData's JSON; v0.1.0 leases have leaseSessionKeyV0 instead
-	leaseAccountKey   = "account" // the account fingerprint, in both formats
-	leaseSessionKeyV0 = "session" // v0.1.0: the whole token's JSON
-	leaseDataVersion  = 2
+	leaseDataKey     = "lease"   // leaseData's JSON (v0.1.0's leases: storage_v010.go)
+	leaseAccountKey  = "account" // the account fingerprint, in both formats
+	leaseDataVersion = 2
 )
 
 type leaseData struct {
@@ -58,16 +57,8 @@ func (h leaseToken) lifetime() time.Duration { return h.expiresAt.Sub(h.issuedAt
 // response data when that is the token the lease was issued for.
 func decodeLease(internal, data map[string]any) (leaseToken, string, error) {
 	account, _ := internal[leaseAccountKey].(string)
-	if s, ok := internal[leaseSessionKeyV0].(string); ok { // issued by v0.1.0
-		var t struct {
-			Value     string    `json:"value"`
-			IssuedAt  time.Time `json:"issued_at"`
-			ExpiresAt time.Time `json:"expires_at"`
-		}
-		if json.Unmarshal([]byte(s), &t) != nil || t.Value == "" {
-			return leaseToken{}, "", errors.New("the lease carries no session data")
-		}
-		return leaseToken{sha256: tokenHash(t.Value), value: t.Value, issuedAt: t.IssuedAt, expiresAt: t.ExpiresAt}, account, nil
+	if t, ok, err := decodeLeaseV010(internal); ok {
+		return t, account, err
 	}
 	s, _ := internal[leaseDataKey].(string)
 	var d leaseData

@@ -114,7 +114,7 @@ func (b *backend) renewOnto(req *logical.Request, a *account, newer *upstream.To
 	if err != nil {
 		return nil, err
 	}
-	delete(req.Secret.InternalData, leaseSessionKeyV0)
+	dropLeaseV010(req.Secret.InternalData)
 	req.Secret.InternalData[leaseDataKey], req.Secret.InternalData[leaseAccountKey] = lease, a.fingerprint
 	end := newLeaseEnd(leaseEnd(newer.ExpiresAt), now, req.Secret.Increment)
 	req.Secret.TTL = end.Sub(now)

@@ -18,16 +18,12 @@ import (
 // it could misread: after the first write by a newer version, a rolled-back v0.1.0 sees an
 // unconfigured mount instead of, say, durations in seconds read as nanoseconds. Until that
 // first write the v0.1.0 keys are left as they were, so rolling back before it loses nothing.
+// What this version knows of v0.1.0 is in storage_v010.go.
 const (
 	configKey         = "config/v2"
 	sessionKey        = "session/v2"
 	totpStepKey       = "totp_step/v2" // the last TOTP step any node sent upstream
 	fingerprintKeyKey = "fingerprint_key"
-
-	// What v0.1.0 wrote.
-	legacyConfigKey   = "config"
-	legacySessionKey  = "session"
-	legacyTOTPStepKey = "totp_step"
 
 	configVersion      = 2
 	sessionVersion     = 2
@@ -117,7 +113,7 @@ type totpStepRecord struct {
 	Step   int64 `json:"step"`
 }
 
-// readTOTPStep returns the last TOTP step stored, from either format (v0.1.0: a bare number).
+// readTOTPStep returns the last TOTP step stored, from either format.
 func readTOTPStep(ctx context.Context, s logical.Storage) (int64, error) {
 	if e, err := s.Get(ctx, totpStepKey); err != nil {
 		return 0, err
@@ -131,15 +127,7 @@ func readTOTPStep(ctx context.Context, s logical.Storage) (int64, error) {
 		}
 		return r.Step, nil
 	}
-	e, err := s.Get(ctx, legacyTOTPStepKey)
-	if err != nil || e == nil {
-		return 0, err
-	}
-	var step int64
-	if json.Unmarshal(e.Value, &step) != nil {
-		return 0, nil // unreadable: the in-process record still guards this process
-	}
-	return step, nil
+	return readTOTPStepV010(ctx, s)
 }
 
 func writeTOTPStep(ctx context.Context, s logical.Storage, step int64) error {

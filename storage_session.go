@@ -52,10 +52,8 @@ func readSession(ctx context.Context, s logical.Storage, now time.Time) (*upstre
 			return nil, "", fmt.Errorf("stored session is unreadable: %w", err)
 		}
 	default:
-		if e, err = s.Get(ctx, legacySessionKey); err != nil || e == nil {
-			return nil, "", err
-		}
-		if r, err = upgradeSessionV0(e.Value); err != nil {
+		var found bool
+		if r, found, err = readSessionV010(ctx, s); err != nil || !found {
 			return nil, "", err
 		}
 	}
@@ -75,28 +73,3 @@ func writeSession(ctx context.Context, s logical.Storage, owner string, t *upstr
 	return s.Put(ctx, entry)
 }
 
-// upgradeSessionV0 reads what v0.1.0 stored at "session": upstream.Token's JSON of that
-// version under "token", and the v0.1.0 account fingerprint. Sessions stored before v0.1.0
-// recorded obtained_at count as obtained when issued.
-func upgradeSessionV0(raw []byte) (sessionRecord, error) {
-	var v struct {
-		Account string `json:"account"`
-		Token   *struct {
-			Value      string         `json:"value"`
-			IssuedAt   time.Time      `json:"issued_at"`
-			ExpiresAt  time.Time      `json:"expires_at"`
-			Extras     map[string]any `json:"extras"`
-			ObtainedBy string         `json:"obtained_by"`
-			ObtainedAt time.Time      `json:"obtained_at"`
-		} `json:"token"`
-	}
-	if err := json.Unmarshal(raw, &v); err != nil || v.Token == nil {
-		return sessionRecord{}, fmt.Errorf("stored session (v0.1.0) is unreadable")
-	}
-	t := v.Token
-	if t.ObtainedAt.IsZero() {
-		t.ObtainedAt = t.IssuedAt
-	}
-	return sessionRecord{Format: sessionVersion, Account: v.Account, Value: t.Value, IssuedAt: t.IssuedAt,
-		ExpiresAt: t.ExpiresAt, Extras: t.Extras, ObtainedBy: t.ObtainedBy, ObtainedAt: t.ObtainedAt}, nil
-}
