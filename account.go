@@ -41,7 +41,7 @@ import (
 //     (boundedStorage), so that a hung storage cannot hold it, and config writes, forever.
 //   - backend.mu: the loaded account and its generation. Never held across I/O.
 //   - account.mu: the session's state in memory. Never held across I/O or a wait.
-//   - backend.checkMu: the check spacing (noteCheck), a leaf: short, in memory, never across
+//   - backend.checks.mu: the check spacing (login_check.go), a leaf: short, in memory, never across
 //     I/O; taken under configMu or by a rotate's shared call after its request ended.
 //   - upstream.Limiters.mu, upstream.TOTPSteps.mu: short, in memory, never across I/O or a
 //     wait (limiter.go, totp.go). A TOTP wait for the next step releases its lock first.
@@ -61,9 +61,8 @@ type account struct {
 	clock          upstream.Clock
 	logger         hclog.Logger
 	sf             singleflight.Group
-	closed         atomic.Bool                // replaced by a config change: must not write its session any more
-	metrics        *mountMetrics              // the mount's, which outlive the account
-	cache          atomic.Pointer[readAnswer] // what reads return for the current token
+	closed         atomic.Bool   // replaced by a config change: must not write its session any more
+	metrics        *mountMetrics // the mount's, which outlive the account
 
 	mu          sync.Mutex
 	tok         *upstream.Token

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,10 +20,6 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
-
-// Version is the plugin's semantic version, set at build time with
-// -ldflags "-X github.com/sessiontoken/vault-plugin-secrets-sessiontoken.Version=v0.1.0".
-var Version = "v0.1.0-dev"
 
 const backendHelp = `
 The sessiontoken secrets engine stores an upstream service account's credentials once
@@ -37,8 +34,9 @@ type backend struct {
 	*framework.Backend
 	clock    upstream.Clock
 	limiters *upstream.Limiters
-	mountID  string        // this mount's name for the process's host limiters, where it registers its budget
-	metrics  *mountMetrics // this mount's registry and counters (metrics.go): kept across config writes
+	mountID  string                     // this mount's name for the process's host limiters, where it registers its budget
+	metrics  *mountMetrics              // this mount's registry and counters (metrics.go): kept across config writes
+	answers  atomic.Pointer[readAnswer] // what reads return for the account's current token (read.go)
 	// dialCheck is upstream.Deps.DialCheck for every provider this mount builds: nil in
 	// production; tests set one that fails them on a dial to anything but loopback.
 	dialCheck func(address string) error
@@ -49,13 +47,9 @@ type backend struct {
 	// session write of the replaced account can never land after the change.
 	configMu    chan struct{} // a one-slot lock, so that a wait for it ends with the caller's context: lockConfig
 	sessionGate gate.Gate
-	// After a failed login check, the same login is not tried again until its retry time
-	// (see noteCheck): failedChecks maps the keys of recently failed logins (checkKey) to
-	// their spacing, at most maxFailedChecks of them. Guarded by checkMu, a leaf lock never
-	// held across I/O: a rotate's shared call notes its outcome after the request (and
-	// configMu) may be gone.
-	checkMu      sync.Mutex
-	failedChecks map[string]failedCheck
+	// After a failed login check or rotate, the same login is not tried again until its
+	// retry time (login_check.go).
+	checks checkSpacing
 
 	storageTimeout time.Duration // each storage operation under sessionGate: defaultStorageTimeout
 
@@ -86,7 +80,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
 	b := &backend{clock: clock, limiters: limiters, mountID: randomID(), storageTimeout: defaultStorageTimeout,
-		configMu: make(chan struct{}, 1)}
+		configMu: make(chan struct{}, 1), checks: checkSpacing{clock: clock}}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -100,7 +94,8 @@ func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
 		Clean:          b.clean,
 		RunningVersion: Version,
 	}
-	b.metrics = newMountMetrics(b)
+	b.metrics = newMountMetrics()
+	b.registerStateGauges()
 	return b
 }
 
@@ -112,8 +107,7 @@ func randomID() string {
 
 // invalidate runs on other nodes when a key changes, so they reload what the writer wrote.
 func (b *backend) invalidate(_ context.Context, key string) {
-	switch key {
-	case configKey, sessionKey, fingerprintKeyKey, holdKey, legacyConfigKey, legacySessionKey:
+	if slices.Contains(reloadKeys, key) {
 		b.reset()
 	}
 }

@@ -17,9 +17,12 @@ const (
 	defaultRequestTimeoutSeconds = int(upstream.DefaultRequestTimeout / time.Second)
 	defaultMinTTLSeconds         = 300
 	plaspyDefaultURL             = "https://api.plaspy.com"
+	// defaultMaxRefusedLogins: refused logins in a row before the mount holds its credentials
+	// (hold.go); low, since the upstream's own lockout threshold is unpublished.
+	defaultMaxRefusedLogins = 3
 )
 
-// config is a mount's configuration. It is also its stored form (readConfig and writeConfig,
+// config is a mount's configuration. It is also its stored form (readConfig and putConfig,
 // in storage_config.go): a backend-owned type, so a change to an upstream struct never changes
 // what is stored. Durations are whole seconds, as they are written and read.
 type config struct {

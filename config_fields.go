@@ -233,3 +233,14 @@ func (f *fieldSpec) value(c *config) any {
 	}
 	return nil
 }
+
+// suppliesCredentials says whether a write names any secret field: the operator's act that
+// ends a hold (with one login attempt when verify is on).
+func (c *config) suppliesCredentials(given map[string]any) bool {
+	for _, f := range configFields {
+		if _, ok := given[f.name]; ok && f.secret && f.takenBy(c.Provider) {
+			return true
+		}
+	}
+	return false
+}

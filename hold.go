@@ -3,13 +3,11 @@ package sessiontoken
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -23,12 +21,7 @@ import (
 // token is not a credential login and goes on. The count and the hold are stored, so a
 // restart, reload or failover keeps them.
 
-const (
-	holdKey     = "credentials_hold"
-	holdVersion = 1
-
-	defaultMaxRefusedLogins = 3
-)
+const holdVersion = 1
 
 // credentialsHold is the stored count of refused logins in a row, and the hold.
 type credentialsHold struct {
@@ -108,84 +101,4 @@ func (h credentialsHold) heldError(provider, host string) *upstream.Error {
 		Msg: fmt.Sprintf("not tried: %s (the last at %s: %s); the plugin stopped logging in with these credentials so that the account is not locked out",
 			what, h.At.UTC().Format(time.RFC3339), h.Reason),
 		Hint: "write the credentials to config, or write rotate once the account is fixed upstream"}
-}
-
-// noteLogin records how a login attempt with the account's credentials ended: the count of
-// refusals in a row, and the hold. The change to held is logged once, at error level, for
-// teams without metrics. An account a config write replaced records nothing: its credentials
-// are no longer the mount's, and its refusal must not hold the new ones. That is checked under
-// the session gate, as the session's store is, so no record lands after the swap.
-func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) error {
-	return a.withSessionWrite(s, func(_ gate.Read, s logical.Storage) error {
-		if a.closed.Load() {
-			return nil
-		}
-		a.mu.Lock()
-		prev := a.hold
-		h, changed := prev.next(err, a.cfg.maxRefusedLogins(), a.clock.Now())
-		a.hold = h
-		a.mu.Unlock()
-		if !changed {
-			return nil
-		}
-		if h.Held && !prev.Held {
-			a.logger.Error("holding: upstream refused the stored credentials; no more logins until config gets credentials or rotate is written",
-				"refused_in_a_row", h.Refused, "last_error", h.Reason)
-		}
-		if werr := writeHold(ctx, s, h); errors.Is(werr, logical.ErrReadOnly) {
-			return werr
-		} else if werr != nil {
-			a.logger.Warn("could not store the credentials hold; this node keeps it in memory", "error", werr)
-		}
-		return nil
-	})
-}
-
-func (a *account) holdState() credentialsHold {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.hold
-}
-
-// countCheck records how a config write's login check ended in the stored hold, for a write
-// that is not (yet) storing its config. The count is read again and written under the session
-// gate's write lock: a reader's refusal that was stored while the check was upstream counts
-// too, rather than being overwritten by a count read before the check. The loaded account
-// keeps the result in memory. The caller holds configMu.
-func (b *backend) countCheck(ctx context.Context, s logical.Storage, err error, max int) error {
-	return b.sessionGate.WithWrite(func(gate.Write) error {
-		s := boundedStorage{s, b.storageTimeout}
-		h, rerr := readHold(ctx, s)
-		if rerr != nil {
-			return rerr
-		}
-		h, changed := h.next(err, max, b.clock.Now())
-		if !changed {
-			return nil
-		}
-		if werr := writeHold(ctx, s, h); werr != nil {
-			return werr
-		}
-		if a, _ := b.loaded(); a != nil {
-			a.setHold(h)
-		}
-		return nil
-	})
-}
-
-func (a *account) setHold(h credentialsHold) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.hold = h
-}
-
-// suppliesCredentials says whether a write names any secret field: the operator's act that
-// ends a hold (with one login attempt when verify is on).
-func (c *config) suppliesCredentials(given map[string]any) bool {
-	for _, f := range configFields {
-		if _, ok := given[f.name]; ok && f.secret && f.takenBy(c.Provider) {
-			return true
-		}
-	}
-	return false
 }

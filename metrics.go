@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,7 +82,7 @@ type mountMetrics struct {
 	auth     [len(authReasons)]prometheus.Counter
 }
 
-func newMountMetrics(b *backend) *mountMetrics {
+func newMountMetrics() *mountMetrics {
 	m := &mountMetrics{reg: prometheus.NewRegistry(), calls: map[callKey]prometheus.Counter{}}
 	m.callVec = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessiontoken_upstream_calls_total",
 		Help: "Upstream calls by kind (login, mfa, refresh, logout) and outcome; held: a login the credentials hold stopped before it was sent."},
@@ -119,7 +118,7 @@ func newMountMetrics(b *backend) *mountMetrics {
 	for r, reason := range authReasons {
 		m.auth[r] = auth.WithLabelValues(reason)
 	}
-	m.reg.MustRegister(m.callVec, reads, m.waited, renewals, auth, stateCollector{b})
+	m.reg.MustRegister(m.callVec, reads, m.waited, renewals, auth)
 	return m
 }
 
@@ -174,9 +173,10 @@ func counterValue(c prometheus.Counter) float64 {
 	return d.GetCounter().GetValue()
 }
 
-// readDone counts a read of path (readToken, readStaticToken) that served r's token.
-func (m *mountMetrics) readDone(path int, r sharedRead) {
-	if r.refreshErr != nil {
+// readDone counts a read of path (readToken, readStaticToken) that served a token, with a
+// warning when its refresh failed.
+func (m *mountMetrics) readDone(path int, warned bool) {
+	if warned {
 		m.reads[path][readWarned].Inc()
 		return
 	}
@@ -190,85 +190,4 @@ func (m *mountMetrics) readFailed(path int, err error) {
 		return
 	}
 	m.reads[path][readError].Inc()
-}
-
-// stateCollector makes the gauges that mirror the mount's state when Prometheus scrapes,
-// from the account it has then: a config write never leaves a stale gauge behind.
-type stateCollector struct{ b *backend }
-
-var (
-	descConfigured   = prometheus.NewDesc("sessiontoken_configured", "1 when the mount has a config, else 0 (and no other gauge).", nil, nil)
-	descExpiry       = prometheus.NewDesc("sessiontoken_session_expiry_timestamp_seconds", "When the shared session's token expires, Unix time; 0 when there is none.", nil, nil)
-	descObtained     = prometheus.NewDesc("sessiontoken_session_obtained_timestamp_seconds", "When the mount obtained the shared session's token, Unix time; 0 when there is none.", nil, nil)
-	descHealth       = prometheus.NewDesc("sessiontoken_health", "1 for the mount's health state (ok, degraded, failing, held), 0 for the others; as status shows it.", []string{"state"}, nil)
-	descHeld         = prometheus.NewDesc("sessiontoken_credentials_held", "1 while the mount holds its credentials (no login until config gets credentials or rotate is written).", nil, nil)
-	descRefused      = prometheus.NewDesc("sessiontoken_credentials_refused_in_a_row", "Logins upstream refused in a row; the mount holds at max_refused_logins.", nil, nil)
-	descBackoffEnd   = prometheus.NewDesc("sessiontoken_failure_backoff_end_timestamp_seconds", "No upstream attempt before this Unix time after failures; 0 when there is no backoff.", nil, nil)
-	descBudget       = prometheus.NewDesc("sessiontoken_host_auth_budget_per_minute", "The upstream host's auth budget in this plugin process: the smallest max_auth_per_minute of its mounts.", nil, nil)
-	descTokensLeft   = prometheus.NewDesc("sessiontoken_host_auth_tokens_left", "Auth calls the upstream host's budget allows right now.", nil, nil)
-	descBlockedUntil = prometheus.NewDesc("sessiontoken_host_auth_blocked_until_timestamp_seconds", "No auth call to the host before this Unix time (a 429 from upstream); 0 when not blocked.", nil, nil)
-	descKeptWarm     = prometheus.NewDesc("sessiontoken_session_kept_warm", "1 while the periodic run refreshes the session ahead of expiry (a read or renewal on this node within keep_warm), else 0: a session not kept warm lapses by design.", nil, nil)
-)
-
-func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConfigured, descExpiry, descObtained, descHealth, descHeld, descRefused, descBackoffEnd, descBudget, descTokensLeft, descBlockedUntil, descKeptWarm} {
-		ch <- d
-	}
-}
-
-func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	c.b.mu.RLock()
-	a := c.b.acct
-	c.b.mu.RUnlock()
-	if a == nil {
-		gauge(descConfigured, 0)
-		return
-	}
-	gauge(descConfigured, 1)
-	now := c.b.clock.Now()
-	st := a.snapshot()
-	var expiry, obtained float64
-	if st.tok != nil {
-		expiry, obtained = unixOrZero(st.tok.ExpiresAt), unixOrZero(st.tok.ObtainedAt)
-	}
-	gauge(descExpiry, expiry)
-	gauge(descObtained, obtained)
-	health, _, _ := st.health(a.usable(st.tok))
-	for _, s := range healthStates {
-		gauge(descHealth, boolFloat(s == health), s)
-	}
-	gauge(descHeld, boolFloat(st.hold.Held))
-	gauge(descRefused, float64(st.hold.Refused))
-	gauge(descBackoffEnd, unixIfAfter(st.retryAt, now))
-	ls := a.prov.Limiter().State(now)
-	gauge(descBudget, float64(ls.PerMinute))
-	gauge(descTokensLeft, max(ls.TokensLeft, 0))
-	gauge(descBlockedUntil, unixIfAfter(ls.BlockedUntil, now))
-	gauge(descKeptWarm, boolFloat(c.b.keepsWarm(a, st.tok, now)))
-}
-
-func boolFloat(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-func unixOrZero(t time.Time) float64 {
-	if t.IsZero() {
-		return 0
-	}
-	return float64(t.UnixMilli()) / 1000
-}
-
-// unixIfAfter is t as Unix time while it is still ahead of now, else 0: a backoff or block
-// that has ended is none.
-func unixIfAfter(t, now time.Time) float64 {
-	if !t.After(now) {
-		return 0
-	}
-	return unixOrZero(t)
 }

@@ -2,11 +2,6 @@ package sessiontoken
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -178,14 +173,14 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, d *fram
 	clearHold := err == nil && !verify && supplied
 	if err == nil && verify {
 		attempt := c.checkKey()
-		if serr := b.spaced(attempt, c.Provider, prov.Host(), "config not saved; fix what the last error named"); serr != nil {
+		if serr := b.checks.spaced(attempt, c.Provider, prov.Host(), "config not saved; fix what the last error named"); serr != nil {
 			return upstreamFailure(serr)
 		}
 		tok, err = prov.Login(startedBy(ctx, authByConfig))
 		if serr := saveTOTPStep(ctx, req.Storage, prov); serr != nil {
 			b.Logger().Warn("could not store the last TOTP step", "error", serr)
 		}
-		b.noteCheck(attempt, err)
+		b.checks.note(attempt, err)
 		if err == nil {
 			clearHold = true
 		} else if herr := b.countCheck(ctx, req.Storage, err, c.maxRefusedLogins()); herr != nil { // this attempt counts
@@ -300,99 +295,4 @@ func (b *backend) discardCheck(ctx context.Context, prov upstream.Provider, tok 
 	if err := prov.Logout(ctx, tok.Value); err != nil {
 		b.Logger().Warn("upstream logout of a failed config write's login check failed; the token will expire on its own", "error", err)
 	}
-}
-
-// noteCheck spaces out a mount's retries of a login whose config check, or rotate, failed, as
-// the session's backoff does for its logins (10 s doubling to 5 minutes): a config writer or
-// a job retrying a wrong password in a loop would otherwise hold the host's shared auth
-// budget at zero for every other mount on it, and spend the account's refused logins. Each
-// failed login is spaced on its own (a loop alternating two wrong passwords is spaced too),
-// keyed by what the login sends (checkKey): a setting the login does not use (min_ttl) does not
-// make another login, a new password or CA does and is checked at once. A check the limiter
-// held back sent nothing and does not count. The spacing is the mount's, not the config's: a
-// delete keeps it.
-func (b *backend) noteCheck(attempt string, err error) {
-	b.checkMu.Lock()
-	defer b.checkMu.Unlock()
-	switch {
-	case err == nil:
-		delete(b.failedChecks, attempt)
-	case !upstream.IsKind(err, upstream.KindRateLimited):
-		now := b.clock.Now()
-		f, ok := b.failedChecks[attempt]
-		if !ok {
-			b.makeRoomForAFailedCheck(now)
-		}
-		f.failures++
-		f.retryAt = now.Add(failureBackoff(f.failures))
-		if b.failedChecks == nil {
-			b.failedChecks = map[string]failedCheck{}
-		}
-		b.failedChecks[attempt] = f
-	}
-}
-
-// failedCheck is the spacing of one failed login: failures in a row, and when to retry.
-type failedCheck struct {
-	failures int
-	retryAt  time.Time
-}
-
-// maxFailedChecks bounds the logins a mount keeps spacing for. Past it, records whose time to
-// retry has passed go first, then the one that frees soonest: a loop over more wrong
-// passwords than this is still spaced by all but one of them.
-const maxFailedChecks = 32
-
-// makeRoomForAFailedCheck makes room for one more record. The caller holds checkMu.
-func (b *backend) makeRoomForAFailedCheck(now time.Time) {
-	if len(b.failedChecks) < maxFailedChecks {
-		return
-	}
-	soonest := ""
-	for k, f := range b.failedChecks {
-		if !now.Before(f.retryAt) {
-			delete(b.failedChecks, k)
-		} else if soonest == "" || f.retryAt.Before(b.failedChecks[soonest].retryAt) {
-			soonest = k
-		}
-	}
-	if len(b.failedChecks) >= maxFailedChecks {
-		delete(b.failedChecks, soonest)
-	}
-}
-
-// spaced is the answer to a login check or rotate of the login whose key is attempt while
-// its spacing lasts (noteCheck): 429 with the time to retry, nothing sent.
-func (b *backend) spaced(attempt, provider, host, hint string) error {
-	b.checkMu.Lock()
-	defer b.checkMu.Unlock()
-	f, ok := b.failedChecks[attempt]
-	if !ok || !b.clock.Now().Before(f.retryAt) {
-		return nil
-	}
-	return &upstream.Error{Provider: provider, Host: host, Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
-		Msg:  "not tried: the same login failed (its config check or a rotate) moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share, nor the account's refused logins",
-		Hint: hint, RetryAt: f.retryAt}
-}
-
-// checkKeyKey keys checkKey's HMAC: per process, as the spacing is, so that no stored or
-// shown value can be checked against a guessed password.
-var checkKeyKey = func() []byte {
-	k := make([]byte, 32)
-	_, _ = rand.Read(k) // never fails (crypto/rand panics instead)
-	return k
-}()
-
-// checkKey tells one login from another, without keeping a credential: an HMAC of the fields
-// that make the login (where it goes, how, as whom, with which secrets). It lists what the
-// login uses: a field left off makes a changed login look the same (spaced, fails closed),
-// never a retry of the same login look new.
-func (c *config) checkKey() string {
-	login := []any{c.Provider, c.URL, c.CACert, c.AllowInsecureHTTP, c.RequestTimeoutSeconds,
-		c.Username, c.Email, c.OrgID, c.Password, c.APIKey, c.TOTPSecret, c.Headers,
-		c.LoginMethod, c.LoginPath, c.LoginBody, c.TokenField, c.ExpiryField, c.AuthScheme}
-	b, _ := json.Marshal(login)
-	m := hmac.New(sha256.New, checkKeyKey)
-	m.Write(b)
-	return hex.EncodeToString(m.Sum(nil))
 }

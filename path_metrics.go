@@ -5,9 +5,11 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
@@ -100,4 +102,88 @@ func seriesJSON(families []*dto.MetricFamily) []any {
 		}
 	}
 	return out
+}
+
+// stateCollector makes the gauges that mirror the mount's state when Prometheus scrapes,
+// from the account it has then: a config write never leaves a stale gauge behind.
+type stateCollector struct{ b *backend }
+
+// registerStateGauges adds the mount's state gauges to its registry, beside the counters.
+func (b *backend) registerStateGauges() { b.metrics.reg.MustRegister(stateCollector{b}) }
+
+var (
+	descConfigured   = prometheus.NewDesc("sessiontoken_configured", "1 when the mount has a config, else 0 (and no other gauge).", nil, nil)
+	descExpiry       = prometheus.NewDesc("sessiontoken_session_expiry_timestamp_seconds", "When the shared session's token expires, Unix time; 0 when there is none.", nil, nil)
+	descObtained     = prometheus.NewDesc("sessiontoken_session_obtained_timestamp_seconds", "When the mount obtained the shared session's token, Unix time; 0 when there is none.", nil, nil)
+	descHealth       = prometheus.NewDesc("sessiontoken_health", "1 for the mount's health state (ok, degraded, failing, held), 0 for the others; as status shows it.", []string{"state"}, nil)
+	descHeld         = prometheus.NewDesc("sessiontoken_credentials_held", "1 while the mount holds its credentials (no login until config gets credentials or rotate is written).", nil, nil)
+	descRefused      = prometheus.NewDesc("sessiontoken_credentials_refused_in_a_row", "Logins upstream refused in a row; the mount holds at max_refused_logins.", nil, nil)
+	descBackoffEnd   = prometheus.NewDesc("sessiontoken_failure_backoff_end_timestamp_seconds", "No upstream attempt before this Unix time after failures; 0 when there is no backoff.", nil, nil)
+	descBudget       = prometheus.NewDesc("sessiontoken_host_auth_budget_per_minute", "The upstream host's auth budget in this plugin process: the smallest max_auth_per_minute of its mounts.", nil, nil)
+	descTokensLeft   = prometheus.NewDesc("sessiontoken_host_auth_tokens_left", "Auth calls the upstream host's budget allows right now.", nil, nil)
+	descBlockedUntil = prometheus.NewDesc("sessiontoken_host_auth_blocked_until_timestamp_seconds", "No auth call to the host before this Unix time (a 429 from upstream); 0 when not blocked.", nil, nil)
+	descKeptWarm     = prometheus.NewDesc("sessiontoken_session_kept_warm", "1 while the periodic run refreshes the session ahead of expiry (a read or renewal on this node within keep_warm), else 0: a session not kept warm lapses by design.", nil, nil)
+)
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConfigured, descExpiry, descObtained, descHealth, descHeld, descRefused, descBackoffEnd, descBudget, descTokensLeft, descBlockedUntil, descKeptWarm} {
+		ch <- d
+	}
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	c.b.mu.RLock()
+	a := c.b.acct
+	c.b.mu.RUnlock()
+	if a == nil {
+		gauge(descConfigured, 0)
+		return
+	}
+	gauge(descConfigured, 1)
+	now := c.b.clock.Now()
+	st := a.snapshot()
+	var expiry, obtained float64
+	if st.tok != nil {
+		expiry, obtained = unixOrZero(st.tok.ExpiresAt), unixOrZero(st.tok.ObtainedAt)
+	}
+	gauge(descExpiry, expiry)
+	gauge(descObtained, obtained)
+	health, _, _ := st.health(a.usable(st.tok))
+	for _, s := range healthStates {
+		gauge(descHealth, boolFloat(s == health), s)
+	}
+	gauge(descHeld, boolFloat(st.hold.Held))
+	gauge(descRefused, float64(st.hold.Refused))
+	gauge(descBackoffEnd, unixIfAfter(st.retryAt, now))
+	ls := a.prov.Limiter().State(now)
+	gauge(descBudget, float64(ls.PerMinute))
+	gauge(descTokensLeft, max(ls.TokensLeft, 0))
+	gauge(descBlockedUntil, unixIfAfter(ls.BlockedUntil, now))
+	gauge(descKeptWarm, boolFloat(c.b.keepsWarm(a, st.tok, now)))
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixMilli()) / 1000
+}
+
+// unixIfAfter is t as Unix time while it is still ahead of now, else 0: a backoff or block
+// that has ended is none.
+func unixIfAfter(t, now time.Time) float64 {
+	if !t.After(now) {
+		return 0
+	}
+	return unixOrZero(t)
 }

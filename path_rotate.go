@@ -2,7 +2,6 @@ package sessiontoken
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -76,13 +75,13 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
 	attempt := a.cfg.checkKey() // spaced like the config's login check, sharing its record
-	if err := b.spaced(attempt, a.cfg.Provider, a.prov.Host(), "fix what the last error named, then write rotate again"); err != nil {
+	if err := b.checks.spaced(attempt, a.cfg.Provider, a.prov.Host(), "fix what the last error named, then write rotate again"); err != nil {
 		return upstreamFailure(err)
 	}
 	// The outcome is noted by the shared call itself, which runs to its end even when this
 	// request ends first (a client timeout shorter than the login): a loop of such rotates is
 	// spaced too.
-	prev, t, err := a.rotate(startedBy(ctx, authByRotate), req.Storage, func(err error) { b.noteCheck(attempt, err) })
+	prev, t, err := a.rotate(startedBy(ctx, authByRotate), req.Storage, func(err error) { b.checks.note(attempt, err) })
 	if err != nil {
 		return upstreamFailure(err)
 	}
@@ -102,56 +101,4 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	}
 	b.Logger().Info("upstream session rotated", "by", t.ObtainedBy, "expires_at", t.ExpiresAt.UTC().Format(time.RFC3339))
 	return resp, nil
-}
-
-// rotation is the value of rotate's shared call: the replaced token and the new one, and which
-// rotate request started the call (by). Readers that joined the call take next (sharedToken).
-// Returned through the call, not written to a variable of the request's, since the call
-// outlives a request that ends.
-type rotation struct {
-	by         *byte
-	prev, next *upstream.Token
-}
-
-// rotate replaces the session with a full login, after any refresh in flight: it joins the
-// shared upstream call's singleflight, so no reader's refresh runs beside it. It skips the
-// failure backoff and the hold (its one attempt counts), not the host's budget or the TOTP
-// rules. The login runs under the shared call's own bounded context: readers that joined it
-// are not failed by the rotate request ending. The call reports how its login ended to noted
-// (once, whether or not the request is still waiting); a rotate that joined no call of its own
-// sent nothing and notes nothing. It returns the replaced token and the new one.
-func (a *account) rotate(ctx context.Context, s logical.Storage, noted func(error)) (*upstream.Token, *upstream.Token, error) {
-	for range 3 { // a reader's refresh, or an ended rotate's call, may hold the key: wait for it, then try again
-		me := new(byte) // not a zero-size value: pointers to those may be equal
-		ch := a.sf.DoChan("refresh", func() (any, error) {
-			ctx, cancel := a.sharedCallContext(ctx)
-			defer cancel()
-			r := rotation{by: me, prev: a.current()}
-			t, err := a.login(ctx, s, true)
-			if err != nil {
-				err = a.noteFailure(err)
-				noted(err)
-				return r, err
-			}
-			t.ObtainedBy = obtainedByRotate // renewals of the replaced token move to it (secret_token.go)
-			r.next = t
-			err = a.store(ctx, s, t)
-			noted(err)
-			return r, err
-		})
-		select {
-		case r := <-ch:
-			rot, _ := r.Val.(rotation)
-			if rot.by != me {
-				continue
-			}
-			if r.Err != nil {
-				return nil, nil, r.Err
-			}
-			return rot.prev, rot.next, nil
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		}
-	}
-	return nil, nil, errors.New("readers kept refreshing the session; write rotate again")
 }

@@ -56,7 +56,7 @@ func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *
 	// A read refreshes once the token has less than min_ttl left, so that is when readers are
 	// switched. Rounded up, so a reader that comes back after ttl seconds never comes early.
 	switchAt := t.ExpiresAt.Add(-r.floor)
-	sv, err := r.a.answerFor(t)
+	sv, err := b.answerFor(r.a, t)
 	if err != nil {
 		b.metrics.readFailed(readStaticToken, err)
 		return nil, err
@@ -67,7 +67,7 @@ func (b *backend) staticTokenRead(ctx context.Context, req *logical.Request, d *
 	data["last_vault_rotation"] = sv.obtainedAt
 	resp = &logical.Response{Data: data}
 	r.warn(resp)
-	b.metrics.readDone(readStaticToken, r)
+	b.metrics.readDone(readStaticToken, r.refreshErr != nil)
 	return resp, nil
 }
 

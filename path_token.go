@@ -40,24 +40,13 @@ func (b *backend) pathToken() *framework.Path {
 	}
 }
 
-var tokenFields = map[string]*framework.FieldSchema{
-	"token":         {Type: framework.TypeString, Description: "The upstream session token."},
-	"authorization": {Type: framework.TypeString, Description: "Authorization header value: the bare token for PlexTrac, Bearer <token> for the others."},
-	"expires_at":    {Type: framework.TypeString, Description: "Token expiry, RFC 3339."},
-	"issued_at":     {Type: framework.TypeString, Description: "Token issue time, RFC 3339."},
-	"ttl":           {Type: framework.TypeInt, Description: "Seconds until the lease ends (5 s before the token expires)."},
-	"provider":      {Type: framework.TypeString, Description: "The upstream provider."},
-	"tenant_id":     {Type: framework.TypeInt, Description: "PlexTrac: the tenant the session belongs to, when the login answer names it."},
-	"org_id":        {Type: framework.TypeInt, Description: "Resolver Core: the org the session belongs to, when the answer names it."},
-}
-
 func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	r, resp, err := b.readShared(ctx, req, d)
 	if r.tok == nil {
 		b.metrics.readFailed(readToken, err)
 		return resp, err
 	}
-	sv, err := r.a.answerFor(r.tok)
+	sv, err := b.answerFor(r.a, r.tok)
 	if err != nil {
 		b.metrics.readFailed(readToken, err)
 		return nil, err
@@ -71,6 +60,6 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 		InternalData: map[string]any{"secret_type": secretTokenType, leaseDataKey: sv.lease, leaseAccountKey: sv.account},
 	}}
 	r.warn(resp)
-	b.metrics.readDone(readToken, r)
+	b.metrics.readDone(readToken, r.refreshErr != nil)
 	return resp, nil
 }

@@ -13,6 +13,18 @@ import (
 
 const secretTokenType = "sessiontoken"
 
+// tokenFields are what a token read and a lease renewal return.
+var tokenFields = map[string]*framework.FieldSchema{
+	"token":         {Type: framework.TypeString, Description: "The upstream session token."},
+	"authorization": {Type: framework.TypeString, Description: "Authorization header value: the bare token for PlexTrac, Bearer <token> for the others."},
+	"expires_at":    {Type: framework.TypeString, Description: "Token expiry, RFC 3339."},
+	"issued_at":     {Type: framework.TypeString, Description: "Token issue time, RFC 3339."},
+	"ttl":           {Type: framework.TypeInt, Description: "Seconds until the lease ends (5 s before the token expires)."},
+	"provider":      {Type: framework.TypeString, Description: "The upstream provider."},
+	"tenant_id":     {Type: framework.TypeInt, Description: "PlexTrac: the tenant the session belongs to, when the login answer names it."},
+	"org_id":        {Type: framework.TypeInt, Description: "Resolver Core: the org the session belongs to, when the answer names it."},
+}
+
 func (b *backend) tokenSecret() *framework.Secret {
 	return &framework.Secret{
 		Type:   secretTokenType,

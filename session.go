@@ -208,3 +208,46 @@ func (a *account) refreshAhead(ctx context.Context, s logical.Storage) error {
 	}
 	return nil
 }
+
+// noteLogin records how a login attempt with the account's credentials ended: the count of
+// refusals in a row, and the hold. The change to held is logged once, at error level, for
+// teams without metrics. An account a config write replaced records nothing: its credentials
+// are no longer the mount's, and its refusal must not hold the new ones. That is checked under
+// the session gate, as the session's store is, so no record lands after the swap.
+func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) error {
+	return a.withSessionWrite(s, func(_ gate.Read, s logical.Storage) error {
+		if a.closed.Load() {
+			return nil
+		}
+		a.mu.Lock()
+		prev := a.hold
+		h, changed := prev.next(err, a.cfg.maxRefusedLogins(), a.clock.Now())
+		a.hold = h
+		a.mu.Unlock()
+		if !changed {
+			return nil
+		}
+		if h.Held && !prev.Held {
+			a.logger.Error("holding: upstream refused the stored credentials; no more logins until config gets credentials or rotate is written",
+				"refused_in_a_row", h.Refused, "last_error", h.Reason)
+		}
+		if werr := writeHold(ctx, s, h); errors.Is(werr, logical.ErrReadOnly) {
+			return werr
+		} else if werr != nil {
+			a.logger.Warn("could not store the credentials hold; this node keeps it in memory", "error", werr)
+		}
+		return nil
+	})
+}
+
+func (a *account) holdState() credentialsHold {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.hold
+}
+
+func (a *account) setHold(h credentialsHold) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.hold = h
+}

@@ -24,6 +24,7 @@ const (
 	sessionKey        = "session/v2"
 	totpStepKey       = "totp_step/v2" // the last TOTP step any node sent upstream
 	fingerprintKeyKey = "fingerprint_key"
+	holdKey           = "credentials_hold" // hold.go
 
 	configVersion      = 2
 	sessionVersion     = 2
@@ -70,6 +71,10 @@ func (s boundedStorage) Delete(ctx context.Context, key string) error {
 // sealWrapped are the keys that hold credentials or session tokens, seal-wrapped where the
 // seal supports it (Vault Enterprise).
 var sealWrapped = []string{configKey, sessionKey, fingerprintKeyKey, legacyConfigKey, legacySessionKey}
+
+// reloadKeys are the keys whose change on another node makes this one drop its account and
+// load it again (backend.invalidate): what the account is built from.
+var reloadKeys = []string{configKey, sessionKey, fingerprintKeyKey, holdKey, legacyConfigKey, legacySessionKey}
 
 // newerFormatError (made by errNewerFormat) refuses a stored format this binary does not
 // understand, rather than misreading it: the mount was written by a newer version of the plugin.

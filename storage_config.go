@@ -68,4 +68,3 @@ func deleteAccount(ctx context.Context, s logical.Storage) error {
 	}
 	return nil
 }
-

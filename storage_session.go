@@ -72,4 +72,3 @@ func writeSession(ctx context.Context, s logical.Storage, owner string, t *upstr
 	entry.SealWrap = true
 	return s.Put(ctx, entry)
 }
-
