@@ -1,0 +1,374 @@
+package sessiontoken
+
+import (
+	"bytes"
+	"container/heap"
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
+)
+
+// The idle-mounts benchmark (issue 34): many mounts of one plugin process on one PlexTrac
+// host with the default budget, on the fake clock, a simulated day. `make bench` (BENCH_FULL)
+// runs the published rows through integration/bench_test.go, which reads the lines this test
+// prints; `make test` runs a short variant that asserts the same rules.
+//
+// The simulation is serial: one event at a time, in time order. A wait inside the plugin (the
+// host budget, a TOTP step) advances the shared clock, so the events due meanwhile run late,
+// as a queue would serve them; a read's wait is its end minus the time it was due.
+
+// idleBenchLine marks a row for integration/bench_test.go: the line is the marker and a JSON
+// array of the row's cells.
+const idleBenchLine = "idle-bench-row: "
+
+type idleScenario struct {
+	mounts, agents, vsos int
+	stagger, length      time.Duration
+	keepWarm             *int          // seconds; nil: the default (twice the token's life)
+	sharedSeed           bool          // every mount's account has the same TOTP seed
+	rereadEvery          time.Duration // the idle mounts' readers come back this often (0: never)
+}
+
+type idleResult struct {
+	authCalls, maxIn60, upstream429     int
+	idleCalls, activeCalls              []int // per mount, over the run
+	idleCallsAfterKeepWarm              int   // by idle mounts, after keep_warm past their last read
+	reads, failedReads, waited, expired int
+	worstWait                           time.Duration
+}
+
+// idleMount is one mount and its reader: idle (reads once, or every rereadEvery), Vault
+// Agent (a lease renewed at ~0.7 of its TTL, read again when a renewal cannot extend it) or
+// VSO (renewal with increment=D at 67–77 % of D, a resync when the renewal is truncated).
+type idleMount struct {
+	e                *env
+	user, kind       string
+	secret           *logical.Secret
+	data             map[string]any
+	d                time.Duration // VSO: the synced lease's duration
+	expiresAt, quiet time.Time     // the held token's end; an idle mount's last read + keep_warm
+}
+
+func runIdleScenario(t *testing.T, sc idleScenario) idleResult {
+	calls := &authCallLog{byUser: map[string][]time.Time{}, challenge: map[string]string{}}
+	e := newEnvWrapped(t, calls.wrap)
+	calls.now = e.clock.Now
+	start := e.clock.Now()
+	jitter := rand.New(rand.NewPCG(34, 34)) // VSO's jitter, the same in every run
+	var r idleResult
+	var q eventQueue
+	mounts := make([]*idleMount, sc.mounts)
+	for i := range mounts {
+		m := &idleMount{e: e, user: fmt.Sprintf("svc-%03d@acme.com", i), kind: "idle"}
+		if i > 0 {
+			m.e = e.otherMount()
+		}
+		if every := sc.mounts / (sc.agents + sc.vsos); i%every == 0 { // the active mounts among the idle ones
+			m.kind = map[bool]string{true: "agent", false: "vso"}[i/every%2 == 0]
+		}
+		seed := benchSeed(i)
+		if sc.sharedSeed {
+			seed = benchSeed(-1)
+		}
+		e.sim.AddPlexTracUser(m.user, sim.PlexTracUser{Password: "bench-password", TOTPSecret: seed, TenantID: 7})
+		cfg := with(e.plextracConfig(true), "username", m.user, "password", "bench-password", "totp_secret", seed, "verify", false)
+		delete(cfg, "max_auth_per_minute") // the default host budget
+		if sc.keepWarm != nil {
+			cfg["keep_warm"] = *sc.keepWarm
+		}
+		m.e.write("config", cfg)
+		mounts[i] = m
+		q.at(start.Add(time.Duration(i)*sc.stagger), func(due time.Time) { m.firstRead(&q, &r, sc, jitter, due) })
+	}
+	var tick func(time.Time)
+	tick = func(due time.Time) {
+		for _, m := range mounts {
+			if err := m.e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: m.e.s}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		q.at(due.Add(time.Minute), tick)
+	}
+	q.at(start.Add(time.Minute), tick)
+	end := start.Add(sc.length)
+	for q.Len() > 0 && q[0].due.Before(end) {
+		ev := heap.Pop(&q).(*event)
+		if now := e.clock.Now(); now.Before(ev.due) {
+			e.clock.Advance(ev.due.Sub(now))
+		}
+		ev.run(ev.due)
+	}
+	if now := e.clock.Now(); now.Before(end) {
+		e.clock.Advance(end.Sub(now))
+	}
+
+	st := e.sim.Stats(sim.PlexTrac)
+	r.authCalls, r.maxIn60, r.upstream429 = st.AuthCalls, st.MaxAuthIn60s, st.RateLimited
+	counted := 0
+	for _, m := range mounts {
+		n := len(calls.byUser[m.user])
+		counted += n
+		r.waited += int(m.e.read("status", nil).Data["reads_waited_on_upstream"].(int64))
+		if m.kind != "idle" {
+			r.activeCalls = append(r.activeCalls, n)
+			continue
+		}
+		r.idleCalls = append(r.idleCalls, n)
+		for _, at := range calls.byUser[m.user] {
+			if !m.quiet.IsZero() && at.After(m.quiet) {
+				r.idleCallsAfterKeepWarm++
+			}
+		}
+	}
+	if counted != st.AuthCalls {
+		t.Fatalf("auth calls by account add up to %d, the simulator counted %d", counted, st.AuthCalls)
+	}
+	return r
+}
+
+// benchSeed is mount i's TOTP seed (i = -1: the shared one), made from i so runs repeat.
+func benchSeed(i int) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("bench-seed-%d", i)))
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:20])
+}
+
+// read reads the token path as a client does: a failed read is tried again a minute later.
+func (m *idleMount) read(q *eventQueue, r *idleResult, due time.Time, then func(time.Time)) {
+	resp, err := m.e.do(logical.ReadOperation, "token", nil)
+	now := m.e.clock.Now()
+	r.reads++
+	r.worstWait = max(r.worstWait, now.Sub(due))
+	if err != nil || resp == nil || resp.IsError() || resp.Secret == nil {
+		r.failedReads++
+		q.at(now.Add(time.Minute), func(due time.Time) { m.read(q, r, due, then) })
+		return
+	}
+	resp.Secret.IssueTime = now
+	m.secret, m.data, m.d = resp.Secret, resp.Data, resp.Secret.TTL
+	m.expiresAt, _ = time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+	then(now)
+}
+
+func (m *idleMount) firstRead(q *eventQueue, r *idleResult, sc idleScenario, jitter *rand.Rand, due time.Time) {
+	switch m.kind {
+	case "idle":
+		m.read(q, r, due, func(now time.Time) {
+			m.quiet = now.Add(m.e.b.keepWarmFor(m.e.s))
+			if sc.rereadEvery > 0 {
+				q.at(now.Add(sc.rereadEvery), func(due time.Time) { m.firstRead(q, r, sc, jitter, due) })
+			}
+		})
+	case "agent":
+		m.read(q, r, due, func(now time.Time) { q.at(now.Add(m.secret.TTL*7/10), func(time.Time) { m.agentRenew(q, r) }) })
+	case "vso":
+		m.read(q, r, due, func(now time.Time) {
+			q.at(now.Add(vsoHorizon(m.d, jitter)), func(time.Time) { m.vsoRenew(q, r, jitter) })
+		})
+	}
+}
+
+// agentRenew is Vault Agent's renewer: renew the lease; while a renewal extends it and leaves
+// it more than a minute, renew again at 0.7 of its TTL, else read the path again.
+func (m *idleMount) agentRenew(q *eventQueue, r *idleResult) {
+	resp := m.renew(r, 0)
+	now := m.e.clock.Now()
+	if resp == nil || resp.Secret == nil || !resp.Secret.Renewable || resp.Secret.TTL <= time.Minute {
+		m.read(q, r, now, func(now time.Time) { q.at(now.Add(m.secret.TTL*7/10), func(time.Time) { m.agentRenew(q, r) }) })
+		return
+	}
+	m.secret, m.data = resp.Secret, resp.Data
+	q.at(now.Add(resp.Secret.TTL*7/10), func(time.Time) { m.agentRenew(q, r) })
+}
+
+// vsoRenew is VSO's VaultDynamicSecret at its horizon (integration/vso_test.go): a renewable
+// lease is renewed with increment=D, and a renewal Vault gives less than D, or that fails,
+// is followed by a sync (a read) at once; a lease that is not renewable is synced too.
+func (m *idleMount) vsoRenew(q *eventQueue, r *idleResult, jitter *rand.Rand) {
+	again := func(now time.Time) {
+		q.at(now.Add(vsoHorizon(m.d, jitter)), func(time.Time) { m.vsoRenew(q, r, jitter) })
+	}
+	if m.secret.Renewable {
+		resp := m.renew(r, m.d)
+		now := m.e.clock.Now()
+		if resp != nil && resp.Secret != nil && min(resp.Secret.TTL, vaultRenewTTL(m.secret, now, m.d)) >= m.d {
+			m.secret = resp.Secret
+			again(now)
+			return
+		}
+	}
+	m.read(q, r, m.e.clock.Now(), again)
+}
+
+// renew renews the held lease as Vault does (with its stored data and issue time), and counts
+// a held token that had expired.
+func (m *idleMount) renew(r *idleResult, increment time.Duration) *logical.Response {
+	if !m.e.clock.Now().Before(m.expiresAt) {
+		r.expired++
+	}
+	m.secret.Increment = increment
+	resp, err := m.e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Storage: m.e.s, Secret: m.secret, Data: m.data})
+	if err != nil || resp == nil || resp.IsError() {
+		return nil
+	}
+	if resp.Data != nil {
+		m.data = resp.Data
+		m.expiresAt, _ = time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+	}
+	return resp
+}
+
+// vsoHorizon is VSO's computeDynamicHorizonWithJitter(d, 67): 67–77 % of d.
+func vsoHorizon(d time.Duration, jitter *rand.Rand) time.Duration {
+	j := d / 10
+	return d*67/100 + j - time.Duration(jitter.Int64N(int64(max(j, 1))))
+}
+
+// keepWarmFor is the mount's keep_warm for its current session.
+func (b *backend) keepWarmFor(s logical.Storage) time.Duration {
+	a, err := b.account(context.Background(), s)
+	if err != nil || a == nil || a.current() == nil {
+		return 0
+	}
+	return a.cfg.keepWarm(a.current())
+}
+
+// TestIdleMountsCostNothingAfterKeepWarm runs the idle-mounts benchmark: the published 24-hour
+// rows under `make bench`, a 2-hour one with 20 mounts otherwise.
+func TestIdleMountsCostNothingAfterKeepWarm(t *testing.T) {
+	full := os.Getenv("BENCH_FULL") != ""
+	base := idleScenario{mounts: 20, agents: 2, vsos: 2, stagger: time.Minute, length: 2 * time.Hour}
+	if full {
+		base = idleScenario{mounts: 200, agents: 10, vsos: 10, stagger: time.Minute, length: 24 * time.Hour}
+	}
+	r := runIdleScenario(t, base)
+	printIdleRow("6", base, "default keep_warm", r)
+	if r.idleCallsAfterKeepWarm != 0 || r.maxIn60 > 5 || r.upstream429 != 0 || r.expired != 0 {
+		t.Errorf("idle mounts sent %d auth calls after keep_warm (want 0); the host saw at most %d auth calls in 60 s (want ≤ 5, the default budget) and %d 429s; clients held an expired token %d times",
+			r.idleCallsAfterKeepWarm, r.maxIn60, r.upstream429, r.expired)
+	}
+}
+
+func printIdleRow(n string, sc idleScenario, what string, r idleResult) {
+	minutes := sc.length.Minutes()
+	day := 24 * time.Hour.Hours() / sc.length.Hours()
+	fmt.Printf("%s[%q,%q,%q,%q]\n", idleBenchLine, n,
+		fmt.Sprintf("%d mounts on one PlexTrac host (default budget), %s, %s simulated: first reads %s apart; %d Agent, %d VSO, %d idle after their first read", sc.mounts, what, sc.length, sc.stagger, sc.agents, sc.vsos, sc.mounts-sc.agents-sc.vsos),
+		fmt.Sprintf("host auth calls per minute mean %.2f, worst 60 s **%d**; per idle mount per day %.1f (after keep_warm **%d** in all); per active mount per day %.1f; reads %d, waited on upstream %d, failed %d, longest wait %s",
+			float64(r.authCalls)/minutes, r.maxIn60, mean(r.idleCalls)*day, r.idleCallsAfterKeepWarm, mean(r.activeCalls)*day, r.reads, r.waited, r.failedReads, r.worstWait),
+		"idle after keep_warm 0; worst 60 s ≤ 5")
+}
+
+func mean(l []int) float64 {
+	if len(l) == 0 {
+		return 0
+	}
+	s := 0
+	for _, v := range l {
+		s += v
+	}
+	return float64(s) / float64(len(l))
+}
+
+// eventQueue is the simulation's events in time order (ties in the order they were added).
+type eventQueue []*event
+
+type event struct {
+	due time.Time
+	seq int
+	run func(due time.Time)
+}
+
+var eventSeq int
+
+func (q *eventQueue) at(due time.Time, run func(time.Time)) {
+	eventSeq++
+	heap.Push(q, &event{due: due, seq: eventSeq, run: run})
+}
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	return q[i].due.Before(q[j].due) || q[i].due.Equal(q[j].due) && q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	ev := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return ev
+}
+
+// authCallLog is a witness in front of the simulator: when each PlexTrac auth call it let
+// through was sent, by account (a login by its username, an MFA answer by its challenge's, a
+// refresh by its token's username claim).
+type authCallLog struct {
+	now       func() time.Time
+	mu        sync.Mutex
+	byUser    map[string][]time.Time
+	challenge map[string]string // MFA challenge code -> username
+}
+
+func (l *authCallLog) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Username, Code string }
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		_ = json.Unmarshal(body, &in)
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		var out struct{ Code string }
+		_ = json.Unmarshal(rec.Body.Bytes(), &out)
+		l.mu.Lock()
+		user := ""
+		switch r.URL.Path {
+		case "/api/v1/authenticate":
+			user = in.Username
+			if out.Code != "" {
+				l.challenge[out.Code] = in.Username
+			}
+		case "/api/v1/authenticate/mfa":
+			user = l.challenge[in.Code]
+		case "/api/v1/token/refresh":
+			user = jwtUsername(r.Header.Get("Authorization"))
+		}
+		if user != "" && rec.Code != http.StatusTooManyRequests {
+			l.byUser[user] = append(l.byUser[user], l.now())
+		}
+		l.mu.Unlock()
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
+}
+
+// jwtUsername is the username claim of a PlexTrac token, read unverified (the simulator verified it).
+func jwtUsername(authorization string) string {
+	parts := strings.Split(strings.TrimPrefix(authorization, "Bearer "), ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct{ Username string }
+	if err != nil || json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	return claims.Username
+}
