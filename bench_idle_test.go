@@ -274,7 +274,7 @@ func (b *backend) keepWarmFor(s logical.Storage) time.Duration {
 // token (the full rows report how many did).
 func TestIdleMountsCostNothingAfterKeepWarm(t *testing.T) {
 	full := os.Getenv("BENCH_FULL") != ""
-	after := idleScenario{mounts: 20, agents: 2, vsos: 2, stagger: time.Minute, length: 2 * time.Hour}
+	after := idleScenario{mounts: 20, agents: 2, vsos: 2, stagger: 20 * time.Second, length: 2 * time.Hour}
 	if full {
 		after = idleScenario{mounts: 200, agents: 10, vsos: 10, stagger: time.Minute, length: 24 * time.Hour}
 	}
