@@ -307,15 +307,19 @@ func printIdleRow(n string, sc idleScenario, what, others string, r idleResult) 
 		per = "a day"
 	}
 	goal := "after keep_warm 0; worst 60 s ≤ 5, 429s 0"
+	afterKeepWarm := fmt.Sprintf("after keep_warm **%d** in all", r.idleCallsAfterKeepWarm)
+	if sc.keepWarm != nil && time.Duration(*sc.keepWarm)*time.Second > sc.length {
+		afterKeepWarm, goal = "keep_warm not reached in the run", "(today's figures)"
+	}
 	if sc.rereadEvery > 0 {
 		goal = "(saves nothing: each read after keep_warm logs in)"
 	}
 	fmt.Printf("%s[%q,%q,%q,%q]\n", idleBenchLine, n,
 		fmt.Sprintf("%d MFA mounts, one PlexTrac host, default budget, %s simulated, %s: first reads %s apart; %d Agent, %d VSO, %d %s",
 			sc.mounts, strings.TrimSuffix(sc.length.String(), "0m0s"), what, sc.stagger, sc.agents, sc.vsos, sc.mounts-sc.agents-sc.vsos, others),
-		fmt.Sprintf("host auth calls a minute mean **%.2f**, worst 60 s **%d**, upstream 429s %d; auth calls per %s mount %s **%.1f**, after keep_warm **%d** in all; per active mount %s **%.1f**; "+
+		fmt.Sprintf("host auth calls a minute mean **%.2f**, worst 60 s **%d**, upstream 429s %d; auth calls per %s mount %s **%.1f**, %s; per active mount %s **%.1f**; "+
 			"first reads served %d/%d, the last %s after the first; reads %d, waited on upstream **%d** (reads and renewals, refused ones included), refused by the budget %d (each read again %s later), longest wait %s; an expired token at a renewal %d",
-			float64(r.authCalls)/sc.length.Minutes(), r.maxIn60, r.upstream429, strings.Fields(others)[0], per, mean(r.idleCalls), r.idleCallsAfterKeepWarm, per, mean(r.activeCalls),
+			float64(r.authCalls)/sc.length.Minutes(), r.maxIn60, r.upstream429, strings.Fields(others)[0], per, mean(r.idleCalls), afterKeepWarm, per, mean(r.activeCalls),
 			r.firstServed, sc.mounts, r.lastFirstServed.Round(time.Minute), r.reads, r.waited, r.failedReads, retryRead, r.worstWait, r.expired),
 		goal)
 }
