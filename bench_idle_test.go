@@ -1,21 +1,14 @@
 package sessiontoken
 
 import (
-	"bytes"
 	"container/heap"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,8 +24,8 @@ import (
 // prints; `make test` runs a short variant that asserts the same rules.
 //
 // The simulation is serial: one event at a time, in time order. A wait inside the plugin (the
-// host budget, a TOTP step) advances the shared clock, so the events due meanwhile run late,
-// as a queue would serve them; a read's wait is its end minus the time it was due.
+// host budget, a TOTP step) advances the shared clock, so the events due meanwhile run late;
+// a read's wait is how far the clock moved during it.
 
 // idleBenchLine marks a row for integration/bench_test.go: the line is the marker and a JSON
 // array of the row's cells.
@@ -51,7 +44,7 @@ type idleResult struct {
 	idleCalls, activeCalls              []int // per mount, over the run
 	idleCallsAfterKeepWarm              int   // by idle mounts, after keep_warm past their last read
 	reads, failedReads, waited, expired int
-	worstWait, lastFirstServed          time.Duration // a read's own wait; the last first read served, from the start
+	worstWait, lastFirstServed          time.Duration // the longest read; when the last first read was served, from the start
 	firstServed                         int
 }
 
@@ -97,7 +90,7 @@ func runIdleScenario(t *testing.T, sc idleScenario) idleResult {
 		}
 		m.e.write("config", cfg)
 		mounts[i] = m
-		q.at(start.Add(30*time.Second+time.Duration(i)*sc.stagger), func(due time.Time) { m.firstRead(&q, &r, sc, jitter, due) })
+		q.at(start.Add(30*time.Second+time.Duration(i)*sc.stagger), func(time.Time) { m.firstRead(&q, &r, sc, jitter) })
 	}
 	var tick func(time.Time)
 	tick = func(due time.Time) {
@@ -158,8 +151,9 @@ func benchSeed(i int) string {
 // runs (one a minute), so that retries meet the host's budget at every point of its refill.
 const retryRead = 67 * time.Second
 
-// read reads the token path as a client does: a failed read is tried again a minute later.
-func (m *idleMount) read(q *eventQueue, r *idleResult, due time.Time, then func(time.Time)) {
+// read reads the token path as a client does (a refused read is tried again retryRead later),
+// then calls then.
+func (m *idleMount) read(q *eventQueue, r *idleResult, then func(time.Time)) {
 	began := m.e.clock.Now()
 	resp, err := m.e.do(logical.ReadOperation, "token", nil)
 	now := m.e.clock.Now()
@@ -167,10 +161,7 @@ func (m *idleMount) read(q *eventQueue, r *idleResult, due time.Time, then func(
 	r.worstWait = max(r.worstWait, now.Sub(began))
 	if err != nil || resp == nil || resp.IsError() || resp.Secret == nil {
 		r.failedReads++
-		if false {
-			fmt.Printf("FAILED %s %s %v %v\n", m.user, now.Format("15:04:05"), resp.Data[logical.HTTPRawBody], err)
-		}
-		q.at(now.Add(retryRead), func(due time.Time) { m.read(q, r, due, then) })
+		q.at(now.Add(retryRead), func(time.Time) { m.read(q, r, then) })
 		return
 	}
 	resp.Secret.IssueTime = now
@@ -184,19 +175,20 @@ func (m *idleMount) read(q *eventQueue, r *idleResult, due time.Time, then func(
 	then(now)
 }
 
-func (m *idleMount) firstRead(q *eventQueue, r *idleResult, sc idleScenario, jitter *rand.Rand, due time.Time) {
+// firstRead starts the mount's reader.
+func (m *idleMount) firstRead(q *eventQueue, r *idleResult, sc idleScenario, jitter *rand.Rand) {
 	switch m.kind {
 	case "idle":
-		m.read(q, r, due, func(now time.Time) {
+		m.read(q, r, func(now time.Time) {
 			m.quiet = now.Add(m.e.b.keepWarmFor(m.e.s))
 			if sc.rereadEvery > 0 {
-				q.at(now.Add(sc.rereadEvery), func(due time.Time) { m.firstRead(q, r, sc, jitter, due) })
+				q.at(now.Add(sc.rereadEvery), func(time.Time) { m.firstRead(q, r, sc, jitter) })
 			}
 		})
 	case "agent":
-		m.read(q, r, due, func(now time.Time) { q.at(now.Add(m.secret.TTL*7/10), func(time.Time) { m.agentRenew(q, r) }) })
+		m.read(q, r, func(now time.Time) { q.at(now.Add(m.secret.TTL*7/10), func(time.Time) { m.agentRenew(q, r) }) })
 	case "vso":
-		m.read(q, r, due, func(now time.Time) {
+		m.read(q, r, func(now time.Time) {
 			q.at(now.Add(vsoHorizon(m.d, jitter)), func(time.Time) { m.vsoRenew(q, r, jitter) })
 		})
 	}
@@ -208,7 +200,7 @@ func (m *idleMount) agentRenew(q *eventQueue, r *idleResult) {
 	resp := m.renew(r, 0)
 	now := m.e.clock.Now()
 	if resp == nil || resp.Secret == nil || !resp.Secret.Renewable || resp.Secret.TTL <= time.Minute {
-		m.read(q, r, now, func(now time.Time) { q.at(now.Add(m.secret.TTL*7/10), func(time.Time) { m.agentRenew(q, r) }) })
+		m.read(q, r, func(now time.Time) { q.at(now.Add(m.secret.TTL*7/10), func(time.Time) { m.agentRenew(q, r) }) })
 		return
 	}
 	m.secret, m.data = resp.Secret, resp.Data
@@ -231,7 +223,7 @@ func (m *idleMount) vsoRenew(q *eventQueue, r *idleResult, jitter *rand.Rand) {
 			return
 		}
 	}
-	m.read(q, r, m.e.clock.Now(), again)
+	m.read(q, r, again)
 }
 
 // renew renews the held lease as Vault does (with its stored data and issue time), and counts
@@ -318,7 +310,7 @@ func printIdleRow(n string, sc idleScenario, what, others string, r idleResult) 
 		fmt.Sprintf("%d MFA mounts, one PlexTrac host, default budget, %s simulated, %s: first reads %s apart; %d Agent, %d VSO, %d %s",
 			sc.mounts, strings.TrimSuffix(sc.length.String(), "0m0s"), what, sc.stagger, sc.agents, sc.vsos, sc.mounts-sc.agents-sc.vsos, others),
 		fmt.Sprintf("host auth calls a minute mean **%.2f**, worst 60 s **%d**, upstream 429s %d; auth calls per %s mount %s **%.1f**, %s; per active mount %s **%.1f**; "+
-			"first reads served %d/%d, the last %s after the first; reads %d, waited on upstream **%d** (reads and renewals, refused ones included), refused by the budget %d (each read again %s later), longest wait %s; an expired token at a renewal %d",
+			"first reads served %d/%d, the last %s into the run; reads %d, waited on upstream **%d** (reads and renewals, refused ones included), refused by the budget %d (each read again %s later), longest wait %s; an expired token at a renewal %d",
 			float64(r.authCalls)/sc.length.Minutes(), r.maxIn60, r.upstream429, strings.Fields(others)[0], per, mean(r.idleCalls), afterKeepWarm, per, mean(r.activeCalls),
 			r.firstServed, sc.mounts, r.lastFirstServed.Round(time.Minute), r.reads, r.waited, r.failedReads, retryRead, r.worstWait, r.expired),
 		goal)
@@ -333,95 +325,4 @@ func mean(l []int) float64 {
 		s += v
 	}
 	return float64(s) / float64(len(l))
-}
-
-// eventQueue is the simulation's events in time order (ties in the order they were added).
-type eventQueue struct {
-	h   eventHeap
-	seq int
-}
-
-type eventHeap []*event
-
-type event struct {
-	due time.Time
-	seq int
-	run func(due time.Time)
-}
-
-func (q *eventQueue) at(due time.Time, run func(time.Time)) {
-	q.seq++
-	heap.Push(&q.h, &event{due: due, seq: q.seq, run: run})
-}
-
-func (q eventHeap) Len() int { return len(q) }
-func (q eventHeap) Less(i, j int) bool {
-	return q[i].due.Before(q[j].due) || q[i].due.Equal(q[j].due) && q[i].seq < q[j].seq
-}
-func (q eventHeap) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *eventHeap) Push(x any)   { *q = append(*q, x.(*event)) }
-func (q *eventHeap) Pop() any {
-	old := *q
-	ev := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return ev
-}
-
-// authCallLog is a witness in front of the simulator: when each PlexTrac auth call it let
-// through was sent, by account (a login by its username, an MFA answer by its challenge's, a
-// refresh by its token's username claim).
-type authCallLog struct {
-	now       func() time.Time
-	mu        sync.Mutex
-	byUser    map[string][]time.Time
-	challenge map[string]string // MFA challenge code -> username
-}
-
-func (l *authCallLog) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var in struct{ Username, Code string }
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		_ = json.Unmarshal(body, &in)
-		rec := httptest.NewRecorder()
-		next.ServeHTTP(rec, r)
-		var out struct{ Code string }
-		_ = json.Unmarshal(rec.Body.Bytes(), &out)
-		l.mu.Lock()
-		user := ""
-		switch r.URL.Path {
-		case "/api/v1/authenticate":
-			user = in.Username
-			if out.Code != "" {
-				l.challenge[out.Code] = in.Username
-			}
-		case "/api/v1/authenticate/mfa":
-			user = l.challenge[in.Code]
-		case "/api/v1/token/refresh":
-			user = jwtUsername(r.Header.Get("Authorization"))
-		}
-		if user != "" && rec.Code != http.StatusTooManyRequests {
-			l.byUser[user] = append(l.byUser[user], l.now())
-		}
-		l.mu.Unlock()
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		_, _ = w.Write(rec.Body.Bytes())
-	})
-}
-
-// jwtUsername is the username claim of a PlexTrac token, read unverified (the simulator verified it).
-func jwtUsername(authorization string) string {
-	parts := strings.Split(strings.TrimPrefix(authorization, "Bearer "), ".")
-	if len(parts) != 3 {
-		return ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	var claims struct{ Username string }
-	if err != nil || json.Unmarshal(payload, &claims) != nil {
-		return ""
-	}
-	return claims.Username
 }
