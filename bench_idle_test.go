@@ -287,10 +287,9 @@ func TestIdleMountsCostNothingAfterKeepWarm(t *testing.T) {
 	// as it was (the idle mounts' load, above, is what changes it).
 	active := after
 	active.mounts = active.agents + active.vsos
-	active.keepWarm = before.keepWarm
-	was := runIdleScenario(t, active)
-	active.keepWarm = nil
-	now := runIdleScenario(t, active)
+	activeBefore := active
+	activeBefore.keepWarm = before.keepWarm
+	was, now := runIdleScenario(t, activeBefore), runIdleScenario(t, active)
 	if full {
 		shared := after
 		shared.sharedSeed = true
@@ -299,7 +298,7 @@ func TestIdleMountsCostNothingAfterKeepWarm(t *testing.T) {
 		reread.rereadEvery = 45 * time.Minute
 		printIdleRow("6d", reread, "default keep_warm", "read every keep_warm + 15 min (45 min)", runIdleScenario(t, reread))
 	}
-	printIdleRow("6e", active, "as before keep_warm (keep_warm 7 days)", "", was)
+	printIdleRow("6e", activeBefore, "as before keep_warm (keep_warm 7 days)", "", was)
 	printIdleRow("6f", active, "default keep_warm", "", now)
 	if !slices.Equal(now.activeCalls, was.activeCalls) || now.reads != was.reads {
 		t.Errorf("keep_warm changed the active mounts: auth calls %v, reads %d; as before keep_warm %v, reads %d", now.activeCalls, now.reads, was.activeCalls, was.reads)
