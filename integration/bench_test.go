@@ -328,7 +328,8 @@ record) against the in-process simulator (15-minute tokens, PlexTrac's 10 a minu
 simulated minute, starting at another mount each minute. Every mount has MFA and the default ` + "`max_auth_per_minute`" + ` (5: a burst
 of 2, then one call every 20 s, so 3 a minute sustained); the active mounts' first reads come first. Row 6 is the behaviour before
 keep_warm, measured by setting keep_warm to 7 days (longer than the run), so that every mount is kept warm as before (at today's
-default budget; before this release it was 10); 6b is the default keep_warm (twice the token's life). Auth calls per mount are counted in front of the simulator, by account. A refused read is read again
+default budget; before this release it was 10); 6b is the default keep_warm (twice the token's life).
+Auth calls per mount are counted in front of the simulator, by account. A refused read is read again
 67 s later, out of step with the periodic runs. The simulation runs one event at a time: a wait inside the plugin (host budget, TOTP
 step) moves the shared clock, and the events due meanwhile run late. Row 6d's readers come back after keep_warm + 15 min, when the
 session has lapsed: each read logs in (two calls with MFA, where a refresh is one), so it saves nothing over keeping the mount warm.
