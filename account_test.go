@@ -20,7 +20,7 @@ func TestSessionFollowsTheAccountNotTheWrite(t *testing.T) {
 	first := e.read("token", nil).Data["token"]
 	e.write("config", map[string]any{"min_ttl": 240, "verify": false})
 	e.write("config", map[string]any{"url": e.url + "/", "password": sim.DemoPlexTracPassword, "verify": false})
-	e.b.reset() // and from storage
+	e.b.slot.Reset() // and from storage
 	if got := e.read("token", nil).Data["token"]; got != first {
 		t.Fatal("a write that kept the account dropped its session")
 	}
@@ -40,7 +40,7 @@ func TestSessionFollowsTheAccountNotTheWrite(t *testing.T) {
 
 func TestResetOfAnUnconfiguredMountIsHarmless(t *testing.T) {
 	e := newEnv(t)
-	e.b.reset()
+	e.b.slot.Reset()
 	if code, msg := e.readFailure("token"); code != 400 || !strings.Contains(msg, "not configured") {
 		t.Fatalf("%d %q", code, msg)
 	}
@@ -71,7 +71,7 @@ func (h *heldStorage) holdNextSessionWrite() (holding <-chan struct{}, release c
 func configWriteWaitsAtTheGate(b *backend, done <-chan struct{}) bool {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if b.sessionGate.ReaderWouldWait() {
+		if b.slot.SessionWriteWouldWait() {
 			return true
 		}
 		select {
@@ -138,7 +138,7 @@ func TestSlowSessionWriteOfReplacedAccountIsNeverServed(t *testing.T) {
 	}
 	for _, reload := range []bool{false, true} {
 		if reload { // a restart or a standby reload starts from storage
-			e.b.reset()
+			e.b.slot.Reset()
 		}
 		resp := e.read("token", nil)
 		if resp.Data["token"] == old || resp.Data["provider"] != "plaspy" {
@@ -167,7 +167,7 @@ func TestStoredSessionOfAnotherAccountIsNeverServed(t *testing.T) {
 	ss.Account = "another-account"
 	entry, _ = logical.StorageEntryJSON(sessionKey, ss)
 	_ = e.s.Put(context.Background(), entry)
-	e.b.reset()
+	e.b.slot.Reset()
 	if got := e.read("token", nil).Data["token"]; got == first {
 		t.Fatal("served a stored session labelled with another account")
 	}
@@ -198,7 +198,7 @@ func TestConcurrentConfigWritesDoNotLoseFields(t *testing.T) {
 		if c["min_ttl"] != minTTL || c["request_timeout"] != timeout {
 			t.Fatalf("round %d: config %v lost a concurrent write (want min_ttl %d, request_timeout %d)", round, c, minTTL, timeout)
 		}
-		if a, _ := e.b.account(context.Background(), e.s); a == nil || a.cfg.minTTL() != time.Duration(minTTL)*time.Second {
+		if a, _ := e.b.slot.Account(context.Background(), e.s); a == nil || a.Config().MinTTL() != time.Duration(minTTL)*time.Second {
 			t.Fatalf("round %d: the account in memory does not match the stored config", round)
 		}
 	}
@@ -227,7 +227,7 @@ func (s hungStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 // so config writes, which swap accounts under the gate, go on.
 func TestAHungSessionWriteDoesNotBlockConfigWrites(t *testing.T) {
 	e := newEnv(t)
-	e.b.storageTimeout = 100 * time.Millisecond
+	e.b.slot.StorageTimeout = 100 * time.Millisecond
 	e.write("config", with(e.plextracConfig(false), "verify", false))
 	hung := hungStorage{e.s, sessionKey, &sync.Once{}, make(chan struct{})}
 	e.s = hung

@@ -6,18 +6,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -41,25 +39,15 @@ type backend struct {
 	// production; tests set one that fails them on a dial to anything but loopback.
 	dialCheck func(address string) error
 
-	// configMu runs config writes and deletes one at a time. sessionGate orders session
-	// writes against them: an account stores its session under the read lock and only while
-	// it is not closed, and a config change swaps accounts under the write lock, so a slow
-	// session write of the replaced account can never land after the change.
-	configMu    chan struct{} // a one-slot lock, so that a wait for it ends with the caller's context: lockConfig
-	sessionGate gate.Gate
+	// configMu runs config writes, deletes and rotate one at a time (a one-slot lock, so that
+	// a wait for it ends with the caller's context: lockConfig).
+	configMu chan struct{}
+	// slot is the mount's upstream account: loaded from storage on first use, replaced by a
+	// config write (internal/session; the lock order is in its account.go).
+	slot *session.Slot
 	// After a failed login check or rotate, the same login is not tried again until its
 	// retry time (login_check.go).
 	checks checkSpacing
-
-	storageTimeout time.Duration // each storage operation under sessionGate: defaultStorageTimeout
-
-	loadMu sync.Mutex // one load of the account from storage at a time: see account.go
-
-	mu   sync.RWMutex
-	acct *account // nil until first use after (re)configuration
-	gen  uint64   // counts account swaps, so that a load that raced one is not installed
-
-	cleaned atomic.Bool // the mount was disabled or the plugin stopped: never load or register again
 
 	// lastServed is when this node last handled a token or static-token read or a lease
 	// renewal (Unix ns; 0: none since the process started). The periodic run keeps the
@@ -79,13 +67,13 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
-	b := &backend{clock: clock, limiters: limiters, mountID: randomID(), storageTimeout: defaultStorageTimeout,
+	b := &backend{clock: clock, limiters: limiters, mountID: randomID(),
 		configMu: make(chan struct{}, 1), checks: checkSpacing{clock: clock}}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			SealWrapStorage: sealWrapped,
+			SealWrapStorage: session.SealWrapped,
 		},
 		Paths:          []*framework.Path{b.pathConfig(), b.pathToken(), b.pathStaticToken(), b.pathStatus(), b.pathRotate(), b.pathMetrics()},
 		Secrets:        []*framework.Secret{b.tokenSecret()},
@@ -95,6 +83,14 @@ func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
 		RunningVersion: Version,
 	}
 	b.metrics = newMountMetrics()
+	b.slot = session.NewSlot(session.Deps{MountID: b.mountID, Clock: clock, Limiters: limiters,
+		Logger: b.Logger, Writable: b.WriteSafeReplicationState, Counters: b.metrics,
+		DialCheck: func(address string) error { // b.dialCheck as it is at the dial: tests set it after newBackend
+			if b.dialCheck == nil {
+				return nil
+			}
+			return b.dialCheck(address)
+		}})
 	b.registerStateGauges()
 	return b
 }
@@ -107,35 +103,32 @@ func randomID() string {
 
 // invalidate runs on other nodes when a key changes, so they reload what the writer wrote.
 func (b *backend) invalidate(_ context.Context, key string) {
-	if slices.Contains(reloadKeys, key) {
-		b.reset()
+	if slices.Contains(session.ReloadKeys, key) {
+		b.slot.Reset()
 	}
 }
 
 // clean runs when the mount is disabled or the plugin stops: its budget no longer counts.
 func (b *backend) clean(context.Context) {
-	b.cleaned.Store(true)
-	b.reset()
+	b.slot.Clean()
 	b.limiters.Unregister(b.mountID, b.clock.Now())
 }
-
-var errCleaned = errors.New("this mount is being disabled")
 
 // periodic refreshes the shared session ahead of expiry so readers rarely wait upstream,
 // while the mount is read (keepsWarm). Vault calls it about once a minute; only a node that
 // can write storage refreshes.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
-	if !b.WriteSafeReplicationState() || b.cleaned.Load() {
+	if !b.WriteSafeReplicationState() || b.slot.Cleaned() {
 		return nil
 	}
-	a, err := b.account(ctx, req.Storage)
+	a, err := b.slot.Account(ctx, req.Storage)
 	if err != nil || a == nil {
 		return err
 	}
-	if !b.keepsWarm(a, a.current(), b.clock.Now()) {
+	if !b.keepsWarm(a, a.Current(), b.clock.Now()) {
 		return nil // no session, or no reader within keep_warm: it lapses, and never by a login from here
 	}
-	return a.refreshAhead(startedBy(ctx, authByPeriodic), req.Storage)
+	return a.RefreshAhead(startedBy(ctx, authByPeriodic), req.Storage)
 }
 
 // noteServed records a token or static-token read or a lease renewal, failed ones included.
@@ -153,9 +146,9 @@ func (b *backend) servedAt() time.Time {
 // node runs it, and a read or renewal came within keep_warm. An idle mount then costs the
 // upstream nothing (its instance's login limit is shared with people); the next reader
 // refreshes or logs in.
-func (b *backend) keepsWarm(a *account, t *upstream.Token, now time.Time) bool {
+func (b *backend) keepsWarm(a *session.Account, t *upstream.Token, now time.Time) bool {
 	served := b.servedAt()
-	return t != nil && b.WriteSafeReplicationState() && !served.IsZero() && now.Sub(served) < a.cfg.keepWarm(t)
+	return t != nil && b.WriteSafeReplicationState() && !served.IsZero() && now.Sub(served) < a.Config().KeepWarm(t)
 }
 
 // lockConfig takes configMu, or gives up when ctx ends first: a rotate holds it across its

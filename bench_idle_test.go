@@ -253,11 +253,11 @@ func vsoHorizon(d time.Duration, jitter *rand.Rand) time.Duration {
 
 // keepWarmFor is the mount's keep_warm for its current session.
 func (b *backend) keepWarmFor(s logical.Storage) time.Duration {
-	a, err := b.account(context.Background(), s)
-	if err != nil || a == nil || a.current() == nil {
+	a, err := b.slot.Account(context.Background(), s)
+	if err != nil || a == nil || a.Current() == nil {
 		return 0
 	}
-	return a.cfg.keepWarm(a.current())
+	return a.Config().KeepWarm(a.Current())
 }
 
 // TestIdleMountsCostNothingAfterKeepWarm runs the idle-mounts benchmark: under `make bench`

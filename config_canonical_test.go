@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -26,13 +27,13 @@ type writtenForm struct {
 // gives it back). Accepted: the JSON value itself, as Terraform's jsonencode sends it (and as
 // a JSON number reaches the plugin: json.Number), and the strings the Vault CLI sends for
 // numbers and bools. Refused: every other form Vault's parsing would take for the same value.
-func asWrittenForms(f *fieldSpec, value any) (accepted, refused []writtenForm) {
+func asWrittenForms(f *session.Field, value any) (accepted, refused []writtenForm) {
 	switch v := value.(type) {
 	case int:
 		n := strconv.Itoa(v)
 		accepted = []writtenForm{{v, n}, {float64(v), n}, {json.Number(n), n}, {n, n}}
 		refused = []writtenForm{{"+" + n, n}, {"", "0"}, {json.Number("-0"), "0"}}
-		if f.schema.Type == framework.TypeDurationSecond { // parseutil: base 10, units
+		if f.Schema.Type == framework.TypeDurationSecond { // parseutil: base 10, units
 			d := time.Duration(v) * time.Second
 			refused = append(refused, writtenForm{"0" + n, n}, writtenForm{n + "s", n}, writtenForm{d.String(), n})
 		} else { // weak decoding: base prefixes, bools
@@ -51,7 +52,7 @@ func asWrittenForms(f *fieldSpec, value any) (accepted, refused []writtenForm) {
 		q, _ := json.Marshal(v)
 		accepted = []writtenForm{{v, string(q)}}
 		refused = []writtenForm{{json.Number("300"), `"300"`}, {300, `"300"`}, {true, `"1"`}}
-		if f.schema.AllowedValues != nil {
+		if f.Schema.AllowedValues != nil {
 			refused = append(refused, writtenForm{strings.ToUpper(v), string(q)}, writtenForm{" " + v + " ", string(q)},
 				writtenForm{strings.ToUpper(v[:1]) + v[1:] + "\n", string(q)})
 		}
@@ -64,49 +65,49 @@ func asWrittenForms(f *fieldSpec, value any) (accepted, refused []writtenForm) {
 // refused with the form that would, storing nothing.
 func TestEveryFieldReadsBackAsWrittenOrIsRefused(t *testing.T) {
 	for _, provider := range upstream.Providers {
-		for _, f := range configFields {
-			if f.secret || !f.takenBy(provider) {
+		for _, f := range session.Fields {
+			if f.Secret || !f.TakenBy(provider) {
 				continue
 			}
-			t.Run(provider+"/"+f.name, func(t *testing.T) {
+			t.Run(provider+"/"+f.Name, func(t *testing.T) {
 				e := newEnv(t)
 				cfg := fullConfig(e, provider)
-				if f.name == "allow_insecure_http" { // false needs an https url
+				if f.Name == "allow_insecure_http" { // false needs an https url
 					cfg = with(cfg, "url", "https://127.0.0.1:1")
 				}
 				var values []any
-				switch f.schema.Type {
+				switch f.Schema.Type {
 				case framework.TypeInt, framework.TypeDurationSecond:
-					values = []any{f.min + 1, (f.min + f.max) / 2}
+					values = []any{f.Min + 1, (f.Min + f.Max) / 2}
 				case framework.TypeBool:
 					values = []any{true, false}
 				default:
 					values = []any{changedValue(e, f)}
-					if f.name == "provider" {
+					if f.Name == "provider" {
 						values = []any{provider}
 					}
 				}
 				for _, value := range values {
 					accepted, refused := asWrittenForms(f, value)
 					for _, form := range accepted {
-						e.write("config", with(cfg, f.name, form.raw))
-						read, _ := json.Marshal(e.read("config", nil).Data[f.name])
+						e.write("config", with(cfg, f.Name, form.raw))
+						read, _ := json.Marshal(e.read("config", nil).Data[f.Name])
 						if string(read) != form.want {
-							t.Errorf("%s written as %#v reads back %s, want %s", f.name, form.raw, read, form.want)
+							t.Errorf("%s written as %#v reads back %s, want %s", f.Name, form.raw, read, form.want)
 						}
 					}
 					before := e.read("config", nil).Data
 					for _, form := range refused {
-						msg := expectRejected(t, e, with(cfg, f.name, form.raw), f.name)
+						msg := expectRejected(t, e, with(cfg, f.Name, form.raw), f.Name)
 						want := "(" + form.want + ")" // numbers and bools
 						switch {
 						case form.raw == nil:
 							want = "not null"
-						case f.schema.Type == framework.TypeString:
-							want = "write " + form.want + ", " + asWritten
+						case f.Schema.Type == framework.TypeString:
+							want = "write " + form.want + ", " + session.AsWritten
 						}
 						if !strings.Contains(msg, want) {
-							t.Errorf("%s written as %#v: %q does not give the canonical form %s", f.name, form.raw, msg, form.want)
+							t.Errorf("%s written as %#v: %q does not give the canonical form %s", f.Name, form.raw, msg, form.want)
 						}
 					}
 					if after := e.read("config", nil).Data; !reflect.DeepEqual(before, after) {
@@ -143,12 +144,12 @@ func TestRefusedFormsSayWhatToWrite(t *testing.T) {
 	// plaspy's url defaults when left out; written empty it would read back as the default.
 	pl := with(e.plaspyConfig(), "verify", false)
 	msg = expectRejected(t, e, with(pl, "url", ""), "url")
-	if !strings.Contains(msg, fmt.Sprintf("write %q", plaspyDefaultURL)) {
+	if !strings.Contains(msg, fmt.Sprintf("write %q", session.PlaspyDefaultURL)) {
 		t.Errorf("plaspy url \"\": %q does not give the default", msg)
 	}
 	delete(pl, "url")
 	e.write("config", pl)
-	if got := e.read("config", nil).Data["url"]; got != plaspyDefaultURL {
+	if got := e.read("config", nil).Data["url"]; got != session.PlaspyDefaultURL {
 		t.Errorf("plaspy without url reads back %v", got)
 	}
 }

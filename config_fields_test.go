@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
@@ -27,8 +28,8 @@ func fullConfig(e *env, provider string) map[string]any {
 }
 
 // changedValue is another valid value for a field, for a write that changes only it.
-func changedValue(e *env, f *fieldSpec) any {
-	switch f.name {
+func changedValue(e *env, f *session.Field) any {
+	switch f.Name {
 	case "url":
 		return strings.Replace(e.url, "127.0.0.1", "localhost", 1)
 	case "headers":
@@ -48,8 +49,8 @@ func changedValue(e *env, f *fieldSpec) any {
 	case "totp_secret":
 		return "GEZDGNBVGY3TQOJQ"
 	}
-	if f.schema.Type == framework.TypeString {
-		return "changed-" + f.name
+	if f.Schema.Type == framework.TypeString {
+		return "changed-" + f.Name
 	}
 	return nil
 }
@@ -58,27 +59,27 @@ func changedValue(e *env, f *fieldSpec) any {
 // every field has a bound, which is refused one past it and not at it.
 func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
 	for _, provider := range upstream.Providers {
-		for _, f := range configFields {
-			if !f.takenBy(provider) || f.name == "provider" {
+		for _, f := range session.Fields {
+			if !f.TakenBy(provider) || f.Name == "provider" {
 				continue
 			}
-			t.Run(provider+"/"+f.name, func(t *testing.T) {
+			t.Run(provider+"/"+f.Name, func(t *testing.T) {
 				e := newEnv(t)
 				cfg := fullConfig(e, provider)
-				if f.name == "allow_insecure_http" { // a change from false needs an https url
+				if f.Name == "allow_insecure_http" { // a change from false needs an https url
 					e.write("config", with(cfg, "url", "https://127.0.0.1:1", "allow_insecure_http", false))
 					cfg = with(cfg, "url", "https://127.0.0.1:1")
 				} else {
 					e.write("config", cfg)
 				}
-				stored, err := readConfig(context.Background(), e.s)
+				stored, err := session.ReadConfig(context.Background(), e.s)
 				if err != nil || stored == nil {
 					t.Fatal(err)
 				}
 				read, _ := json.Marshal(e.read("config", nil).Data)
-				if f.secret {
+				if f.Secret {
 					var values []string
-					switch p := f.ref(stored).(type) {
+					switch p := f.Ref(stored).(type) {
 					case *string:
 						values = []string{*p}
 					case *map[string]string:
@@ -88,48 +89,48 @@ func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
 					}
 					for _, v := range values {
 						if v != "" && strings.Contains(string(read), v) {
-							t.Errorf("the config read shows the value of secret %s", f.name)
+							t.Errorf("the config read shows the value of secret %s", f.Name)
 						}
 					}
 				}
-				if f.destination || f.identity {
+				if f.Destination || f.Identity {
 					if v := changedValue(e, f); v != nil {
-						msg := expectRejected(t, e, map[string]any{f.name: v}, f.name)
+						msg := expectRejected(t, e, map[string]any{f.Name: v}, f.Name)
 						if !strings.Contains(msg, "supply") {
-							t.Errorf("changing %s alone: %q does not ask for the secrets again", f.name, msg)
+							t.Errorf("changing %s alone: %q does not ask for the secrets again", f.Name, msg)
 						}
 					}
 				}
-				switch f.schema.Type {
+				switch f.Schema.Type {
 				case framework.TypeString, framework.TypeKVPairs:
-					if f.maxLen <= 0 {
-						t.Fatalf("%s has no size bound", f.name)
+					if f.MaxLen <= 0 {
+						t.Fatalf("%s has no size bound", f.Name)
 					}
-					big := strings.Repeat("a", f.maxLen+1)
+					big := strings.Repeat("a", f.MaxLen+1)
 					var v any = big
-					if f.schema.Type == framework.TypeKVPairs {
+					if f.Schema.Type == framework.TypeKVPairs {
 						v = map[string]any{"x-big": big}
 					}
-					expectRejected(t, e, with(cfg, f.name, v), f.name)
+					expectRejected(t, e, with(cfg, f.Name, v), f.Name)
 					// At the limit is inside it: refused, if at all, for what it says.
-					atLimit := strings.Repeat("a", f.maxLen)
-					if f.schema.Type == framework.TypeKVPairs {
-						notRefusedForSize(t, e, with(cfg, f.name, map[string]any{"x-big": atLimit}), f.name)
-						notRefusedForSize(t, e, with(cfg, f.name, map[string]any{strings.Repeat("x", upstream.MaxHeaderNameLen): "v"}), f.name)
+					atLimit := strings.Repeat("a", f.MaxLen)
+					if f.Schema.Type == framework.TypeKVPairs {
+						notRefusedForSize(t, e, with(cfg, f.Name, map[string]any{"x-big": atLimit}), f.Name)
+						notRefusedForSize(t, e, with(cfg, f.Name, map[string]any{strings.Repeat("x", upstream.MaxHeaderNameLen): "v"}), f.Name)
 						most := map[string]any{}
 						for i := range upstream.MaxHeaders {
 							most[fmt.Sprintf("x-h%d", i)] = "v"
 						}
-						notRefusedForSize(t, e, with(cfg, f.name, most), f.name)
+						notRefusedForSize(t, e, with(cfg, f.Name, most), f.Name)
 					} else {
-						notRefusedForSize(t, e, with(cfg, f.name, atLimit), f.name)
+						notRefusedForSize(t, e, with(cfg, f.Name, atLimit), f.Name)
 					}
 				case framework.TypeInt, framework.TypeDurationSecond:
-					if f.max <= f.min {
-						t.Fatalf("%s has no range", f.name)
+					if f.Max <= f.Min {
+						t.Fatalf("%s has no range", f.Name)
 					}
-					expectRejected(t, e, with(cfg, f.name, f.max+1), f.name)
-					expectRejected(t, e, with(cfg, f.name, f.min-1), f.name)
+					expectRejected(t, e, with(cfg, f.Name, f.Max+1), f.Name)
+					expectRejected(t, e, with(cfg, f.Name, f.Min-1), f.Name)
 				}
 			})
 		}
@@ -195,7 +196,7 @@ func TestNonSecretStringsReadBackAsWritten(t *testing.T) {
 	if got := e.read("config", nil).Data["ca_cert"]; got != ca {
 		t.Fatalf("ca_cert read back %d bytes, %d written", len(got.(string)), len(ca))
 	}
-	stored, _ := readConfig(context.Background(), e.s)
+	stored, _ := session.ReadConfig(context.Background(), e.s)
 	if stored.CACert != ca {
 		t.Fatal("ca_cert not stored byte for byte")
 	}
@@ -211,8 +212,8 @@ func TestConfigReadShowsOnlyDeclaredFields(t *testing.T) {
 			if k == "header_names" {
 				name = "headers"
 			}
-			f := fieldByName[name]
-			if f == nil || !f.takenBy(provider) || f.secret != (k != name) {
+			f := session.FieldByName[name]
+			if f == nil || !f.TakenBy(provider) || f.Secret != (k != name) {
 				t.Errorf("%s: config read shows %q, which the table does not declare so", provider, k)
 			}
 		}

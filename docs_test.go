@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 )
 
 // Every test, fuzz target and benchmark the docs cite exists: the security model, the
@@ -72,8 +74,8 @@ func TestTerraformDocRegistersTheVersionFile(t *testing.T) {
 // quotes, or a quote edited alone, fails here.
 func TestDocsQuoteTheTimeRules(t *testing.T) {
 	secs := func(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
-	if word := map[int]string{2: "half", 3: "third", 4: "quarter", 5: "fifth"}[lifeShare]; word != lifeShareWord {
-		t.Fatalf("lifeShare is %d, said %q: want %q", lifeShare, lifeShareWord, word)
+	if word := map[int]string{2: "half", 3: "third", 4: "quarter", 5: "fifth"}[session.LifeShare]; word != session.LifeShareWord {
+		t.Fatalf("lifeShare is %d, said %q: want %q", session.LifeShare, session.LifeShareWord, word)
 	}
 	rules := []struct {
 		name    string
@@ -81,10 +83,10 @@ func TestDocsQuoteTheTimeRules(t *testing.T) {
 		want    []string // one per group
 		atLeast int      // quotes expected in all
 	}{
-		{"leaseMargin", regexp.MustCompile(`(?i)life less (\d+) s(?:econds)?\b|\b(\d+) s before the token expires`), []string{secs(leaseMargin)}, 4},
-		{"lifeShare", regexp.MustCompile(`(?i)\b(?:a|last) (half|third|quarter|fifth) of (?:the|a|its) token'?s? life|token's last (half|third|quarter|fifth)\b|refreshes by the last (half|third|quarter|fifth)\b`), []string{lifeShareWord}, 6},
-		{"periodicSlack", regexp.MustCompile("`?min_ttl`? \\+ (\\d+) s"), []string{secs(periodicSlack)}, 2},
-		{"failureBackoff", regexp.MustCompile(`(\d+) s,? \(?doubling to (\d+) minutes`), []string{secs(firstFailureBackoff), strconv.Itoa(int(maxFailureBackoff / time.Minute))}, 3},
+		{"leaseMargin", regexp.MustCompile(`(?i)life less (\d+) s(?:econds)?\b|\b(\d+) s before the token expires`), []string{secs(session.LeaseMargin)}, 4},
+		{"lifeShare", regexp.MustCompile(`(?i)\b(?:a|last) (half|third|quarter|fifth) of (?:the|a|its) token'?s? life|token's last (half|third|quarter|fifth)\b|refreshes by the last (half|third|quarter|fifth)\b`), []string{session.LifeShareWord}, 6},
+		{"periodicSlack", regexp.MustCompile("`?min_ttl`? \\+ (\\d+) s"), []string{secs(session.PeriodicSlack)}, 2},
+		{"failureBackoff", regexp.MustCompile(`(\d+) s,? \(?doubling to (\d+) minutes`), []string{secs(session.FirstFailureBackoff), strconv.Itoa(int(session.MaxFailureBackoff / time.Minute))}, 3},
 	}
 	texts := map[string]string{"backend help": backendHelp}
 	docs, _ := filepath.Glob("docs/*.md")

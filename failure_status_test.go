@@ -211,8 +211,8 @@ func recoverWithinOneCycle(t *testing.T, e *env, old string) {
 	if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := e.b.account(context.Background(), e.s)
-	cur := a.current()
+	a, _ := e.b.slot.Account(context.Background(), e.s)
+	cur := a.Current()
 	if cur == nil || cur.Value == old {
 		t.Fatal("no new session after the fault cleared")
 	}

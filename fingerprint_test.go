@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
@@ -51,9 +52,9 @@ func TestFingerprintIsKeyedAndHoldsNoSecret(t *testing.T) {
 	e.write("config", cfg)
 	o := e.otherMount()
 	o.write("config", cfg)
-	a, _ := e.b.account(context.Background(), e.s)
-	b, _ := o.b.account(context.Background(), o.s)
-	if a.fingerprint == b.fingerprint {
+	a, _ := e.b.slot.Account(context.Background(), e.s)
+	b, _ := o.b.slot.Account(context.Background(), o.s)
+	if a.ID() == b.ID() {
 		t.Fatal("two mounts' fingerprints of one account are equal: the fingerprint is not keyed per mount")
 	}
 	lease := e.read("token", nil)
@@ -73,10 +74,10 @@ func TestUserNameCaseNamesTheAccountAsUpstreamDoes(t *testing.T) {
 		provider, field string
 		same            bool
 	}{{upstream.PlexTrac, "username", true}, {upstream.Resolver, "email", true}, {upstream.Generic, "username", false}} {
-		a, b := &config{Provider: tc.provider, URL: "http://127.0.0.1:1"}, &config{Provider: tc.provider, URL: "http://127.0.0.1:1"}
-		*fieldByName[tc.field].ref(a).(*string) = "svc@acme.com"
-		*fieldByName[tc.field].ref(b).(*string) = "Svc@Acme.COM"
-		if got := a.fingerprint(key) == b.fingerprint(key); got != tc.same {
+		a, b := &session.Config{Provider: tc.provider, URL: "http://127.0.0.1:1"}, &session.Config{Provider: tc.provider, URL: "http://127.0.0.1:1"}
+		*session.FieldByName[tc.field].Ref(a).(*string) = "svc@acme.com"
+		*session.FieldByName[tc.field].Ref(b).(*string) = "Svc@Acme.COM"
+		if got := a.Fingerprint(key) == b.Fingerprint(key); got != tc.same {
 			t.Errorf("%s: %s in another case is the same account: %v, want %v", tc.provider, tc.field, got, tc.same)
 		}
 	}
@@ -147,12 +148,12 @@ func TestTheUpstreamHostIsPartOfTheAccount(t *testing.T) {
 // api_key, the default body with a user name and headers, a body with a user and an api_key.
 func TestFingerprintsOutsideTheNewRuleAreUnchanged(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	for want, c := range map[string]*config{
+	for want, c := range map[string]*session.Config{
 		"v2:a3f5278341b8c185c0a4ad329bc8d012": {Provider: "generic", URL: "https://api.example.com/v1", LoginPath: "/login", LoginBody: `{"key": {{json .api_key}}}`, APIKey: "key-A"},
 		"v2:d55ee598d38a64d3f196fa098de47763": {Provider: "generic", URL: "https://api.example.com/v1", LoginPath: "/login", Username: "svc", Password: "pw", Headers: map[string]string{"X-A": "1"}},
 		"v2:be2be6b0589c43a6dd76101ddc1dbea4": {Provider: "generic", URL: "https://api.example.com/v1", LoginPath: "/login", LoginBody: `{"u": {{json .username}}, "k": {{json .api_key}}}`, Username: "svc", APIKey: "key-A"},
 	} {
-		if got := c.fingerprint(key); got != want {
+		if got := c.Fingerprint(key); got != want {
 			t.Errorf("login_body %q: fingerprint %s, v0.2.0 computed %s", c.LoginBody, got, want)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 )
 
 // FuzzConfigWrite: any write either stores a config whose reads show no secret, or is
@@ -24,7 +25,7 @@ func FuzzConfigWrite(f *testing.F) {
 			"headers": []string{header, "x-fuzz=fuzz-header-secret"}}
 		planted := []string{"fuzz-header-secret"}
 		for k, v := range map[string]string{"password": "fuzz-pass-secret", "api_key": "fuzz-api-key-secret", "totp_secret": "GEZDGNBVGY3TQOJQ"} {
-			if fieldByName[k].takenBy(strings.ToLower(strings.TrimSpace(provider))) {
+			if session.FieldByName[k].TakenBy(strings.ToLower(strings.TrimSpace(provider))) {
 				data[k], planted = v, append(planted, v)
 			}
 		}

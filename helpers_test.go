@@ -505,3 +505,37 @@ func loopbackOnly(t testing.TB) func(address string) error {
 		return fmt.Errorf("test dial check: %s is not loopback", address)
 	}
 }
+
+// What the mount stores, written out here rather than taken from internal/session: these
+// tests pin the stored format, so a key or field renamed in the code must fail them, not be
+// carried along.
+const (
+	configKey         = "config/v2"
+	sessionKey        = "session/v2"
+	totpStepKey       = "totp_step/v2"
+	fingerprintKeyKey = "fingerprint_key"
+	holdKey           = "credentials_hold"
+	legacyConfigKey   = "config"
+	legacySessionKey  = "session"
+	legacyTOTPStepKey = "totp_step"
+	leaseDataKey      = "lease"   // in a lease's InternalData
+	leaseAccountKey   = "account" // in a lease's InternalData
+)
+
+// sessionRecord is the stored session (sessionKey).
+type sessionRecord struct {
+	Format     int            `json:"version"`
+	Account    string         `json:"account"`
+	Value      string         `json:"value"`
+	IssuedAt   time.Time      `json:"issued_at"`
+	ExpiresAt  time.Time      `json:"expires_at"`
+	Extras     map[string]any `json:"extras,omitempty"`
+	ObtainedBy string         `json:"obtained_by"`
+	ObtainedAt time.Time      `json:"obtained_at"`
+}
+
+// totpStepRecord is the stored TOTP step (totpStepKey).
+type totpStepRecord struct {
+	Format int   `json:"version"`
+	Step   int64 `json:"step"`
+}

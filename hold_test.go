@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 )
 
@@ -28,8 +29,8 @@ func TestHoldStopsLoginsForADay(t *testing.T) {
 		_ = e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s})
 		_, _ = e.do(logical.ReadOperation, "token", nil)
 	}
-	if st := e.sim.Stats(sim.PlexTrac); st.LoginFailures != defaultMaxRefusedLogins {
-		t.Fatalf("refused logins in 24 h: %d, want %d", st.LoginFailures, defaultMaxRefusedLogins)
+	if st := e.sim.Stats(sim.PlexTrac); st.LoginFailures != session.DefaultMaxRefusedLogins {
+		t.Fatalf("refused logins in 24 h: %d, want %d", st.LoginFailures, session.DefaultMaxRefusedLogins)
 	}
 	if n := strings.Count(e.logs.String(), "[ERROR] holding"); n != 1 {
 		t.Errorf("the change to held was logged %d times at error level, want once", n)
@@ -48,7 +49,7 @@ func TestHoldSurvivesAReload(t *testing.T) {
 	revokeDemoPassword(e)
 	e.clock.Advance(15 * time.Minute) // the session expired: the next read logs in
 	e.readFailure("token")            // refused once
-	e.b.reset()
+	e.b.slot.Reset()
 	e.clock.Advance(10 * time.Minute)
 	e.readFailure("token") // twice: held
 	restarted, _, _ := e.newMount(e.s, nil)
@@ -96,13 +97,13 @@ func TestConfigWritesWhileHeld(t *testing.T) {
 	if after.AuthCalls-before.AuthCalls != 1 {
 		t.Fatalf("writes while held made %d upstream calls, want 1 (the write with credentials)", after.AuthCalls-before.AuthCalls)
 	}
-	if h, _ := readHold(context.Background(), e.s); !h.Held || h.Refused != 2 {
+	if h, _ := session.ReadHold(context.Background(), e.s); !h.Held || h.Refused != 2 {
 		t.Fatalf("hold after a refused attempt: %+v, want held with 2 refusals", h)
 	}
 	e.sim.AddDemoUsers() // fixed upstream
 	e.clock.Advance(time.Minute)
 	e.write("config", map[string]any{"password": sim.DemoPlexTracPassword})
-	if h, _ := readHold(context.Background(), e.s); h.Held || h.Refused != 0 {
+	if h, _ := session.ReadHold(context.Background(), e.s); h.Held || h.Refused != 0 {
 		t.Fatalf("hold after a good login: %+v", h)
 	}
 	e.read("token", nil)
@@ -114,7 +115,7 @@ func TestNewCredentialsWithoutACheckEndTheHold(t *testing.T) {
 	e := heldAfterOneRefusal(t)
 	e.sim.AddDemoUsers() // fixed upstream
 	e.write("config", map[string]any{"password": sim.DemoPlexTracPassword, "verify": false})
-	if h, _ := readHold(context.Background(), e.s); h != (credentialsHold{}) {
+	if h, _ := session.ReadHold(context.Background(), e.s); h != (session.Hold{}) {
 		t.Fatalf("hold after new credentials: %+v, want none", h)
 	}
 	e.read("token", nil) // logs in
@@ -175,10 +176,11 @@ func TestRefreshGoesOnWhileHeld(t *testing.T) {
 	e := newEnv(t)
 	e.write("config", e.plextracConfig(false))
 	first := e.read("token", nil).Data["token"]
-	a, _ := e.b.account(context.Background(), e.s)
-	a.mu.Lock()
-	a.hold = credentialsHold{Refused: 3, Held: true, Reason: "test", At: e.clock.Now()}
-	a.mu.Unlock()
+	held, err := logical.StorageEntryJSON(holdKey, session.Hold{Format: 1, Refused: 3, Held: true, Reason: "test", At: e.clock.Now()})
+	if err != nil || e.s.Put(context.Background(), held) != nil {
+		t.Fatal(err)
+	}
+	e.b.slot.Reset() // as another node's hold reaches this one (invalidate): loaded with the session
 	e.clock.Advance(11 * time.Minute)
 	if got := e.read("token", nil); got.Data["token"] == first || len(got.Warnings) != 0 {
 		t.Fatalf("a valid token was not refreshed while held: %v", got.Warnings)
@@ -194,7 +196,7 @@ func TestMisconfiguredMFAHoldsAtOnce(t *testing.T) {
 	if code != 502 || !strings.Contains(msg, "requires MFA") {
 		t.Fatalf("%d %q", code, msg)
 	}
-	h, _ := readHold(context.Background(), e.s)
+	h, _ := session.ReadHold(context.Background(), e.s)
 	if !h.Held || h.Refused != 0 {
 		t.Fatalf("hold %+v, want held with no refusal counted", h)
 	}
@@ -248,7 +250,7 @@ func TestReplacedAccountsRefusalHoldsNothing(t *testing.T) {
 	e.write("config", map[string]any{"password": "rotated-elsewhere", "verify": false})
 	close(release) // upstream refuses the old password
 	<-reading
-	if h, _ := readHold(context.Background(), e.s); h != (credentialsHold{}) {
+	if h, _ := session.ReadHold(context.Background(), e.s); h != (session.Hold{}) {
 		t.Fatalf("the replaced account's refusal was stored: %+v", h)
 	}
 	restarted, _, _ := e.newMount(e.s, nil)
@@ -272,7 +274,7 @@ func TestAFailedConfigWriteKeepsTheHold(t *testing.T) {
 		if err == nil && !resp.IsError() {
 			t.Fatalf("verify=%v: the config write succeeded on storage that fails it", verify)
 		}
-		if h, _ := readHold(context.Background(), e.s); !h.Held {
+		if h, _ := session.ReadHold(context.Background(), e.s); !h.Held {
 			t.Fatalf("verify=%v: the hold is gone after a config write that stored nothing: %+v", verify, h)
 		}
 		before := e.sim.Stats(sim.PlexTrac).AuthCalls
@@ -311,7 +313,7 @@ func TestARefusalCountSurvivesAnOutage(t *testing.T) {
 			e.clock.Advance(15 * time.Minute) // the session expired: each read logs in
 			refusals := func(want int, what string) {
 				t.Helper()
-				if h, _ := readHold(context.Background(), e.s); h.Refused != want || h.Held != (want >= defaultMaxRefusedLogins) {
+				if h, _ := session.ReadHold(context.Background(), e.s); h.Refused != want || h.Held != (want >= session.DefaultMaxRefusedLogins) {
 					t.Fatalf("after %s: %+v, want %d refusals", what, h, want)
 				}
 			}
@@ -404,7 +406,7 @@ func TestARefusalDuringTheConfigWriteHoldsNothing(t *testing.T) {
 	if resp := <-writing; resp.IsError() {
 		t.Fatalf("config write: %s", errText(resp))
 	}
-	if h, _ := readHold(context.Background(), e.s); h != (credentialsHold{}) {
+	if h, _ := session.ReadHold(context.Background(), e.s); h != (session.Hold{}) {
 		t.Fatalf("the old password's refusal holds the new one: %+v", h)
 	}
 	e.read("token", nil)
@@ -437,8 +439,8 @@ func TestRefusalsInTheProvidersOwnFormHold(t *testing.T) {
 				_ = e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s})
 				_, _ = e.do(logical.ReadOperation, "token", nil)
 			}
-			if st := e.sim.Stats(tc.fault.Provider); st.Faults != defaultMaxRefusedLogins {
-				t.Errorf("refused answers in 6 h: %d, want %d", st.Faults, defaultMaxRefusedLogins)
+			if st := e.sim.Stats(tc.fault.Provider); st.Faults != session.DefaultMaxRefusedLogins {
+				t.Errorf("refused answers in 6 h: %d, want %d", st.Faults, session.DefaultMaxRefusedLogins)
 			}
 			if status := e.read("status", nil).Data; status["health"] != "held" {
 				t.Errorf("status health %v, want held", status["health"])
@@ -479,7 +481,7 @@ func TestARefusedCheckCountsBesideAReadersRefusal(t *testing.T) {
 	if n := e.sim.Stats(sim.PlexTrac).LoginFailures; n != 2 {
 		t.Fatalf("setup: %d refused logins, want 2", n)
 	}
-	h, err := readHold(context.Background(), e.s)
+	h, err := session.ReadHold(context.Background(), e.s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +502,7 @@ func TestAWriteThatCannotEndTheHoldStoresNothing(t *testing.T) {
 	e.write("config", with(cfg, "verify", false))
 	revokeDemoPassword(e)
 	_, _ = e.do(logical.ReadOperation, "token", nil) // refused: held
-	if h, _ := readHold(context.Background(), mem); !h.Held {
+	if h, _ := session.ReadHold(context.Background(), mem); !h.Held {
 		t.Fatal("setup: not held")
 	}
 	e.b, e.s, e.logs = e.newMount(undeletable{mem, holdKey}, nil)
@@ -508,8 +510,8 @@ func TestAWriteThatCannotEndTheHoldStoresNothing(t *testing.T) {
 	if err == nil && (resp == nil || !resp.IsError()) {
 		t.Fatal("setup: the write succeeded")
 	}
-	c, _ := readConfig(context.Background(), mem)
+	c, _ := session.ReadConfig(context.Background(), mem)
 	if c.Password == "rotated-elsewhere" {
-		t.Fatalf("the write failed (%v), yet the new password is stored (and the mount still holds: %v)", err, func() bool { h, _ := readHold(context.Background(), mem); return h.Held }())
+		t.Fatalf("the write failed (%v), yet the new password is stored (and the mount still holds: %v)", err, func() bool { h, _ := session.ReadHold(context.Background(), mem); return h.Held }())
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
@@ -32,7 +33,7 @@ func TestEveryAcceptedBudgetLetsALoginThrough(t *testing.T) {
 					if st := e.sim.Stats(sim.PlexTrac); st.AuthCalls != 0 {
 						t.Fatalf("the refused write sent %d auth calls", st.AuthCalls)
 					}
-					if cfg, err := readConfig(t.Context(), e.s); err != nil || cfg != nil {
+					if cfg, err := session.ReadConfig(t.Context(), e.s); err != nil || cfg != nil {
 						t.Fatalf("the refused write stored a config: %v", err)
 					}
 					return

@@ -1,7 +1,6 @@
 package sessiontoken
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,9 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -51,7 +48,7 @@ func (c *checkSpacing) note(attempt string, err error) {
 			c.makeRoom(now)
 		}
 		f.failures++
-		f.retryAt = now.Add(failureBackoff(f.failures))
+		f.retryAt = now.Add(session.FailureBackoff(f.failures))
 		if c.failed == nil {
 			c.failed = map[string]failedCheck{}
 		}
@@ -114,7 +111,7 @@ var checkKeyKey = func() []byte {
 // that make the login (where it goes, how, as whom, with which secrets). It lists what the
 // login uses: a field left off makes a changed login look the same (spaced, fails closed),
 // never a retry of the same login look new.
-func (c *config) checkKey() string {
+func checkKey(c *session.Config) string {
 	login := []any{c.Provider, c.URL, c.CACert, c.AllowInsecureHTTP, c.RequestTimeoutSeconds,
 		c.Username, c.Email, c.OrgID, c.Password, c.APIKey, c.TOTPSecret, c.Headers,
 		c.LoginMethod, c.LoginPath, c.LoginBody, c.TokenField, c.ExpiryField, c.AuthScheme}
@@ -122,30 +119,4 @@ func (c *config) checkKey() string {
 	m := hmac.New(sha256.New, checkKeyKey)
 	m.Write(b)
 	return hex.EncodeToString(m.Sum(nil))
-}
-
-// countCheck records how a config write's login check ended in the stored hold, for a write
-// that is not (yet) storing its config. The count is read again and written under the session
-// gate's write lock: a reader's refusal that was stored while the check was upstream counts
-// too, rather than being overwritten by a count read before the check. The loaded account
-// keeps the result in memory. The caller holds configMu.
-func (b *backend) countCheck(ctx context.Context, s logical.Storage, err error, max int) error {
-	return b.sessionGate.WithWrite(func(gate.Write) error {
-		s := boundedStorage{s, b.storageTimeout}
-		h, rerr := readHold(ctx, s)
-		if rerr != nil {
-			return rerr
-		}
-		h, changed := h.next(err, max, b.clock.Now())
-		if !changed {
-			return nil
-		}
-		if werr := writeHold(ctx, s, h); werr != nil {
-			return werr
-		}
-		if a, _ := b.loaded(); a != nil {
-			a.setHold(h)
-		}
-		return nil
-	})
 }

@@ -122,8 +122,8 @@ func newMountMetrics() *mountMetrics {
 	return m
 }
 
-// observeUpstream is upstream.Deps.Observe: it counts one upstream call.
-func (m *mountMetrics) observeUpstream(kind, outcome string) {
+// ObserveUpstream is upstream.Deps.Observe: it counts one upstream call.
+func (m *mountMetrics) ObserveUpstream(kind, outcome string) {
 	c, ok := m.calls[callKey{kind, outcome}]
 	if !ok { // not in the fixed sets (a new Kind, or a kind/outcome pair not expected): counted under error, never a new label value
 		c, ok = m.calls[callKey{kind, "error"}]
@@ -142,14 +142,17 @@ func startedBy(ctx context.Context, reason authReason) context.Context {
 	return context.WithValue(ctx, authReasonKey{}, reason)
 }
 
-// authSent is upstream.Deps.AuthSent: it counts one auth call under the reason of the request
+// AuthSent is upstream.Deps.AuthSent: it counts one auth call under the reason of the request
 // that started it. Every path that can start one marks its context; a call from an unmarked
 // one is not counted (a test checks that the reasons add up to the upstream's count).
-func (m *mountMetrics) authSent(ctx context.Context) {
+func (m *mountMetrics) AuthSent(ctx context.Context) {
 	if r, ok := ctx.Value(authReasonKey{}).(authReason); ok {
 		m.auth[r].Inc()
 	}
 }
+
+// Waited counts a read or renewal that waited on an upstream call.
+func (m *mountMetrics) Waited() { m.waited.Inc() }
 
 // upstreamCalls is status's upstream_calls: kind -> outcome -> count, the ones above zero.
 func (m *mountMetrics) upstreamCalls() map[string]map[string]int {

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 )
 
@@ -145,7 +146,7 @@ func TestScrapeFollowsHealth(t *testing.T) {
 
 	e.upstreamUp()
 	revokeDemoPassword(e)
-	for range defaultMaxRefusedLogins {
+	for range session.DefaultMaxRefusedLogins {
 		e.clock.Advance(10 * time.Minute) // past the backoff
 		e.readFailure("token")
 	}
@@ -153,8 +154,8 @@ func TestScrapeFollowsHealth(t *testing.T) {
 	e.readFailure("token") // stopped by the hold: not sent
 	_, fams = scrape(t, e)
 	if healthGauge(t, fams) != "held" || value(t, fams, "sessiontoken_credentials_held") != 1 ||
-		value(t, fams, "sessiontoken_credentials_refused_in_a_row") != defaultMaxRefusedLogins ||
-		value(t, fams, "sessiontoken_upstream_calls_total", "kind", "login", "outcome", "rejected") != defaultMaxRefusedLogins ||
+		value(t, fams, "sessiontoken_credentials_refused_in_a_row") != session.DefaultMaxRefusedLogins ||
+		value(t, fams, "sessiontoken_upstream_calls_total", "kind", "login", "outcome", "rejected") != session.DefaultMaxRefusedLogins ||
 		value(t, fams, "sessiontoken_upstream_calls_total", "kind", "login", "outcome", "held") != 1 ||
 		value(t, fams, "sessiontoken_session_expiry_timestamp_seconds") == 0 {
 		t.Errorf("held: health %s, calls %v", healthGauge(t, fams), fams["sessiontoken_upstream_calls_total"])

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 )
 
 // failOn is a storage whose Put or Delete of one key fails.
@@ -62,7 +63,7 @@ func TestAFailedConfigWriteStoresNothingAndLeaksNothing(t *testing.T) {
 	if err == nil && !resp.IsError() {
 		t.Fatal("the write succeeded although its config could not be stored")
 	}
-	if c, _ := readConfig(context.Background(), e.s); c != nil {
+	if c, _ := session.ReadConfig(context.Background(), e.s); c != nil {
 		t.Fatal("a config was stored")
 	}
 	if logouts.Load() != 1 || loggedOut.Load() != "Bearer opaque-check-token" {
@@ -73,7 +74,7 @@ func TestAFailedConfigWriteStoresNothingAndLeaksNothing(t *testing.T) {
 	if err != nil || resp.IsError() {
 		t.Fatalf("a legacy key that could not be deleted failed the write: %v %v", err, errText(resp))
 	}
-	if c, _ := readConfig(context.Background(), e.s); c == nil {
+	if c, _ := session.ReadConfig(context.Background(), e.s); c == nil {
 		t.Fatal("the config was not stored")
 	}
 	if !strings.Contains(e.logs.String(), "could not delete") {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
@@ -398,7 +399,7 @@ func TestConfigDeleteRemovesEveryRecordOfTheAccount(t *testing.T) {
 				if err := e.s.Put(context.Background(), &logical.StorageEntry{Key: key, Value: []byte(value)}); err != nil {
 					t.Fatal(err)
 				}
-				e.b.reset()
+				e.b.slot.Reset()
 				_, err := e.do(logical.ReadOperation, "token", nil)
 				if err == nil || !strings.Contains(err.Error(), "delete config and write it again") {
 					t.Fatalf("read with a %s %s: %v, want the advice to delete config and write it again", name, key, err)
@@ -473,7 +474,7 @@ func TestADeleteThatFailsHalfwayLetsNoOldLeaseRenew(t *testing.T) {
 		if _, err := e.do(logical.DeleteOperation, "config", nil); err == nil {
 			t.Fatalf("setup: the delete succeeded though %s could not be deleted", k)
 		}
-		if c, _ := readConfig(context.Background(), mem); c != nil {
+		if c, _ := session.ReadConfig(context.Background(), mem); c != nil {
 			continue // the config is still there: the delete did not end the account
 		}
 		e.b, e.s, e.logs = e.newMount(mem, nil) // storage is back

@@ -61,7 +61,7 @@ func (b *backend) metricsRead(ctx context.Context, req *logical.Request, d *fram
 	}
 	// Loads the account if this node has not yet, so that a scrape right after a restart
 	// shows the stored session and hold. No config: only the counters and configured 0.
-	if _, err := b.account(ctx, req.Storage); err != nil {
+	if _, err := b.slot.Account(ctx, req.Storage); err != nil {
 		return nil, err
 	}
 	families, err := b.metrics.reg.Gather()
@@ -135,34 +135,32 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	c.b.mu.RLock()
-	a := c.b.acct
-	c.b.mu.RUnlock()
+	a, _ := c.b.slot.Loaded()
 	if a == nil {
 		gauge(descConfigured, 0)
 		return
 	}
 	gauge(descConfigured, 1)
 	now := c.b.clock.Now()
-	st := a.snapshot()
+	st := a.Snapshot()
 	var expiry, obtained float64
-	if st.tok != nil {
-		expiry, obtained = unixOrZero(st.tok.ExpiresAt), unixOrZero(st.tok.ObtainedAt)
+	if st.Token != nil {
+		expiry, obtained = unixOrZero(st.Token.ExpiresAt), unixOrZero(st.Token.ObtainedAt)
 	}
 	gauge(descExpiry, expiry)
 	gauge(descObtained, obtained)
-	health, _, _ := st.health(a.usable(st.tok))
+	health, _, _ := health(st, a.Usable(st.Token))
 	for _, s := range healthStates {
 		gauge(descHealth, boolFloat(s == health), s)
 	}
-	gauge(descHeld, boolFloat(st.hold.Held))
-	gauge(descRefused, float64(st.hold.Refused))
-	gauge(descBackoffEnd, unixIfAfter(st.retryAt, now))
-	ls := a.prov.Limiter().State(now)
+	gauge(descHeld, boolFloat(st.Hold.Held))
+	gauge(descRefused, float64(st.Hold.Refused))
+	gauge(descBackoffEnd, unixIfAfter(st.RetryAt, now))
+	ls := a.Provider().Limiter().State(now)
 	gauge(descBudget, float64(ls.PerMinute))
 	gauge(descTokensLeft, max(ls.TokensLeft, 0))
 	gauge(descBlockedUntil, unixIfAfter(ls.BlockedUntil, now))
-	gauge(descKeptWarm, boolFloat(c.b.keepsWarm(a, st.tok, now)))
+	gauge(descKeptWarm, boolFloat(c.b.keepsWarm(a, st.Token, now)))
 }
 
 func boolFloat(b bool) float64 {

@@ -46,9 +46,6 @@ func (b *backend) pathRotate() *framework.Path {
 	}
 }
 
-// obtainedByRotate marks the session token a rotate obtained, in status and in the session.
-const obtainedByRotate = "rotate"
-
 var rotateFields = map[string]*framework.FieldSchema{
 	"issued_at":        {Type: framework.TypeString, Description: "The new token's issue time, RFC 3339."},
 	"expires_at":       {Type: framework.TypeString, Description: "The new token's expiry, RFC 3339."},
@@ -67,34 +64,34 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 		return nil, err
 	}
 	defer unlock()
-	a, err := b.account(ctx, req.Storage)
+	a, err := b.slot.Account(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	if a == nil {
 		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
-	attempt := a.cfg.checkKey() // spaced like the config's login check, sharing its record
-	if err := b.checks.spaced(attempt, a.cfg.Provider, a.prov.Host(), "fix what the last error named, then write rotate again"); err != nil {
+	attempt := checkKey(a.Config()) // spaced like the config's login check, sharing its record
+	if err := b.checks.spaced(attempt, a.Config().Provider, a.Provider().Host(), "fix what the last error named, then write rotate again"); err != nil {
 		return upstreamFailure(err)
 	}
 	// The outcome is noted by the shared call itself, which runs to its end even when this
 	// request ends first (a client timeout shorter than the login): a loop of such rotates is
 	// spaced too.
-	prev, t, err := a.rotate(startedBy(ctx, authByRotate), req.Storage, func(err error) { b.checks.note(attempt, err) })
+	prev, t, err := a.Rotate(startedBy(ctx, authByRotate), req.Storage, func(err error) { b.checks.note(attempt, err) })
 	if err != nil {
 		return upstreamFailure(err)
 	}
 	data := map[string]any{"issued_at": rfc3339(t.IssuedAt), "expires_at": rfc3339(t.ExpiresAt), "obtained_by": t.ObtainedBy, "previous_revoked": false}
 	resp := &logical.Response{Data: data}
 	if d.Get("revoke_previous").(bool) && prev != nil && prev.Value != t.Value {
-		lctx, cancel := context.WithTimeout(ctx, a.cfg.requestTimeout())
+		lctx, cancel := context.WithTimeout(ctx, a.Config().RequestTimeout())
 		defer cancel()
-		switch err := a.prov.Logout(lctx, prev.Value); {
-		case err == nil && a.cfg.Provider == upstream.Generic && a.cfg.LogoutPath != "":
+		switch err := a.Provider().Logout(lctx, prev.Value); {
+		case err == nil && a.Config().Provider == upstream.Generic && a.Config().LogoutPath != "":
 			data["previous_revoked"] = true
 		case err == nil:
-			resp.AddWarning("provider " + a.cfg.Provider + " has no logout: the replaced token stays valid upstream until it expires at " + prev.ExpiresAt.UTC().Format(time.RFC3339))
+			resp.AddWarning("provider " + a.Config().Provider + " has no logout: the replaced token stays valid upstream until it expires at " + prev.ExpiresAt.UTC().Format(time.RFC3339))
 		default:
 			resp.AddWarning("the replaced token could not be ended upstream; it stays valid until it expires: " + err.Error())
 		}

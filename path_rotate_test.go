@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 )
 
@@ -63,7 +64,7 @@ func TestRotateEndsAHoldAndRespectsTheBudget(t *testing.T) {
 	if resp := e.write("rotate", nil); resp.Data["expires_at"] == nil {
 		t.Fatalf("rotate: %v", resp.Data)
 	}
-	if h, _ := readHold(context.Background(), e.s); h != (credentialsHold{}) {
+	if h, _ := session.ReadHold(context.Background(), e.s); h != (session.Hold{}) {
 		t.Fatalf("hold after rotate: %+v", h)
 	}
 	if d := e.read("status", nil).Data; d["health"] != "ok" {
@@ -146,7 +147,7 @@ func TestRotateIsSpacedLikeAFailedConfigCheck(t *testing.T) {
 	if st := e.sim.Stats(sim.PlexTrac); st.LoginFailures != 1 {
 		t.Fatalf("refused logins %d, want 1", st.LoginFailures)
 	}
-	e.clock.Advance(firstFailureBackoff)
+	e.clock.Advance(session.FirstFailureBackoff)
 	e.sim.AddDemoUsers() // fixed upstream: the next rotate, once the spacing is over, logs in
 	if resp := e.write("rotate", nil); resp.Data["expires_at"] == nil {
 		t.Fatalf("rotate after the spacing: %v", resp.Data)

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -63,7 +64,7 @@ func rfc3339(t time.Time) any {
 }
 
 func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	a, err := b.account(ctx, req.Storage)
+	a, err := b.slot.Account(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
@@ -71,32 +72,32 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 		return logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
 	now := b.clock.Now()
-	st := a.snapshot()
-	t := st.tok
+	st := a.Snapshot()
+	t := st.Token
 	session := map[string]any{"state": "none"}
 	if t != nil {
 		session = map[string]any{"state": "valid", "issued_at": rfc3339(t.IssuedAt), "expires_at": rfc3339(t.ExpiresAt),
-			"ttl": int(t.ExpiresAt.Sub(now).Seconds()), "obtained_by": t.ObtainedBy, "last_refresh": rfc3339(st.lastRefresh)}
-		if !a.usable(t) {
+			"ttl": int(t.ExpiresAt.Sub(now).Seconds()), "obtained_by": t.ObtainedBy, "last_refresh": rfc3339(st.LastRefresh)}
+		if !a.Usable(t) {
 			session["state"] = "expired"
 		}
 	}
-	health, reason, action := st.health(a.usable(t))
-	data := map[string]any{"provider": a.cfg.Provider, "url": a.cfg.URL, "session": session,
+	health, reason, action := health(st, a.Usable(t))
+	data := map[string]any{"provider": a.Config().Provider, "url": a.Config().URL, "session": session,
 		"health": health, "reason": reason, "action": action,
 		"upstream_calls": b.metrics.upstreamCalls(), "reads_waited_on_upstream": int64(counterValue(b.metrics.waited))}
-	if st.lastErr != nil {
-		data["last_error"] = st.lastErr.Error()
-		data["last_error_at"] = rfc3339(st.lastErrAt)
-		if st.retryAt.After(now) {
-			data["retry_after"] = rfc3339(st.retryAt)
+	if st.LastErr != nil {
+		data["last_error"] = st.LastErr.Error()
+		data["last_error_at"] = rfc3339(st.LastErrAt)
+		if st.RetryAt.After(now) {
+			data["retry_after"] = rfc3339(st.RetryAt)
 		}
 	}
-	data["credentials_hold"] = map[string]any{"held": st.hold.Held, "refused_in_a_row": st.hold.Refused,
-		"max_refused_logins": a.cfg.maxRefusedLogins(), "since": rfc3339(st.hold.Since), "last_refused_at": rfc3339(st.hold.At)}
-	ls := a.prov.Limiter().State(now)
-	data["limiter"] = map[string]any{"host": a.prov.Host(), "max_auth_per_minute": ls.PerMinute, "rule": ls.Rule(),
-		"mounts_on_host": ls.Mounts, "this_mount_asked": a.cfg.MaxAuthPerMinute,
+	data["credentials_hold"] = map[string]any{"held": st.Hold.Held, "refused_in_a_row": st.Hold.Refused,
+		"max_refused_logins": a.Config().RefusalsBeforeHold(), "since": rfc3339(st.Hold.Since), "last_refused_at": rfc3339(st.Hold.At)}
+	ls := a.Provider().Limiter().State(now)
+	data["limiter"] = map[string]any{"host": a.Provider().Host(), "max_auth_per_minute": ls.PerMinute, "rule": ls.Rule(),
+		"mounts_on_host": ls.Mounts, "this_mount_asked": a.Config().MaxAuthPerMinute,
 		"tokens_left": int(ls.TokensLeft), "blocked_until": rfc3339(ls.BlockedUntil)}
 	data["keep_warm"] = b.warmth(a, t, now)
 	return &logical.Response{Data: data}, nil
@@ -104,20 +105,20 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 
 // warmth is status's keep_warm: whether the periodic run keeps the session t warm, until
 // when, and why.
-func (b *backend) warmth(a *account, t *upstream.Token, now time.Time) map[string]any {
+func (b *backend) warmth(a *session.Account, t *upstream.Token, now time.Time) map[string]any {
 	out := map[string]any{"kept_warm": false, "until": nil, "last_served": rfc3339(b.servedAt())}
 	switch {
 	case !b.WriteSafeReplicationState():
 		out["reason"] = "this node does not run the periodic refresh (a standby or performance secondary): the active node decides, from the requests it handles"
 	case t == nil:
 		out["reason"] = "no session: the first read logs in"
-	case a.cfg.keepWarm(t) == 0:
+	case a.Config().KeepWarm(t) == 0:
 		out["reason"] = "keep_warm is 0: the session is never refreshed ahead; a read that needs a newer token refreshes it"
 	case b.keepsWarm(a, t, now):
-		out["kept_warm"], out["until"] = true, rfc3339(b.servedAt().Add(a.cfg.keepWarm(t)))
-		out["reason"] = fmt.Sprintf("read within keep_warm (%s): the periodic run refreshes the session ahead of expiry until then", a.cfg.keepWarm(t))
+		out["kept_warm"], out["until"] = true, rfc3339(b.servedAt().Add(a.Config().KeepWarm(t)))
+		out["reason"] = fmt.Sprintf("read within keep_warm (%s): the periodic run refreshes the session ahead of expiry until then", a.Config().KeepWarm(t))
 	default:
-		out["reason"] = fmt.Sprintf("no token or static-token read or lease renewal on this node within keep_warm (%s): the session lapses, and the next reader refreshes it or logs in", a.cfg.keepWarm(t))
+		out["reason"] = fmt.Sprintf("no token or static-token read or lease renewal on this node within keep_warm (%s): the session lapses, and the next reader refreshes it or logs in", a.Config().KeepWarm(t))
 	}
 	return out
 }
@@ -125,24 +126,24 @@ func (b *backend) warmth(a *account, t *upstream.Token, now time.Time) map[strin
 // health says how the mount is doing, for status and metrics: held wins over failing, which
 // wins over degraded. A mount that has never been read (no session, no error) is ok: nothing
 // has failed, and its first read logs in.
-func (st accountState) health(usable bool) (health, reason, action string) {
+func health(st session.State, usable bool) (health, reason, action string) {
 	switch {
-	case st.hold.Held:
-		why := fmt.Sprintf("upstream refused the stored credentials %d times in a row, the last at %s", st.hold.Refused, rfc3339(st.hold.At))
-		if st.hold.Misconfigured {
-			why = "the config cannot log in: " + st.hold.Reason
+	case st.Hold.Held:
+		why := fmt.Sprintf("upstream refused the stored credentials %d times in a row, the last at %s", st.Hold.Refused, rfc3339(st.Hold.At))
+		if st.Hold.Misconfigured {
+			why = "the config cannot log in: " + st.Hold.Reason
 		}
 		return "held", why + "; the plugin stopped logging in to protect the account",
 			"fix the account or config, then write the credentials to config, or write rotate"
-	case !usable && st.lastErr != nil && st.failures > 0:
+	case !usable && st.LastErr != nil && st.Failures > 0:
 		return "failing", "no token can be served: the last attempt failed", "see last_error; readers get errors until the upstream answers"
-	case usable && st.failures > 0:
-		return "degraded", fmt.Sprintf("serving a valid token (it expires at %s) while refreshes fail", rfc3339(st.tok.ExpiresAt)),
+	case usable && st.Failures > 0:
+		return "degraded", fmt.Sprintf("serving a valid token (it expires at %s) while refreshes fail", rfc3339(st.Token.ExpiresAt)),
 			"see last_error before the token expires"
-	case st.tok == nil:
+	case st.Token == nil:
 		return "ok", "no session yet: the first read logs in", "none"
 	case !usable:
 		return "ok", "the token expired while nothing read the mount: the next read logs in", "none"
 	}
-	return "ok", fmt.Sprintf("serving a token that expires at %s", rfc3339(st.tok.ExpiresAt)), "none"
+	return "ok", fmt.Sprintf("serving a token that expires at %s", rfc3339(st.Token.ExpiresAt)), "none"
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 )
 
 const pathTokenHelpSyn = `Read the account's current upstream token as a lease.`
@@ -51,13 +52,13 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 		b.metrics.readFailed(readToken, err)
 		return nil, err
 	}
-	ttl := leaseEnd(r.tok.ExpiresAt).Sub(b.clock.Now())
+	ttl := session.LeaseEnd(r.tok.ExpiresAt).Sub(b.clock.Now())
 	data := maps.Clone(sv.data)
 	data["ttl"] = int(ttl.Seconds())
 	// What framework.Secret.Response builds, without its copy of InternalData: reads are hot.
 	resp = &logical.Response{Data: data, Secret: &logical.Secret{
 		LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: true},
-		InternalData: map[string]any{"secret_type": secretTokenType, leaseDataKey: sv.lease, leaseAccountKey: sv.account},
+		InternalData: map[string]any{"secret_type": secretTokenType, session.LeaseDataKey: sv.lease, session.LeaseAccountKey: sv.account},
 	}}
 	r.warn(resp)
 	b.metrics.readDone(readToken, r.refreshErr != nil)

@@ -7,13 +7,14 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // sharedRead is the mount's shared token as a read serves it, with the least life it was read
-// with (readFloor) and the refresh error, if the token is served in spite of one.
+// with (session.ReadFloor) and the refresh error, if the token is served in spite of one.
 type sharedRead struct {
-	a          *account
+	a          *session.Account
 	tok        *upstream.Token
 	floor      time.Duration
 	refreshErr error
@@ -30,33 +31,33 @@ func (r sharedRead) warn(resp *logical.Response) {
 // are the request's answer. (A value, not a pointer: reads are hot.)
 func (b *backend) readShared(ctx context.Context, req *logical.Request, d *framework.FieldData) (sharedRead, *logical.Response, error) {
 	b.noteServed()
-	a, err := b.account(ctx, req.Storage)
+	a, err := b.slot.Account(ctx, req.Storage)
 	if err != nil {
 		return sharedRead{}, nil, err
 	}
 	if a == nil {
 		return sharedRead{}, logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
-	want := a.cfg.minTTL()
+	want := a.Config().MinTTL()
 	if v, ok := d.GetOk("min_ttl"); ok {
 		if want = time.Duration(v.(int)) * time.Second; want < 0 {
 			return sharedRead{}, logical.ErrorResponse("min_ttl: must not be negative"), nil
 		}
 	}
-	t, err := a.get(startedBy(ctx, authByReader), req.Storage, func(t *upstream.Token) bool {
-		return t.ExpiresAt.Sub(b.clock.Now()) >= readFloor(t, want)
+	t, err := a.Get(startedBy(ctx, authByReader), req.Storage, func(t *upstream.Token) bool {
+		return t.ExpiresAt.Sub(b.clock.Now()) >= session.ReadFloor(t, want)
 	})
 	if t == nil {
 		resp, err := upstreamFailure(err)
 		return sharedRead{}, resp, err
 	}
-	return sharedRead{a: a, tok: t, floor: readFloor(t, want), refreshErr: err}, nil, nil
+	return sharedRead{a: a, tok: t, floor: session.ReadFloor(t, want), refreshErr: err}, nil, nil
 }
 
 // readAnswer is what reads return for one token, built once: reads are hot, and the shared
 // token changes only every few minutes.
 type readAnswer struct {
-	a          *account
+	a          *session.Account
 	tok        *upstream.Token
 	data       map[string]any // tokenData; its ttl is set per read
 	lease      any            // the token's leaseData, encoded for the lease's InternalData
@@ -65,29 +66,29 @@ type readAnswer struct {
 }
 
 // answerFor is a's answer for t, from the cache while t is a's session token.
-func (b *backend) answerFor(a *account, t *upstream.Token) (*readAnswer, error) {
+func (b *backend) answerFor(a *session.Account, t *upstream.Token) (*readAnswer, error) {
 	if sv := b.answers.Load(); sv != nil && sv.a == a && sv.tok == t {
 		return sv, nil
 	}
-	lease, err := encodeLeaseData(t)
+	lease, err := session.EncodeLeaseData(t)
 	if err != nil {
 		return nil, err
 	}
-	sv := &readAnswer{a: a, tok: t, data: a.tokenData(t), lease: lease, account: a.fingerprint,
+	sv := &readAnswer{a: a, tok: t, data: tokenData(a, b.clock.Now(), t), lease: lease, account: a.ID(),
 		obtainedAt: t.ObtainedAt.UTC().Format(time.RFC3339Nano)}
 	b.answers.Store(sv)
 	return sv, nil
 }
 
 // tokenData is what a read or renewal returns for t.
-func (a *account) tokenData(t *upstream.Token) map[string]any {
+func tokenData(a *session.Account, now time.Time, t *upstream.Token) map[string]any {
 	data := map[string]any{
 		"token":         t.Value,
-		"authorization": a.prov.Authorization(t.Value),
+		"authorization": a.Provider().Authorization(t.Value),
 		"expires_at":    t.ExpiresAt.UTC().Format(time.RFC3339),
 		"issued_at":     t.IssuedAt.UTC().Format(time.RFC3339),
-		"ttl":           int(leaseEnd(t.ExpiresAt).Sub(a.clock.Now()).Seconds()),
-		"provider":      a.cfg.Provider,
+		"ttl":           int(session.LeaseEnd(t.ExpiresAt).Sub(now).Seconds()),
+		"provider":      a.Config().Provider,
 	}
 	for k, v := range t.Extras {
 		data[k] = v

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -40,7 +41,7 @@ func (b *backend) countRenewal(renew framework.OperationFunc) framework.Operatio
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 		var before any
 		if req.Secret != nil {
-			before = req.Secret.InternalData[leaseDataKey]
+			before = req.Secret.InternalData[session.LeaseDataKey]
 		}
 		resp, err := renew(ctx, req, d)
 		switch {
@@ -49,7 +50,7 @@ func (b *backend) countRenewal(renew framework.OperationFunc) framework.Operatio
 			b.metrics.renewals[renewError].Inc()
 		case resp == nil || resp.IsError():
 			b.metrics.renewals[renewRefused].Inc()
-		case leaseChanged(before, req.Secret.InternalData[leaseDataKey]):
+		case leaseChanged(before, req.Secret.InternalData[session.LeaseDataKey]):
 			b.metrics.renewals[renewNewToken].Inc()
 		default:
 			b.metrics.renewals[renewSameToken].Inc()
@@ -73,36 +74,36 @@ func leaseChanged(before, after any) bool {
 // second.
 func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	b.noteServed()
-	leased, stamp, err := decodeLease(req.Secret.InternalData, req.Data)
+	leased, stamp, err := session.DecodeLease(req.Secret.InternalData, req.Data)
 	if err != nil {
 		return logical.ErrorResponse("cannot renew: %s; read the token path again", err), nil
 	}
-	a, err := b.account(ctx, req.Storage)
+	a, err := b.slot.Account(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	if a == nil {
 		return logical.ErrorResponse("cannot renew: this mount is no longer configured"), nil
 	}
-	if !a.owns(stamp) {
+	if !a.Owns(stamp) {
 		return logical.ErrorResponse("cannot renew: the mount's account changed since this lease was issued; read the token path again"), nil
 	}
 	now := b.clock.Now()
-	if cur := a.current(); a.usable(cur) && cur.ObtainedBy == obtainedByRotate && tokenHash(cur.Value) != leased.sha256 {
+	if cur := a.Current(); a.Usable(cur) && cur.ObtainedBy == session.ObtainedByRotate && session.TokenHash(cur.Value) != leased.SHA256 {
 		// An operator rotated the session since this lease got its token: told apart by
 		// identity, since a rotated token may have the same expiry. Hand out the session's
 		// token and end renewability, so the holder moves to it now. (A routine refresh does
 		// not do this: early renewals keep their token until its renewal window.)
 		return b.renewOnto(req, a, cur, now)
 	}
-	if !inLastShare(leased.expiresAt, leased.lifetime(), now) {
+	if !session.InLastShare(leased.ExpiresAt, leased.Lifetime(), now) {
 		return b.renewSame(req, a, leased)
 	}
-	newer, err := a.get(startedBy(ctx, authByRenewal), req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(leased.expiresAt) })
+	newer, err := a.Get(startedBy(ctx, authByRenewal), req.Storage, func(t *upstream.Token) bool { return t.ExpiresAt.After(leased.ExpiresAt) })
 	if newer == nil {
 		return nil, renewFailure(err)
 	}
-	if !newer.ExpiresAt.After(leased.expiresAt) {
+	if !newer.ExpiresAt.After(leased.ExpiresAt) {
 		// The refresh did not give a later token (it failed, or upstream gave no longer life):
 		// the leased token until it ends, and no more renewals, so the holder reads the path again
 		// instead of asking upstream on every renewal.
@@ -121,18 +122,18 @@ func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *frame
 // renewOnto hands a lease's holder the session's newer token: the lease now holds it, ends
 // with it (shorter than a requested increment, see newLeaseEnd) and is no longer renewable,
 // since Agent and VSO ignore renewal data and read the path again only when a lease ends.
-func (b *backend) renewOnto(req *logical.Request, a *account, newer *upstream.Token, now time.Time) (*logical.Response, error) {
-	lease, err := encodeLeaseData(newer)
+func (b *backend) renewOnto(req *logical.Request, a *session.Account, newer *upstream.Token, now time.Time) (*logical.Response, error) {
+	lease, err := session.EncodeLeaseData(newer)
 	if err != nil {
 		return nil, err
 	}
-	dropLeaseV010(req.Secret.InternalData)
-	req.Secret.InternalData[leaseDataKey], req.Secret.InternalData[leaseAccountKey] = lease, a.fingerprint
-	end := newLeaseEnd(leaseEnd(newer.ExpiresAt), now, req.Secret.Increment)
+	session.DropLeaseV010(req.Secret.InternalData)
+	req.Secret.InternalData[session.LeaseDataKey], req.Secret.InternalData[session.LeaseAccountKey] = lease, a.ID()
+	end := newLeaseEnd(session.LeaseEnd(newer.ExpiresAt), now, req.Secret.Increment)
 	req.Secret.TTL = end.Sub(now)
 	req.Secret.MaxTTL = end.Sub(req.Secret.IssueTime.Truncate(time.Second))
 	req.Secret.Renewable = false
-	return &logical.Response{Secret: req.Secret, Data: a.tokenData(newer)}, nil
+	return &logical.Response{Secret: req.Secret, Data: tokenData(a, b.clock.Now(), newer)}, nil
 }
 
 // newLeaseEnd is when a lease renewed onto a newer token ends: the new token's lease end, but
@@ -153,13 +154,13 @@ func newLeaseEnd(end, now time.Time, increment time.Duration) time.Time {
 	return end
 }
 
-func (b *backend) renewSame(req *logical.Request, a *account, leased leaseToken) (*logical.Response, error) {
-	end := leaseEnd(leased.expiresAt)
+func (b *backend) renewSame(req *logical.Request, a *session.Account, leased session.LeaseToken) (*logical.Response, error) {
+	end := session.LeaseEnd(leased.ExpiresAt)
 	ttl := end.Sub(b.clock.Now())
 	if ttl < time.Second {
-		return logical.ErrorResponse("cannot renew: the token expires at %s; read the token path again", leased.expiresAt.UTC().Format(time.RFC3339)), nil
+		return logical.ErrorResponse("cannot renew: the token expires at %s; read the token path again", leased.ExpiresAt.UTC().Format(time.RFC3339)), nil
 	}
-	data := leasedData(req.Data, a, leased)
+	data := leasedData(req.Data, a, leased, b.clock.Now())
 	if data == nil {
 		return logical.ErrorResponse("cannot renew: the lease's data came back without its token; read the token path again"), nil
 	}
@@ -171,14 +172,14 @@ func (b *backend) renewSame(req *logical.Request, a *account, leased leaseToken)
 // leasedData is what a renewal that keeps the holder's token returns: the session's answer
 // when the holder has the session's token, else the token as the lease's stored response
 // data holds it (nil when that did not come back).
-func leasedData(stored map[string]any, a *account, leased leaseToken) map[string]any {
-	if cur := a.current(); cur != nil && tokenHash(cur.Value) == leased.sha256 {
-		return a.tokenData(cur)
+func leasedData(stored map[string]any, a *session.Account, leased session.LeaseToken, now time.Time) map[string]any {
+	if cur := a.Current(); cur != nil && session.TokenHash(cur.Value) == leased.SHA256 {
+		return tokenData(a, now, cur)
 	}
-	if leased.value == "" {
+	if leased.Value == "" {
 		return nil
 	}
-	data := a.tokenData(&upstream.Token{Value: leased.value, IssuedAt: leased.issuedAt, ExpiresAt: leased.expiresAt})
+	data := tokenData(a, now, &upstream.Token{Value: leased.Value, IssuedAt: leased.IssuedAt, ExpiresAt: leased.ExpiresAt})
 	for k, v := range stored { // the extras it was served with
 		if _, ok := data[k]; !ok {
 			data[k] = v

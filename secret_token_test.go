@@ -250,7 +250,7 @@ func TestEarlyRenewalKeepsItsTokenAfterARoutineRefresh(t *testing.T) {
 	if err := e.b.PeriodicFunc(context.Background(), &logical.Request{Storage: e.s}); err != nil {
 		t.Fatal(err)
 	}
-	if a, _ := e.b.account(context.Background(), e.s); a.current().Value == lease.Data["token"] {
+	if a, _ := e.b.slot.Account(context.Background(), e.s); a.Current().Value == lease.Data["token"] {
 		t.Fatal("test setup: the periodic run did not refresh the session")
 	}
 	if r := renew(t, e, lease.Secret); r.Data["token"] != lease.Data["token"] || !r.Secret.Renewable {

@@ -71,7 +71,7 @@ func TestPeriodicRefreshIsServedAndStored(t *testing.T) {
 	}
 	// The refreshed session is in storage: a new backend instance (restart, failover) serves
 	// it without logging in.
-	e.b.reset()
+	e.b.slot.Reset()
 	e.read("token", nil)
 	if st := e.sim.Stats(sim.PlexTrac); st.Logins != 1 || st.Refreshes != 1 {
 		t.Fatalf("reload cost upstream calls: %+v", st)
@@ -221,7 +221,7 @@ func TestOpaqueTokenEchoedByUpstreamIsScrubbed(t *testing.T) {
 	e.read("token", nil)
 	for _, reload := range []bool{false, true} {
 		if reload {
-			e.b.reset() // the token now comes from storage
+			e.b.slot.Reset() // the token now comes from storage
 			// Refresh refused, so it logs in, and the login failure echoes the stored token.
 			f.refresh.Store(answer(401, map[string]any{"message": "session ended"}))
 			f.login.Store(answer(503, map[string]any{"message": "down; your token was " + tok}))
@@ -265,25 +265,5 @@ func TestImplausibleExpiriesAreBadResponsesAtLogin(t *testing.T) {
 			t.Fatalf("%s: read %d %q, want 502 naming the upstream", name, code, msg)
 		}
 		e.clock.Advance(time.Minute) // past the failure backoff and the auth budget
-	}
-}
-
-// A shared upstream call (refresh, login, rotate) runs under its own
-// context: not ended by the request that started it, and still bounded (three upstream calls
-// of request_timeout, one TOTP step, three storage writes; 90 s with the defaults).
-func TestSharedCallsHaveTheirOwnBound(t *testing.T) {
-	e := newEnv(t)
-	e.write("config", with(e.plextracConfig(false), "verify", false))
-	a, err := e.b.account(context.Background(), e.s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	request, cancel := context.WithCancel(context.Background())
-	cancel() // the request that started the call has ended
-	ctx, done := a.sharedCallContext(request)
-	defer done()
-	deadline, bounded := ctx.Deadline()
-	if ctx.Err() != nil || !bounded || time.Until(deadline) > 90*time.Second || time.Until(deadline) < 80*time.Second {
-		t.Fatalf("shared call context: err %v, deadline in %s (bounded %v); want no error and 90 s", ctx.Err(), time.Until(deadline), bounded)
 	}
 }

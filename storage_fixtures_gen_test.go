@@ -124,11 +124,11 @@ func TestWriteV020StorageFixtures(t *testing.T) {
 			then(e)
 		}
 		fx.Clock = e.clock.Now()
-		a, err := e.b.account(context.Background(), e.s)
+		a, err := e.b.slot.Account(context.Background(), e.s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fx.Fingerprint = a.fingerprint
+		fx.Fingerprint = a.ID()
 		keys, err := logical.CollectKeys(context.Background(), e.s)
 		if err != nil {
 			t.Fatal(err)

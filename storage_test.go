@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 )
 
@@ -106,7 +107,7 @@ func TestUpgradeFromV010LeasesRenewAndRevoke(t *testing.T) {
 				t.Fatal("renewing a v0.1.0 lease changed its token outside the window")
 			}
 			exp, _ := time.Parse(time.RFC3339, fx.Lease.Data["expires_at"].(string))
-			if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-leaseMargin)) || r.Secret.TTL <= 0 {
+			if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-session.LeaseMargin)) || r.Secret.TTL <= 0 {
 				t.Fatalf("renewed v0.1.0 lease ends %s; its token expires %s", end, exp)
 			}
 			resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation,
@@ -256,7 +257,7 @@ func TestNewerStoredFormatsAreRefused(t *testing.T) {
 			m["version"] = 99
 			entry.Value, _ = json.Marshal(m)
 			_ = e.s.Put(context.Background(), entry)
-			e.b.reset()
+			e.b.slot.Reset()
 			e.clock.Advance(15 * time.Minute) // a login would be needed (and the TOTP step read)
 			resp, err := e.do(logical.ReadOperation, "token", nil)
 			if err == nil && !resp.IsError() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 )
 
@@ -84,7 +85,7 @@ func TestV020LeasesRenew(t *testing.T) {
 				t.Fatal("renewing a v0.2.0 lease outside its window changed its token or ended renewability")
 			}
 			exp, _ := time.Parse(time.RFC3339, fx.Lease.Data["expires_at"].(string))
-			if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-leaseMargin)) || r.Secret.TTL <= 0 {
+			if end := e.clock.Now().Add(r.Secret.TTL); end.After(exp.Add(-session.LeaseMargin)) || r.Secret.TTL <= 0 {
 				t.Fatalf("renewed v0.2.0 lease ends %s; its token expires %s", end, exp)
 			}
 		})
@@ -99,11 +100,11 @@ func TestV020FingerprintsAreGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fx := loadV020(t, name)
 			e := upgradedEnv(t, fx.v010Fixture, time.Minute, false)
-			cfg, err := readConfig(context.Background(), e.s)
+			cfg, err := session.ReadConfig(context.Background(), e.s)
 			if err != nil {
 				t.Fatal(err)
 			}
-			key, err := readFingerprintKey(context.Background(), e.s, false)
+			key, err := session.ReadFingerprintKey(context.Background(), e.s, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +115,7 @@ func TestV020FingerprintsAreGolden(t *testing.T) {
 			if session.Account != fx.Fingerprint || fx.Lease.InternalData[leaseAccountKey] != fx.Fingerprint {
 				t.Fatal("test setup: the fixture's session and lease are not stamped with its fingerprint")
 			}
-			got, changed := cfg.fingerprint(key), name == "generic-password"
+			got, changed := cfg.Fingerprint(key), name == "generic-password"
 			if (got != fx.Fingerprint) != changed {
 				t.Fatalf("fingerprint %s, v0.2.0 stamped %s: changed %v, want %v", got, fx.Fingerprint, got != fx.Fingerprint, changed)
 			}

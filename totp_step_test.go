@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/session"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/sim"
 )
 
@@ -39,7 +40,7 @@ func TestTOTPStepAheadOfTheClockFailsFastAndDeleteClearsIt(t *testing.T) {
 	clock.stalled.Store(true)
 	e.withClock(clock)
 	e.write("config", with(e.plextracConfig(true), "verify", false))
-	if err := writeTOTPStep(context.Background(), e.s, e.clock.Now().Unix()/30+100); err != nil {
+	if err := session.WriteTOTPStep(context.Background(), e.s, e.clock.Now().Unix()/30+100); err != nil {
 		t.Fatal(err)
 	}
 	e.withClock(clock)      // the node that takes over loads config and step
@@ -70,7 +71,7 @@ func TestTOTPStepAheadOfTheClockFailsFastAndDeleteClearsIt(t *testing.T) {
 	}
 	clock.stalled.Store(false) // the other mount took the current step: this one waits for the next
 	// The failed check's spacing outlives the delete.
-	e.clock.Advance(firstFailureBackoff)
+	e.clock.Advance(session.FirstFailureBackoff)
 	e.write("config", e.plextracConfig(true))
 	if st := e.sim.Stats(sim.PlexTrac); st.MFA != 2 || st.MFAFailures != 0 {
 		t.Fatalf("want 2 MFA logins and no code refused, got %+v", st)

@@ -116,7 +116,7 @@ func (e *env) rewriteStoredSession(edit func(*sessionRecord)) sessionRecord {
 	edit(&r)
 	entry, _ = logical.StorageEntryJSON(sessionKey, r)
 	_ = e.s.Put(context.Background(), entry)
-	e.b.reset()
+	e.b.slot.Reset()
 	return r
 }
 

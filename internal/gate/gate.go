@@ -4,6 +4,7 @@
 // What is checked, and by whom:
 //   - Only WithRead and WithWrite make a live proof. The proof types have unexported fields,
 //     so outside this package the only other value is the zero one, which Check refuses.
+//     Their fields differ, so that neither converts to the other.
 //   - A Write is not a Read, nor the other way round: a function that needs the write lock
 //     takes a Write, and the compiler refuses it a Read. A Write gives a Read (Write.Read),
 //     since holding the write lock also keeps every writer out.
@@ -35,19 +36,19 @@ func (h *holding) check(what string) {
 type Read struct{ h *holding }
 
 // Write proves that its holder holds the gate's write lock.
-type Write struct{ h *holding }
+type Write struct{ w *holding } // not h: with the same fields as Read, one would convert to the other
 
 // Check panics unless r was made by a WithRead (or a WithWrite's Write.Read) whose closure
 // is still running.
 func (r Read) Check() { r.h.check("read") }
 
 // Check panics unless w was made by a WithWrite whose closure is still running.
-func (w Write) Check() { w.h.check("write") }
+func (w Write) Check() { w.w.check("write") }
 
 // Read is the read proof that the write lock also gives: no writer can hold the gate either.
 func (w Write) Read() Read {
 	w.Check()
-	return Read{w.h}
+	return Read{w.w}
 }
 
 // WithRead runs fn holding the read lock, with its proof.

@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"context"
@@ -11,13 +11,13 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-func (a *account) usable(t *upstream.Token) bool { return servable(t, a.clock.Now()) }
+func (a *Account) Usable(t *upstream.Token) bool { return servable(t, a.clock.Now()) }
 
-// get returns the shared token when good(token) holds; otherwise it refreshes first, with
+// Get returns the shared token when good(token) holds; otherwise it refreshes first, with
 // one upstream call for all concurrent callers. When the refresh fails and the shared token
 // is still usable, that token is returned along with the error, for the caller to decide.
-func (a *account) get(ctx context.Context, s logical.Storage, good func(*upstream.Token) bool) (*upstream.Token, error) {
-	seen := a.current()
+func (a *Account) Get(ctx context.Context, s logical.Storage, good func(*upstream.Token) bool) (*upstream.Token, error) {
+	seen := a.Current()
 	if seen != nil && good(seen) {
 		return seen, nil
 	}
@@ -27,10 +27,10 @@ func (a *account) get(ctx context.Context, s logical.Storage, good func(*upstrea
 		// the node that can write.
 		return nil, logical.ErrReadOnly
 	}
-	a.metrics.waited.Inc()
+	a.counters.Waited()
 	t, err := a.refresh(ctx, s, seen)
 	if err != nil {
-		if cur := a.current(); a.usable(cur) && !errors.Is(err, logical.ErrReadOnly) {
+		if cur := a.Current(); a.Usable(cur) && !errors.Is(err, logical.ErrReadOnly) {
 			return cur, err
 		}
 		return nil, err
@@ -41,9 +41,9 @@ func (a *account) get(ctx context.Context, s logical.Storage, good func(*upstrea
 // refresh replaces seen with a new token; concurrent callers share one upstream call, and a
 // caller that saw a token already replaced gets the replacement without another call. A
 // caller whose request ends stops waiting at once; the refresh goes on for the others.
-func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream.Token) (*upstream.Token, error) {
+func (a *Account) refresh(ctx context.Context, s logical.Storage, seen *upstream.Token) (*upstream.Token, error) {
 	ch := a.sf.DoChan("refresh", func() (any, error) {
-		if cur := a.current(); cur != seen && a.usable(cur) {
+		if cur := a.Current(); cur != seen && a.Usable(cur) {
 			return cur, nil
 		}
 		ctx, cancel := a.sharedCallContext(ctx)
@@ -67,8 +67,8 @@ func (a *account) refresh(ctx context.Context, s logical.Storage, seen *upstream
 // call, but bounded by what the call can take: its upstream calls (a refresh, then a login's
 // password and MFA steps: request_timeout each), one TOTP step's wait, and its storage writes
 // (the TOTP step, the hold, the session: the storage bound each). With the defaults, 90 s.
-func (a *account) sharedCallContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 3*a.cfg.requestTimeout()+totpStep+3*a.storageTimeout)
+func (a *Account) sharedCallContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 3*a.cfg.RequestTimeout()+totpStep+3*a.storageTimeout)
 }
 
 // sharedToken is the token a shared call's value holds: a refresh's token, or a rotation's new one.
@@ -81,7 +81,7 @@ func sharedToken(v any) *upstream.Token {
 
 // refreshOrLogin: the provider's refresh while the token is valid, a full login (with MFA)
 // when there is no refresh or upstream refuses it.
-func (a *account) refreshOrLogin(ctx context.Context, s logical.Storage) (*upstream.Token, error) {
+func (a *Account) refreshOrLogin(ctx context.Context, s logical.Storage) (*upstream.Token, error) {
 	a.mu.Lock()
 	if now := a.clock.Now(); now.Before(a.retryAt) {
 		err := a.lastErr
@@ -93,7 +93,7 @@ func (a *account) refreshOrLogin(ctx context.Context, s logical.Storage) (*upstr
 
 	var t *upstream.Token
 	var err error
-	if a.usable(cur) {
+	if a.Usable(cur) {
 		t, err = a.prov.Refresh(ctx, cur)
 		if upstream.IsKind(err, upstream.KindRejected) {
 			a.logger.Info("upstream refused the refresh; logging in again", "error", err)
@@ -104,7 +104,7 @@ func (a *account) refreshOrLogin(ctx context.Context, s logical.Storage) (*upstr
 	} else {
 		t, err = a.login(ctx, s, false)
 	}
-	if err == nil && a.usable(cur) && !t.ExpiresAt.After(cur.ExpiresAt) {
+	if err == nil && a.Usable(cur) && !t.ExpiresAt.After(cur.ExpiresAt) {
 		// Not better than what is served: counted as a failure, so the backoff keeps readers
 		// and lease holders from asking again on every read and draining the host's budget.
 		err = &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.Host(), Op: t.ObtainedBy, Kind: upstream.KindBadResponse,
@@ -122,13 +122,13 @@ func (a *account) refreshOrLogin(ctx context.Context, s logical.Storage) (*upstr
 
 // login logs in with the account's credentials, unless the mount holds them (hold.go);
 // force is rotate's one attempt, which the hold does not stop.
-func (a *account) login(ctx context.Context, s logical.Storage, force bool) (*upstream.Token, error) {
+func (a *Account) login(ctx context.Context, s logical.Storage, force bool) (*upstream.Token, error) {
 	if h := a.holdState(); h.Held && !force {
-		a.metrics.observeUpstream(upstream.OpLogin, string(upstream.KindHeld)) // not sent: counted as held
+		a.counters.ObserveUpstream(upstream.OpLogin, string(upstream.KindHeld)) // not sent: counted as held
 		return nil, h.heldError(a.cfg.Provider, a.prov.Host())
 	}
 	t, err := a.prov.Login(ctx)
-	if serr := saveTOTPStep(ctx, s, a.prov); errors.Is(serr, logical.ErrReadOnly) {
+	if serr := SaveTOTPStep(ctx, s, a.prov); errors.Is(serr, logical.ErrReadOnly) {
 		return nil, serr
 	} else if serr != nil {
 		a.logger.Warn("could not store the last TOTP step", "error", serr)
@@ -140,12 +140,12 @@ func (a *account) login(ctx context.Context, s logical.Storage, force bool) (*up
 }
 
 // noteFailure starts or doubles the backoff and returns err carrying the time to retry.
-func (a *account) noteFailure(err error) error {
+func (a *Account) noteFailure(err error) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.clock.Now()
 	a.failures++
-	a.retryAt = now.Add(failureBackoff(a.failures))
+	a.retryAt = now.Add(FailureBackoff(a.failures))
 	if e, ok := upstream.AsError(err); ok && e.Kind == upstream.KindHeld {
 		a.lastErr, a.lastErrAt = err, now // held: nothing to retry until an operator acts
 		return err
@@ -164,7 +164,7 @@ func (a *account) noteFailure(err error) error {
 
 // store makes t the shared session, in memory and in storage (encrypted by Vault's barrier),
 // unless the account was replaced by a config change: then t is nobody's session.
-func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Token) error {
+func (a *Account) store(ctx context.Context, s logical.Storage, t *upstream.Token) error {
 	return a.withSessionWrite(s, func(r gate.Read, s logical.Storage) error {
 		if a.closed.Load() {
 			return nil
@@ -175,7 +175,7 @@ func (a *account) store(ctx context.Context, s logical.Storage, t *upstream.Toke
 
 // keep is store for a caller that holds the gate already (the config write that swaps in
 // this account).
-func (a *account) keep(ctx context.Context, s logical.Storage, t *upstream.Token, r gate.Read) error {
+func (a *Account) keep(ctx context.Context, s logical.Storage, t *upstream.Token, r gate.Read) error {
 	r.Check()
 	now := a.clock.Now()
 	if t.ObtainedAt.IsZero() {
@@ -194,13 +194,13 @@ func (a *account) keep(ctx context.Context, s logical.Storage, t *upstream.Token
 	return nil
 }
 
-// refreshAhead refreshes the session when readers would soon need a newer one.
-func (a *account) refreshAhead(ctx context.Context, s logical.Storage) error {
-	t := a.current()
+// RefreshAhead refreshes the session when readers would soon need a newer one.
+func (a *Account) RefreshAhead(ctx context.Context, s logical.Storage) error {
+	t := a.Current()
 	if t == nil {
 		return nil // no session yet: the first read logs in
 	}
-	if t.ExpiresAt.Sub(a.clock.Now()) > lookAhead(t, readFloor(t, a.cfg.minTTL())) {
+	if t.ExpiresAt.Sub(a.clock.Now()) > lookAhead(t, ReadFloor(t, a.cfg.MinTTL())) {
 		return nil
 	}
 	if _, err := a.refresh(ctx, s, t); err != nil {
@@ -214,14 +214,14 @@ func (a *account) refreshAhead(ctx context.Context, s logical.Storage) error {
 // teams without metrics. An account a config write replaced records nothing: its credentials
 // are no longer the mount's, and its refusal must not hold the new ones. That is checked under
 // the session gate, as the session's store is, so no record lands after the swap.
-func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) error {
+func (a *Account) noteLogin(ctx context.Context, s logical.Storage, err error) error {
 	return a.withSessionWrite(s, func(_ gate.Read, s logical.Storage) error {
 		if a.closed.Load() {
 			return nil
 		}
 		a.mu.Lock()
 		prev := a.hold
-		h, changed := prev.next(err, a.cfg.maxRefusedLogins(), a.clock.Now())
+		h, changed := prev.next(err, a.cfg.RefusalsBeforeHold(), a.clock.Now())
 		a.hold = h
 		a.mu.Unlock()
 		if !changed {
@@ -240,13 +240,13 @@ func (a *account) noteLogin(ctx context.Context, s logical.Storage, err error) e
 	})
 }
 
-func (a *account) holdState() credentialsHold {
+func (a *Account) holdState() Hold {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.hold
 }
 
-func (a *account) setHold(h credentialsHold) {
+func (a *Account) setHold(h Hold) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.hold = h

@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"crypto/hmac"
@@ -16,12 +16,12 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// fingerprint names the upstream account a config logs in to: an HMAC, keyed with the
-// mount's stored fingerprint key, of every identity field (configFields) and of the
+// Fingerprint names the upstream account a config logs in to: an HMAC, keyed with the
+// mount's stored Fingerprint key, of every identity field (configFields) and of the
 // credentials that identify the account (identityCredentials). The stored session and every
 // lease carry it, so that neither is served or renewed under another account. Keyed, because
 // a credential goes into it: a plain hash of an API key could be tested against guesses.
-func (c *config) fingerprint(key []byte) string {
+func (c *Config) Fingerprint(key []byte) string {
 	mac := hmac.New(sha256.New, key)
 	for _, part := range c.identityParts() {
 		var n [4]byte
@@ -32,14 +32,14 @@ func (c *config) fingerprint(key []byte) string {
 	return "v2:" + hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
-func (c *config) identityParts() []string {
+func (c *Config) identityParts() []string {
 	parts := []string{}
-	for _, f := range configFields {
-		if !f.identity || !f.takenBy(c.Provider) {
+	for _, f := range Fields {
+		if !f.Identity || !f.TakenBy(c.Provider) {
 			continue
 		}
 		v := fmt.Sprint(f.value(c))
-		switch f.name {
+		switch f.Name {
 		case "url": // the host as the limiter names it, and the base path
 			if u, err := url.Parse(c.URL); err == nil {
 				v = upstream.HostKey(u) + strings.TrimRight(u.Path, "/")
@@ -51,7 +51,7 @@ func (c *config) identityParts() []string {
 		case "login_method":
 			v = strings.ToUpper(v)
 		}
-		parts = append(parts, f.name, v)
+		parts = append(parts, f.Name, v)
 	}
 	return append(parts, c.identityCredentials()...)
 }
@@ -61,7 +61,7 @@ func (c *config) identityParts() []string {
 // whose username is empty. Then every secret the login sends is the account: each value the
 // parsed body references (a password may be a personal access token) and each header value.
 // (Plaspy's user name identifies the account; a new API key for it keeps the account.)
-func (c *config) identityCredentials() []string {
+func (c *Config) identityCredentials() []string {
 	if c.Provider != upstream.Generic {
 		return nil
 	}
@@ -74,7 +74,7 @@ func (c *config) identityCredentials() []string {
 	// fingerprint v0.2.0 gave it.
 	for _, name := range []string{"api_key", "password"} {
 		if slices.Contains(sent, name) {
-			parts = append(parts, name, fmt.Sprint(fieldByName[name].value(c)))
+			parts = append(parts, name, fmt.Sprint(FieldByName[name].value(c)))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
@@ -83,26 +83,26 @@ func (c *config) identityCredentials() []string {
 	return parts
 }
 
-// checkCredentialsResupplied refuses a write that changes where stored secrets are sent, or
+// CheckCredentialsResupplied refuses a write that changes where stored secrets are sent, or
 // which account they are tried against, without supplying each of them again (or clearing
 // it) in the same write. Otherwise url=<another host>, or username=<another user>, alone
 // would send the stored password there on the next login.
-func checkCredentialsResupplied(prev, next *config, given map[string]any) error {
+func CheckCredentialsResupplied(prev, next *Config, given map[string]any) error {
 	if prev == nil || prev.Provider != next.Provider { // a new provider starts over: nothing stored is kept
 		return nil
 	}
 	var changed, missing []string
-	for _, f := range configFields {
-		if (f.destination || f.identity) && !sameValue(f.value(prev), f.value(next)) {
-			changed = append(changed, f.name)
+	for _, f := range Fields {
+		if (f.Destination || f.Identity) && !sameValue(f.value(prev), f.value(next)) {
+			changed = append(changed, f.Name)
 		}
 	}
 	if len(changed) == 0 {
 		return nil
 	}
-	for _, f := range configFields {
-		if _, ok := given[f.name]; f.secret && f.isSet(next) && !ok {
-			missing = append(missing, f.name)
+	for _, f := range Fields {
+		if _, ok := given[f.Name]; f.Secret && f.isSet(next) && !ok {
+			missing = append(missing, f.Name)
 		}
 	}
 	if len(missing) == 0 {

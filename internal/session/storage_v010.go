@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"context"
@@ -36,7 +36,7 @@ const (
 var legacyRecordKeys = []string{legacyConfigKey, legacySessionKey, legacyTOTPStepKey}
 
 // readConfigV010 reads v0.1.0's config, upgraded (nil when there is none).
-func readConfigV010(ctx context.Context, s logical.Storage) (*config, error) {
+func readConfigV010(ctx context.Context, s logical.Storage) (*Config, error) {
 	e, err := s.Get(ctx, legacyConfigKey)
 	if err != nil || e == nil {
 		return nil, err
@@ -76,16 +76,16 @@ type configV0 struct {
 	} `json:"generic"`
 }
 
-func upgradeConfigV0(raw []byte) (*config, error) {
+func upgradeConfigV0(raw []byte) (*Config, error) {
 	var v configV0
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, errUnreadable("config (v0.1.0)", err)
 	}
 	g := v.Generic
-	c := &config{Format: configVersion, Provider: v.Provider, URL: v.URL, Username: v.Username, Email: v.Email,
+	c := &Config{Format: configVersion, Provider: v.Provider, URL: v.URL, Username: v.Username, Email: v.Email,
 		Password: v.Password, APIKey: v.APIKey, TOTPSecret: v.TOTPSecret, OrgID: v.OrgID, Headers: v.Headers,
 		CACert: v.CACert, AllowInsecureHTTP: v.AllowInsecureHTTP, RequestTimeoutSeconds: int(v.RequestTimeout / time.Second),
-		MaxAuthPerMinute: v.MaxAuthPerMinute, MinTTLSeconds: int(v.MinTTL / time.Second), MaxRefusedLogins: defaultMaxRefusedLogins,
+		MaxAuthPerMinute: v.MaxAuthPerMinute, MinTTLSeconds: int(v.MinTTL / time.Second), MaxRefusedLogins: DefaultMaxRefusedLogins,
 		LoginMethod: g.LoginMethod, LoginPath: g.LoginPath, LoginBody: g.LoginBody, TokenField: g.TokenField,
 		ExpiryField: g.ExpiryField, RefreshMethod: g.RefreshMethod, RefreshPath: g.RefreshPath,
 		LogoutMethod: g.LogoutMethod, LogoutPath: g.LogoutPath, AuthScheme: g.AuthScheme}
@@ -166,10 +166,10 @@ func readTOTPStepV010(ctx context.Context, s logical.Storage) (int64, error) {
 
 // decodeLeaseV010 reads the token of a lease v0.1.0 issued (the whole token's JSON in its
 // InternalData); ok is false for a lease of a later version.
-func decodeLeaseV010(internal map[string]any) (t leaseToken, ok bool, err error) {
+func decodeLeaseV010(internal map[string]any) (t LeaseToken, ok bool, err error) {
 	s, ok := internal[leaseSessionKeyV0].(string)
 	if !ok {
-		return leaseToken{}, false, nil
+		return LeaseToken{}, false, nil
 	}
 	var v struct {
 		Value     string    `json:"value"`
@@ -177,11 +177,11 @@ func decodeLeaseV010(internal map[string]any) (t leaseToken, ok bool, err error)
 		ExpiresAt time.Time `json:"expires_at"`
 	}
 	if json.Unmarshal([]byte(s), &v) != nil || v.Value == "" {
-		return leaseToken{}, true, errors.New("the lease carries no session data")
+		return LeaseToken{}, true, errors.New("the lease carries no session data")
 	}
-	return leaseToken{sha256: tokenHash(v.Value), value: v.Value, issuedAt: v.IssuedAt, expiresAt: v.ExpiresAt}, true, nil
+	return LeaseToken{SHA256: TokenHash(v.Value), Value: v.Value, IssuedAt: v.IssuedAt, ExpiresAt: v.ExpiresAt}, true, nil
 }
 
-// dropLeaseV010 removes v0.1.0's token from a lease's InternalData, when a renewal moves the
+// DropLeaseV010 removes v0.1.0's token from a lease's InternalData, when a renewal moves the
 // lease to the current format.
-func dropLeaseV010(internal map[string]any) { delete(internal, leaseSessionKeyV0) }
+func DropLeaseV010(internal map[string]any) { delete(internal, leaseSessionKeyV0) }

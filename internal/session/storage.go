@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"context"
@@ -32,10 +32,10 @@ const (
 	fingerprintVersion = 1
 )
 
-// defaultStorageTimeout bounds each storage operation made under the session gate
+// DefaultStorageTimeout bounds each storage operation made under the session gate
 // (boundedStorage), so that a hung storage cannot hold the gate, and every config write
 // behind it, forever. Vault's storage ends an operation when its context does.
-const defaultStorageTimeout = 10 * time.Second
+const DefaultStorageTimeout = 10 * time.Second
 
 // boundedStorage is storage each of whose operations ends within bound, or with its caller's
 // context. It is the storage the holders of the session gate use (replaceAccount, withSessionWrite, countCheck).
@@ -68,13 +68,13 @@ func (s boundedStorage) Delete(ctx context.Context, key string) error {
 	return s.Storage.Delete(ctx, key)
 }
 
-// sealWrapped are the keys that hold credentials or session tokens, seal-wrapped where the
+// SealWrapped are the keys that hold credentials or session tokens, seal-wrapped where the
 // seal supports it (Vault Enterprise).
-var sealWrapped = []string{configKey, sessionKey, fingerprintKeyKey, legacyConfigKey, legacySessionKey}
+var SealWrapped = []string{configKey, sessionKey, fingerprintKeyKey, legacyConfigKey, legacySessionKey}
 
-// reloadKeys are the keys whose change on another node makes this one drop its account and
-// load it again (backend.invalidate): what the account is built from.
-var reloadKeys = []string{configKey, sessionKey, fingerprintKeyKey, holdKey, legacyConfigKey, legacySessionKey}
+// ReloadKeys are the keys whose change on another node makes this one drop its account and
+// load it again (the backend's Invalidate calls Reset): what the account is built from.
+var ReloadKeys = []string{configKey, sessionKey, fingerprintKeyKey, holdKey, legacyConfigKey, legacySessionKey}
 
 // newerFormatError (made by errNewerFormat) refuses a stored format this binary does not
 // understand, rather than misreading it: the mount was written by a newer version of the plugin.
@@ -84,8 +84,8 @@ type newerFormatError struct {
 }
 
 func (e *newerFormatError) Error() string {
-	return fmt.Sprintf("stored %s has format version %d, newer than this plugin (%s) understands (%d): "+
-		"run the plugin version that wrote it (vault secrets tune -plugin-version), or delete config and write it again", e.key, e.version, Version, e.understood)
+	return fmt.Sprintf("stored %s has format version %d, newer than this plugin understands (%d; vault plugin info shows which version runs): "+
+		"run the plugin version that wrote it (vault secrets tune -plugin-version), or delete config and write it again", e.key, e.version, e.understood)
 }
 
 // errUnreadable refuses a stored record that does not decode, with the advice that works:
@@ -135,7 +135,7 @@ func readTOTPStep(ctx context.Context, s logical.Storage) (int64, error) {
 	return readTOTPStepV010(ctx, s)
 }
 
-func writeTOTPStep(ctx context.Context, s logical.Storage, step int64) error {
+func WriteTOTPStep(ctx context.Context, s logical.Storage, step int64) error {
 	e, err := logical.StorageEntryJSON(totpStepKey, totpStepRecord{Format: totpStepVersion, Step: step})
 	if err != nil {
 		return err
@@ -149,9 +149,9 @@ type fingerprintKeyRecord struct {
 	Key    []byte `json:"key"`
 }
 
-// readFingerprintKey returns the mount's fingerprint key, creating it where storage is
+// ReadFingerprintKey returns the mount's fingerprint key, creating it where storage is
 // writable. A node that cannot write gets logical.ErrReadOnly, and Vault forwards the request.
-func readFingerprintKey(ctx context.Context, s logical.Storage, create bool) ([]byte, error) {
+func ReadFingerprintKey(ctx context.Context, s logical.Storage, create bool) ([]byte, error) {
 	e, err := s.Get(ctx, fingerprintKeyKey)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -23,8 +24,8 @@ import (
 
 const holdVersion = 1
 
-// credentialsHold is the stored count of refused logins in a row, and the hold.
-type credentialsHold struct {
+// Hold is the stored count of refused logins in a row, and the hold.
+type Hold struct {
 	Format  int  `json:"version"`
 	Refused int  `json:"refused"` // refused logins in a row
 	Held    bool `json:"held"`
@@ -38,17 +39,17 @@ type credentialsHold struct {
 	EarlierReason string `json:"reason,omitempty"`
 }
 
-func readHold(ctx context.Context, s logical.Storage) (credentialsHold, error) {
+func ReadHold(ctx context.Context, s logical.Storage) (Hold, error) {
 	e, err := s.Get(ctx, holdKey)
 	if err != nil || e == nil {
-		return credentialsHold{}, err
+		return Hold{}, err
 	}
 	if _, err := storedVersion(holdKey, e.Value, holdVersion); err != nil {
-		return credentialsHold{}, err
+		return Hold{}, err
 	}
-	var h credentialsHold
+	var h Hold
 	if err := json.Unmarshal(e.Value, &h); err != nil {
-		return credentialsHold{}, errUnreadable(holdKey, err)
+		return Hold{}, errUnreadable(holdKey, err)
 	}
 	if h.EarlierReason != "" { // the last writer was an earlier version: its reason is the latest
 		h.Reason, h.EarlierReason = upstream.Shown(upstream.StoredReason(h.EarlierReason)), ""
@@ -56,8 +57,8 @@ func readHold(ctx context.Context, s logical.Storage) (credentialsHold, error) {
 	return h, nil
 }
 
-func writeHold(ctx context.Context, s logical.Storage, h credentialsHold) error {
-	if h == (credentialsHold{}) {
+func writeHold(ctx context.Context, s logical.Storage, h Hold) error {
+	if h == (Hold{}) {
 		return s.Delete(ctx, holdKey)
 	}
 	h.Format = holdVersion
@@ -70,11 +71,11 @@ func writeHold(ctx context.Context, s logical.Storage, h credentialsHold) error 
 
 // next is the hold after a login attempt ended with err, for a mount that holds after max
 // refused logins in a row. changed says whether it differs from h.
-func (h credentialsHold) next(err error, max int, now time.Time) (credentialsHold, bool) {
+func (h Hold) next(err error, max int, now time.Time) (Hold, bool) {
 	out := h
 	switch {
 	case err == nil:
-		out = credentialsHold{}
+		out = Hold{}
 	case upstream.IsKind(err, upstream.KindMisconfigured):
 		out.Held, out.Misconfigured, out.Reason, out.At = true, true, err.Error(), now
 	case upstream.IsRefusedLogin(err):
@@ -92,7 +93,7 @@ func (h credentialsHold) next(err error, max int, now time.Time) (credentialsHol
 
 // heldError is what a login that the hold stops answers: which upstream refused, when, that
 // the plugin stopped trying to protect the account, and what to do.
-func (h credentialsHold) heldError(provider, host string) *upstream.Error {
+func (h Hold) heldError(provider, host string) *upstream.Error {
 	what := fmt.Sprintf("upstream refused the stored credentials %d times in a row", h.Refused)
 	if h.Misconfigured {
 		what = "the config cannot log in"
@@ -101,4 +102,30 @@ func (h credentialsHold) heldError(provider, host string) *upstream.Error {
 		Msg: fmt.Sprintf("not tried: %s (the last at %s: %s); the plugin stopped logging in with these credentials so that the account is not locked out",
 			what, h.At.UTC().Format(time.RFC3339), h.Reason),
 		Hint: "write the credentials to config, or write rotate once the account is fixed upstream"}
+}
+
+// CountCheck records how a config write's login check ended in the stored hold, for a write
+// that is not (yet) storing its config. The count is read again and written under the session
+// gate's write lock: a reader's refusal that was stored while the check was upstream counts
+// too, rather than being overwritten by a count read before the check. The loaded account
+// keeps the result in memory. The caller holds configMu.
+func (b *Slot) CountCheck(ctx context.Context, s logical.Storage, err error, max int) error {
+	return b.sessionGate.WithWrite(func(gate.Write) error {
+		s := boundedStorage{s, b.StorageTimeout}
+		h, rerr := ReadHold(ctx, s)
+		if rerr != nil {
+			return rerr
+		}
+		h, changed := h.next(err, max, b.Clock.Now())
+		if !changed {
+			return nil
+		}
+		if werr := writeHold(ctx, s, h); werr != nil {
+			return werr
+		}
+		if a, _ := b.Loaded(); a != nil {
+			a.setHold(h)
+		}
+		return nil
+	})
 }

@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"fmt"
@@ -16,16 +16,16 @@ import (
 const (
 	defaultRequestTimeoutSeconds = int(upstream.DefaultRequestTimeout / time.Second)
 	defaultMinTTLSeconds         = 300
-	plaspyDefaultURL             = "https://api.plaspy.com"
-	// defaultMaxRefusedLogins: refused logins in a row before the mount holds its credentials
+	PlaspyDefaultURL             = "https://api.plaspy.com"
+	// DefaultMaxRefusedLogins: refused logins in a row before the mount holds its credentials
 	// (hold.go); low, since the upstream's own lockout threshold is unpublished.
-	defaultMaxRefusedLogins = 3
+	DefaultMaxRefusedLogins = 3
 )
 
-// config is a mount's configuration. It is also its stored form (readConfig and putConfig,
+// Config is a mount's configuration. It is also its stored form (readConfig and putConfig,
 // in storage_config.go): a backend-owned type, so a change to an upstream struct never changes
 // what is stored. Durations are whole seconds, as they are written and read.
-type config struct {
+type Config struct {
 	Format                int               `json:"version"`
 	Provider              string            `json:"provider"`
 	URL                   string            `json:"url"`
@@ -62,51 +62,51 @@ type config struct {
 // login limit); docs/leases.md has the arithmetic.
 const defaultMaxAuthPerMinute = upstream.DefaultAuthPerMinute
 
-func (c *config) requestTimeout() time.Duration {
+func (c *Config) RequestTimeout() time.Duration {
 	return time.Duration(c.RequestTimeoutSeconds) * time.Second
 }
-func (c *config) minTTL() time.Duration { return time.Duration(c.MinTTLSeconds) * time.Second }
+func (c *Config) MinTTL() time.Duration { return time.Duration(c.MinTTLSeconds) * time.Second }
 
-func (c *config) maxRefusedLogins() int {
+func (c *Config) RefusalsBeforeHold() int {
 	if c.MaxRefusedLogins < 1 {
-		return defaultMaxRefusedLogins
+		return DefaultMaxRefusedLogins
 	}
 	return c.MaxRefusedLogins
 }
 
-// keepWarm is how long after the last read or renewal the periodic run keeps refreshing
+// KeepWarm is how long after the last read or renewal the periodic run keeps refreshing
 // the session ahead of expiry: keep_warm as written, or twice the life of token t, so that
 // Vault Agent and VSO, which come back within one life, always keep a mount warm.
-func (c *config) keepWarm(t *upstream.Token) time.Duration {
+func (c *Config) KeepWarm(t *upstream.Token) time.Duration {
 	if c.KeepWarmSeconds != nil {
 		return time.Duration(*c.KeepWarmSeconds) * time.Second
 	}
 	return 2 * t.Lifetime()
 }
 
-func (c *config) genericSetting(name string) *string {
+func (c *Config) genericSetting(name string) *string {
 	return map[string]*string{"login_method": &c.LoginMethod, "token_field": &c.TokenField, "expiry_field": &c.ExpiryField,
 		"refresh_method": &c.RefreshMethod, "refresh_path": &c.RefreshPath, "logout_method": &c.LogoutMethod,
 		"logout_path": &c.LogoutPath, "auth_scheme": &c.AuthScheme}[name]
 }
 
 // upstreamConfig is what the upstream client takes.
-func (c *config) upstreamConfig() upstream.Config {
+func (c *Config) upstreamConfig() upstream.Config {
 	return upstream.Config{Provider: c.Provider, URL: c.URL, Username: c.Username, Email: c.Email, Password: c.Password,
 		APIKey: c.APIKey, TOTPSecret: upstream.NormalizeTOTPSecret(c.TOTPSecret), OrgID: c.OrgID, Headers: c.Headers,
-		CACert: c.CACert, AllowInsecureHTTP: c.AllowInsecureHTTP, RequestTimeout: c.requestTimeout(),
+		CACert: c.CACert, AllowInsecureHTTP: c.AllowInsecureHTTP, RequestTimeout: c.RequestTimeout(),
 		MaxAuthPerMinute: c.MaxAuthPerMinute, Generic: upstream.GenericConfig{LoginMethod: c.LoginMethod,
 			LoginPath: c.LoginPath, LoginBody: c.LoginBody, TokenField: c.TokenField, ExpiryField: c.ExpiryField,
 			RefreshMethod: c.RefreshMethod, RefreshPath: c.RefreshPath, LogoutMethod: c.LogoutMethod,
 			LogoutPath: c.LogoutPath, AuthScheme: c.AuthScheme}}
 }
 
-// mergeConfig applies the fields of a write to the stored config (a new provider starts
+// MergeConfig applies the fields of a write to the stored config (a new provider starts
 // over). Values are kept as written, so that a read gives back what was written; a value a
 // read would give back in another form is refused first (checkAsWritten).
-func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
-	for _, f := range configFields {
-		if raw, ok := d.Raw[f.name]; ok {
+func MergeConfig(prev *Config, d *framework.FieldData) (*Config, error) {
+	for _, f := range Fields {
+		if raw, ok := d.Raw[f.Name]; ok {
 			if err := f.checkAsWritten(raw); err != nil {
 				return nil, err
 			}
@@ -114,8 +114,8 @@ func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 	}
 	provider, hasProvider := d.GetOk("provider")
 	name, _ := provider.(string) // as written: another spelling of a provider was refused above
-	c := &config{Format: configVersion, RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
-		MaxAuthPerMinute: defaultMaxAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds, MaxRefusedLogins: defaultMaxRefusedLogins}
+	c := &Config{Format: configVersion, RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
+		MaxAuthPerMinute: defaultMaxAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds, MaxRefusedLogins: DefaultMaxRefusedLogins}
 	if prev != nil && (!hasProvider || name == prev.Provider) {
 		cp := *prev
 		c = &cp
@@ -132,12 +132,12 @@ func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 		}
 		return nil, fmt.Errorf("provider: %q is not one of %s", c.Provider, strings.Join(upstream.Providers, ", "))
 	}
-	for _, f := range configFields {
-		v, ok := d.GetOk(f.name)
-		if !ok || f.name == "provider" {
+	for _, f := range Fields {
+		v, ok := d.GetOk(f.Name)
+		if !ok || f.Name == "provider" {
 			continue
 		}
-		switch p := f.ref(c).(type) {
+		switch p := f.Ref(c).(type) {
 		case *string:
 			*p = v.(string)
 		case *int:
@@ -153,22 +153,22 @@ func mergeConfig(prev *config, d *framework.FieldData) (*config, error) {
 	}
 	if c.Provider == upstream.Plaspy && c.URL == "" {
 		if _, given := d.Raw["url"]; given { // it would read back as the default
-			return nil, fmt.Errorf("url: write %q (plaspy's default) or leave url out, %s", plaspyDefaultURL, asWritten)
+			return nil, fmt.Errorf("url: write %q (plaspy's default) or leave url out, %s", PlaspyDefaultURL, AsWritten)
 		}
-		c.URL = plaspyDefaultURL
+		c.URL = PlaspyDefaultURL
 	}
 	return c, nil
 }
 
-// validate checks a merged config. given are the fields the write named. Every error starts
+// Validate checks a merged config. given are the fields the write named. Every error starts
 // with the field to fix. Bounds come first: nothing past its bound is parsed or kept.
-func (c *config) validate(given map[string]any) error {
+func (c *Config) Validate(given map[string]any) error {
 	for k := range given {
-		if f := fieldByName[k]; f != nil && !f.takenBy(c.Provider) {
+		if f := FieldByName[k]; f != nil && !f.TakenBy(c.Provider) {
 			return fmt.Errorf("%s: not used by provider %s (it takes %s)", k, c.Provider, strings.Join(providerFieldNames(c.Provider), ", "))
 		}
 	}
-	for _, f := range configFields {
+	for _, f := range Fields {
 		if err := f.checkBounds(c); err != nil {
 			return err
 		}
@@ -176,9 +176,9 @@ func (c *config) validate(given map[string]any) error {
 	if err := upstream.CheckURL(c.URL, c.AllowInsecureHTTP); err != nil {
 		return err
 	}
-	for _, f := range configFields {
-		if slices.Contains(f.required, c.Provider) && !f.isSet(c) {
-			return fmt.Errorf("%s: required for provider %s", f.name, c.Provider)
+	for _, f := range Fields {
+		if slices.Contains(f.Required, c.Provider) && !f.isSet(c) {
+			return fmt.Errorf("%s: required for provider %s", f.Name, c.Provider)
 		}
 	}
 	if c.TOTPSecret != "" {

@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"context"
@@ -14,10 +14,10 @@ import (
 // restart, a reload or a failover starts a process with no memory of it: upstream refuses a
 // code it already took, and refused codes count towards locking the account out.
 
-// newProvider builds cfg's provider, told which TOTP step was used last by any node.
-func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *config) (upstream.Provider, error) {
-	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.clock, Limiters: b.limiters,
-		Observe: b.metrics.observeUpstream, AuthSent: b.metrics.authSent, DialCheck: b.dialCheck})
+// NewProvider builds cfg's provider, told which TOTP step was used last by any node.
+func (b *Slot) NewProvider(ctx context.Context, s logical.Storage, cfg *Config) (upstream.Provider, error) {
+	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.Clock, Limiters: b.Limiters,
+		Observe: b.Counters.ObserveUpstream, AuthSent: b.Counters.AuthSent, DialCheck: b.DialCheck})
 	if err != nil {
 		return nil, err
 	}
@@ -33,12 +33,12 @@ func (b *backend) newProvider(ctx context.Context, s logical.Storage, cfg *confi
 	return p, nil
 }
 
-// saveTOTPStep records the last TOTP step p used, after any login attempt that may have sent
+// SaveTOTPStep records the last TOTP step p used, after any login attempt that may have sent
 // a code, so that another node or a restarted plugin never resends it.
-func saveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider) error {
+func SaveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider) error {
 	st, ok := p.(upstream.TOTPStepper)
 	if !ok || st.LastTOTPStep() == 0 {
 		return nil
 	}
-	return writeTOTPStep(ctx, s, st.LastTOTPStep())
+	return WriteTOTPStep(ctx, s, st.LastTOTPStep())
 }

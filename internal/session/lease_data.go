@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"crypto/sha256"
@@ -18,8 +18,8 @@ import (
 // longer has. Its size is bounded whatever upstream answered: no upstream extras. The token
 // itself comes back at renewal in the lease's stored response data.
 const (
-	leaseDataKey     = "lease"   // leaseData's JSON (v0.1.0's leases: storage_v010.go)
-	leaseAccountKey  = "account" // the account fingerprint, in both formats
+	LeaseDataKey     = "lease"   // leaseData's JSON (v0.1.0's leases: storage_v010.go)
+	LeaseAccountKey  = "account" // the account fingerprint, in both formats
 	leaseDataVersion = 2
 )
 
@@ -30,47 +30,47 @@ type leaseData struct {
 	ExpiresAt   time.Time `json:"expires_at"`
 }
 
-func tokenHash(value string) string {
+func TokenHash(value string) string {
 	sum := sha256.Sum256([]byte(value))
 	return hex.EncodeToString(sum[:])
 }
 
-// encodeLeaseData is t's leaseData as stored in a lease.
-func encodeLeaseData(t *upstream.Token) (string, error) {
-	b, err := json.Marshal(leaseData{Format: leaseDataVersion, TokenSHA256: tokenHash(t.Value), IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt})
+// EncodeLeaseData is t's leaseData as stored in a lease.
+func EncodeLeaseData(t *upstream.Token) (string, error) {
+	b, err := json.Marshal(leaseData{Format: leaseDataVersion, TokenSHA256: TokenHash(t.Value), IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt})
 	if err != nil {
 		return "", fmt.Errorf("cannot encode the token's times for its lease: %w", err)
 	}
 	return string(b), nil
 }
 
-// leaseToken is the token a lease holder has, as the lease knows it. value is empty when the
+// LeaseToken is the token a lease holder has, as the lease knows it. value is empty when the
 // lease's response data did not come back with the token.
-type leaseToken struct {
-	sha256, value       string
-	issuedAt, expiresAt time.Time
+type LeaseToken struct {
+	SHA256, Value       string
+	IssuedAt, ExpiresAt time.Time
 }
 
-func (h leaseToken) lifetime() time.Duration { return h.expiresAt.Sub(h.issuedAt) }
+func (h LeaseToken) Lifetime() time.Duration { return h.ExpiresAt.Sub(h.IssuedAt) }
 
-// decodeLease reads a lease's InternalData, in either format, and the token from its stored
+// DecodeLease reads a lease's InternalData, in either format, and the token from its stored
 // response data when that is the token the lease was issued for.
-func decodeLease(internal, data map[string]any) (leaseToken, string, error) {
-	account, _ := internal[leaseAccountKey].(string)
+func DecodeLease(internal, data map[string]any) (LeaseToken, string, error) {
+	account, _ := internal[LeaseAccountKey].(string)
 	if t, ok, err := decodeLeaseV010(internal); ok {
 		return t, account, err
 	}
-	s, _ := internal[leaseDataKey].(string)
+	s, _ := internal[LeaseDataKey].(string)
 	var d leaseData
 	if s == "" || json.Unmarshal([]byte(s), &d) != nil || d.TokenSHA256 == "" {
-		return leaseToken{}, "", errors.New("the lease carries no session data")
+		return LeaseToken{}, "", errors.New("the lease carries no session data")
 	}
 	if d.Format > leaseDataVersion {
-		return leaseToken{}, "", errNewerFormat("lease data", d.Format, leaseDataVersion)
+		return LeaseToken{}, "", errNewerFormat("lease data", d.Format, leaseDataVersion)
 	}
-	h := leaseToken{sha256: d.TokenSHA256, issuedAt: d.IssuedAt, expiresAt: d.ExpiresAt}
-	if v, _ := data["token"].(string); v != "" && tokenHash(v) == d.TokenSHA256 {
-		h.value = v
+	h := LeaseToken{SHA256: d.TokenSHA256, IssuedAt: d.IssuedAt, ExpiresAt: d.ExpiresAt}
+	if v, _ := data["token"].(string); v != "" && TokenHash(v) == d.TokenSHA256 {
+		h.Value = v
 	}
 	return h, account, nil
 }

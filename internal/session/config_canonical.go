@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"encoding/json"
@@ -20,24 +20,24 @@ import (
 // and "true"/"false" for a bool are accepted too. Their canonical form is unambiguous, and
 // Terraform users who write JSON numbers and booleans get them back as written.
 
-const asWritten = "so that a read gives back what was written"
+const AsWritten = "so that a read gives back what was written"
 
 // checkAsWritten refuses a raw written value of f that a read would not give back as written,
 // naming the form that would be. What a value becomes is decided by Vault's own parsing of the
 // field's schema type (weak decoding for numbers and bools, parseutil for durations), so the
 // check follows the table: no field needs its own rule. A value Vault cannot parse at all was
 // already refused by the framework, with its own message naming the field.
-func (f *fieldSpec) checkAsWritten(raw any) error {
-	if f.secret {
+func (f *Field) checkAsWritten(raw any) error {
+	if f.Secret {
 		return nil // write-only: never read back
 	}
 	if raw == nil {
-		return fmt.Errorf("%s: write a value, not null: a read never gives back null", f.name)
+		return fmt.Errorf("%s: write a value, not null: a read never gives back null", f.Name)
 	}
-	d := &framework.FieldData{Raw: map[string]any{f.name: raw}, Schema: map[string]*framework.FieldSchema{f.name: f.schema}}
-	v, _, err := d.GetOkErr(f.name)
+	d := &framework.FieldData{Raw: map[string]any{f.Name: raw}, Schema: map[string]*framework.FieldSchema{f.Name: f.Schema}}
+	v, _, err := d.GetOkErr(f.Name)
 	if err != nil {
-		return fmt.Errorf("%s: %v", f.name, err)
+		return fmt.Errorf("%s: %v", f.Name, err)
 	}
 	if s, ok := v.(string); ok {
 		v = f.allowedForm(s)
@@ -45,22 +45,22 @@ func (f *fieldSpec) checkAsWritten(raw any) error {
 	if writtenAs(raw, v) {
 		return nil
 	}
-	switch f.schema.Type {
+	switch f.Schema.Type {
 	case framework.TypeDurationSecond:
-		return fmt.Errorf("%s: write durations as whole seconds (%d), %s", f.name, v, asWritten)
+		return fmt.Errorf("%s: write durations as whole seconds (%d), %s", f.Name, v, AsWritten)
 	case framework.TypeInt:
-		return fmt.Errorf("%s: write whole numbers as plain digits (%d), %s", f.name, v, asWritten)
+		return fmt.Errorf("%s: write whole numbers as plain digits (%d), %s", f.Name, v, AsWritten)
 	case framework.TypeBool:
-		return fmt.Errorf("%s: write true or false (%t), %s", f.name, v, asWritten)
+		return fmt.Errorf("%s: write true or false (%t), %s", f.Name, v, AsWritten)
 	}
-	return fmt.Errorf("%s: write %q, %s", f.name, v, asWritten)
+	return fmt.Errorf("%s: write %q, %s", f.Name, v, AsWritten)
 }
 
 // allowedForm is the allowed value (provider's names) that s spells another way, in another
 // case or with spaces around it; s itself otherwise (a value that is not allowed at all gets
 // the field's own error later).
-func (f *fieldSpec) allowedForm(s string) string {
-	for _, a := range f.schema.AllowedValues {
+func (f *Field) allowedForm(s string) string {
+	for _, a := range f.Schema.AllowedValues {
 		if a, ok := a.(string); ok && strings.EqualFold(strings.TrimSpace(s), a) {
 			return a
 		}

@@ -1,4 +1,4 @@
-package sessiontoken
+package session
 
 import (
 	"context"
@@ -7,9 +7,9 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// readConfig returns the mount's config (nil when there is none), upgraded from whatever
+// ReadConfig returns the mount's config (nil when there is none), upgraded from whatever
 // format it was stored in.
-func readConfig(ctx context.Context, s logical.Storage) (*config, error) {
+func ReadConfig(ctx context.Context, s logical.Storage) (*Config, error) {
 	e, err := s.Get(ctx, configKey)
 	if err != nil {
 		return nil, err
@@ -18,7 +18,7 @@ func readConfig(ctx context.Context, s logical.Storage) (*config, error) {
 		if _, err := storedVersion("config", e.Value, configVersion); err != nil {
 			return nil, err
 		}
-		var c config
+		var c Config
 		if err := json.Unmarshal(e.Value, &c); err != nil {
 			return nil, errUnreadable("config", err)
 		}
@@ -30,7 +30,7 @@ func readConfig(ctx context.Context, s logical.Storage) (*config, error) {
 // putConfig stores c in the current format. It returns undo, which puts back what was stored
 // at configKey before (or removes c, when nothing was): a config write that fails after this
 // Put must not leave c stored.
-func putConfig(ctx context.Context, s logical.Storage, c *config) (undo func() error, err error) {
+func putConfig(ctx context.Context, s logical.Storage, c *Config) (undo func() error, err error) {
 	old, err := s.Get(ctx, configKey)
 	if err != nil {
 		return nil, err
