@@ -32,9 +32,9 @@ type backend struct {
 	*framework.Backend
 	clock    upstream.Clock
 	limiters *upstream.Limiters
-	mountID  string                     // this mount's name for the process's host limiters, where it registers its budget
-	metrics  *mountMetrics              // this mount's registry and counters (metrics.go): kept across config writes
-	answers  atomic.Pointer[readAnswer] // what reads return for the account's current token (read.go)
+	mountID  string        // this mount's name for the process's host limiters, where it registers its budget
+	metrics  *mountMetrics // this mount's registry and counters (metrics.go): kept across config writes
+	answers  atomic.Value  // what reads return for the account's current token: read.go's answer, built once per token
 	// dialCheck is upstream.Deps.DialCheck for every provider this mount builds: nil in
 	// production; tests set one that fails them on a dial to anything but loopback.
 	dialCheck func(address string) error
@@ -43,7 +43,7 @@ type backend struct {
 	// a wait for it ends with the caller's context: lockConfig).
 	configMu chan struct{}
 	// slot is the mount's upstream account: loaded from storage on first use, replaced by a
-	// config write (internal/session; the lock order is in its account.go).
+	// config write (internal/session; the lock order is in its slot.go).
 	slot *session.Slot
 	// After a failed login check or rotate, the same login is not tried again until its
 	// retry time (login_check.go).

@@ -11,9 +11,9 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// upstreamFailure answers a read that upstream failed with the status upstreamStatus gives. Vault's HTTP layer turns a
-// plugin's error into 500 (or 400 for an error response), so the status and Vault's usual
-// {"errors": [...]} body are sent as a raw response.
+// upstreamFailure answers a read that upstream failed with the status upstreamStatus gives.
+// Vault's HTTP layer turns a plugin's error into 500 (or 400 for an error response), so the
+// status and Vault's usual {"errors": [...]} body are sent as a raw response.
 func upstreamFailure(err error) (*logical.Response, error) {
 	code, ok := upstreamStatus(err)
 	if !ok {

@@ -67,7 +67,7 @@ type readAnswer struct {
 
 // answerFor is a's answer for t, from the cache while t is a's session token.
 func (b *backend) answerFor(a *session.Account, t *upstream.Token) (*readAnswer, error) {
-	if sv := b.answers.Load(); sv != nil && sv.a == a && sv.tok == t {
+	if sv, _ := b.answers.Load().(*readAnswer); sv != nil && sv.a == a && sv.tok == t {
 		return sv, nil
 	}
 	lease, err := session.EncodeLeaseData(t)

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,40 +14,6 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
-
-// The mount's upstream account: its lifecycle (loaded from storage on first use, replaced
-// by a config write, dropped by a delete, an invalidation or Clean) and the locks that keep
-// it straight.
-//
-// Locks, in the only order they are ever taken (a lock is taken only while holding locks to
-// its left, never the other way round):
-//
-//	backend.configMu → Slot.loadMu → Slot.sessionGate → Slot.mu → Account.mu
-//	                                                     Slot.mu → upstream.Limiters.mu → upstream.TOTPSteps.mu
-//
-//   - backend.configMu (the root package's): config writes, deletes and rotate run one at a
-//     time per mount (a one-slot channel: a wait for it ends with the caller's context).
-//     Held across storage I/O and the verify login on purpose: two writes that interleave
-//     could lose a field or store a session of the wrong account. Store, Delete, Rotate and
-//     CountCheck are called under it.
-//   - Slot.loadMu: one load of the account from storage at a time, so that concurrent cold
-//     reads build one account, not one each. Held across storage reads on purpose; reads of a
-//     loaded account never take it.
-//   - Slot.sessionGate (internal/gate: its holders carry a proof): session and hold writes
-//     (read lock, withSessionWrite) against account swaps and config checks' hold counts
-//     (write lock, replaceAccount, Reset, CountCheck), so that a slow session write of a
-//     replaced account never lands after the change. Held across that one storage write on
-//     purpose (and the hold's, and a config change's writes), each bounded by StorageTimeout
-//     (boundedStorage), so that a hung storage cannot hold it, and config writes, forever.
-//   - Slot.mu: the loaded account and its generation. Never held across I/O.
-//   - Account.mu: the session's state in memory. Never held across I/O or a wait.
-//   - backend.checks.mu (the root package's check spacing), a leaf: short, in memory, never
-//     across I/O; taken under configMu or by a rotate's shared call after its request ended.
-//   - upstream.Limiters.mu, upstream.TOTPSteps.mu: short, in memory, never across I/O or a
-//     wait (limiter.go, totp.go). A TOTP wait for the next step releases its lock first.
-//
-// No upstream call holds any of them: refreshes and logins run in the account's
-// singleflight, and every wait ends with its caller's context.
 
 // Account is a mount's upstream account and its one shared session.
 type Account struct {
@@ -73,12 +38,6 @@ type Account struct {
 	retryAt     time.Time
 	failures    int
 	hold        Hold // see hold.go
-}
-
-func (b *Slot) newAccount(cfg *Config, p upstream.Provider, fingerprintKey []byte) *Account {
-	return &Account{cfg: cfg, prov: p, fingerprint: cfg.Fingerprint(fingerprintKey), legacy: cfg.LegacyAccount,
-		gate: &b.sessionGate, storageTimeout: b.StorageTimeout, writable: b.Writable, clock: b.Clock, logger: b.Logger().With("provider", cfg.Provider),
-		counters: b.Counters}
 }
 
 // Owns says whether a session or lease stamped with fingerprint belongs to this account.
@@ -137,77 +96,6 @@ func (a *Account) Current() *upstream.Token {
 	return a.tok
 }
 
-// Account returns the mount's Account, loading config and stored session on first use.
-// It returns nil, nil when the mount has no config yet.
-func (b *Slot) Account(ctx context.Context, s logical.Storage) (*Account, error) {
-	if a, _ := b.Loaded(); a != nil {
-		return a, nil
-	}
-	b.loadMu.Lock()
-	defer b.loadMu.Unlock()
-	for range 3 { // a config change may swap accounts while this one loads: load again
-		a, gen := b.Loaded()
-		if a != nil {
-			return a, nil
-		}
-		if b.cleaned.Load() {
-			return nil, ErrCleaned
-		}
-		a, err := b.loadAccount(ctx, s)
-		if err != nil || a == nil {
-			return nil, err
-		}
-		if b.install(a, gen) {
-			return a, nil
-		}
-		a.prov.Close()
-	}
-	return nil, errors.New("the mount's config kept changing while it loaded; try again")
-}
-
-// Loaded is the Loaded account (nil: none) and the generation it belongs to.
-func (b *Slot) Loaded() (*Account, uint64) {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.acct, b.gen
-}
-
-// install makes a the mount's account and registers its budget, unless accounts were swapped
-// since generation gen (a's config may be gone).
-func (b *Slot) install(a *Account, gen uint64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.gen != gen || b.acct != nil {
-		return false
-	}
-	b.acct = a
-	b.Limiters.Register(b.MountID, a.prov, a.cfg.MaxAuthPerMinute, b.Clock.Now())
-	return true
-}
-
-// loadAccount builds the account from storage: config, fingerprint key, provider, session and
-// hold. It returns nil, nil when the mount has no config yet.
-func (b *Slot) loadAccount(ctx context.Context, s logical.Storage) (*Account, error) {
-	cfg, err := ReadConfig(ctx, s)
-	if err != nil || cfg == nil {
-		return nil, err
-	}
-	key, err := ReadFingerprintKey(ctx, s, b.Writable())
-	if err != nil {
-		return nil, err
-	}
-	p, err := b.NewProvider(ctx, s, cfg)
-	if err != nil { // e.g. a v0.1.0 login_body that uses template features no longer run
-		return nil, fmt.Errorf("the stored config cannot be used: %w; write config again with that field fixed", err)
-	}
-	a := b.newAccount(cfg, p, key)
-	if err := a.load(ctx, s); err != nil {
-		p.Close()
-		return nil, err
-	}
-	return a, nil
-}
-
 // The session gate (internal/gate) hands a proof to whoever holds it: swap takes only a write
 // proof, keep a read proof, and each checks the proof is live (gate.go says what the compiler
 // checks and what the run does).
@@ -219,78 +107,6 @@ func (a *Account) withSessionWrite(s logical.Storage, fn func(r gate.Read, s log
 	return a.gate.WithRead(func(r gate.Read) error { return fn(r, boundedStorage{s, a.storageTimeout}) })
 }
 
-// swap makes next the mount's account (nil: none) and returns the one it replaces, closed so
-// that it never writes its session again.
-func (b *Slot) swap(w gate.Write, next *Account) *Account {
-	w.Check()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	prev := b.acct
-	if prev != nil {
-		prev.closed.Store(true)
-	}
-	b.acct = next
-	b.gen++
-	return prev
-}
-
-// Reset drops the in-memory account so the next use reloads it from storage.
-func (b *Slot) Reset() {
-	_ = b.sessionGate.WithWrite(func(w gate.Write) error {
-		if prev := b.swap(w, nil); prev != nil {
-			prev.prov.Close()
-		}
-		return nil
-	})
-}
-
-// replaceAccount makes next the mount's account (nil: none) with no session write of the
-// account it replaces landing in between: under the session gate it closes the current
-// account and runs write, each storage operation bounded (boundedStorage: the gate is held
-// meanwhile). write is told whether next is the same upstream account as the replaced one
-// (false when none was loaded): if not, write drops the replaced account's stored session,
-// once its own change is stored, so that a write that fails leaves that session in place. It
-// returns the replaced account, if one was loaded.
-func (b *Slot) replaceAccount(ctx context.Context, s logical.Storage, next *Account, write func(w gate.Write, s logical.Storage, sameAccount bool) error) (*Account, error) {
-	prev, err := b.Account(ctx, s)
-	if err != nil {
-		b.Logger().Warn("the current config could not be loaded; replacing it", "error", err)
-	}
-	err = b.sessionGate.WithWrite(func(w gate.Write) error {
-		b.swap(w, nil)
-		if err := write(w, boundedStorage{s, b.StorageTimeout}, next != nil && prev != nil && prev.fingerprint == next.fingerprint); err != nil {
-			return err
-		}
-		b.swap(w, next)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return prev, nil
-}
-
-// endSession lets go of a replaced account. Only when the upstream account itself changed
-// (or the config was deleted) is its session logged out, where the provider has a logout:
-// a write that keeps the account (min_ttl, a new password) must not kill the token that
-// outstanding leases still hold.
-func (b *Slot) endSession(ctx context.Context, prev *Account, nextFingerprint string) {
-	if prev == nil {
-		return
-	}
-	defer prev.prov.Close()
-	if prev.fingerprint == nextFingerprint {
-		return
-	}
-	if t := prev.Current(); prev.Usable(t) {
-		ctx, cancel := context.WithTimeout(ctx, prev.cfg.RequestTimeout())
-		defer cancel()
-		if err := prev.prov.Logout(ctx, t.Value); err != nil {
-			prev.logger.Warn("upstream logout failed; the token will expire on its own", "error", err)
-		}
-	}
-}
-
 // Config is the account's config; read only.
 func (a *Account) Config() *Config { return a.cfg }
 
@@ -299,3 +115,28 @@ func (a *Account) Provider() upstream.Provider { return a.prov }
 
 // ID is the account's fingerprint, which its session and its leases are stamped with.
 func (a *Account) ID() string { return a.fingerprint }
+
+func (a *Account) holdState() Hold {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.hold
+}
+
+func (a *Account) setHold(h Hold) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.hold = h
+}
+
+func (a *Account) Usable(t *upstream.Token) bool { return servable(t, a.clock.Now()) }
+
+// Counters are the mount's metrics that an account adds to: they live on the mount, which
+// outlives every account a config write replaces.
+type Counters interface {
+	// Waited counts a read or renewal that waited on an upstream call.
+	Waited()
+	// ObserveUpstream is upstream.Deps.Observe: how an upstream call ended.
+	ObserveUpstream(op, outcome string)
+	// AuthSent is upstream.Deps.AuthSent: an auth call left for the upstream.
+	AuthSent(ctx context.Context)
+}

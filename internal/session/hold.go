@@ -8,7 +8,6 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/internal/gate"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -102,30 +101,4 @@ func (h Hold) heldError(provider, host string) *upstream.Error {
 		Msg: fmt.Sprintf("not tried: %s (the last at %s: %s); the plugin stopped logging in with these credentials so that the account is not locked out",
 			what, h.At.UTC().Format(time.RFC3339), h.Reason),
 		Hint: "write the credentials to config, or write rotate once the account is fixed upstream"}
-}
-
-// CountCheck records how a config write's login check ended in the stored hold, for a write
-// that is not (yet) storing its config. The count is read again and written under the session
-// gate's write lock: a reader's refusal that was stored while the check was upstream counts
-// too, rather than being overwritten by a count read before the check. The loaded account
-// keeps the result in memory. The caller holds configMu.
-func (b *Slot) CountCheck(ctx context.Context, s logical.Storage, err error, max int) error {
-	return b.sessionGate.WithWrite(func(gate.Write) error {
-		s := boundedStorage{s, b.StorageTimeout}
-		h, rerr := ReadHold(ctx, s)
-		if rerr != nil {
-			return rerr
-		}
-		h, changed := h.next(err, max, b.Clock.Now())
-		if !changed {
-			return nil
-		}
-		if werr := writeHold(ctx, s, h); werr != nil {
-			return werr
-		}
-		if a, _ := b.Loaded(); a != nil {
-			a.setHold(h)
-		}
-		return nil
-	})
 }

@@ -11,8 +11,6 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-func (a *Account) Usable(t *upstream.Token) bool { return servable(t, a.clock.Now()) }
-
 // Get returns the shared token when good(token) holds; otherwise it refreshes first, with
 // one upstream call for all concurrent callers. When the refresh fails and the shared token
 // is still usable, that token is returned along with the error, for the caller to decide.
@@ -240,14 +238,14 @@ func (a *Account) noteLogin(ctx context.Context, s logical.Storage, err error) e
 	})
 }
 
-func (a *Account) holdState() Hold {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.hold
-}
+// ObtainedByRotate marks the session token a rotate obtained, in status and in the session.
+const ObtainedByRotate = "rotate"
 
-func (a *Account) setHold(h Hold) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.hold = h
+// rotation is the value of rotate's shared call: the replaced token and the new one, and which
+// rotate request started the call (by). Readers that joined the call take next (sharedToken).
+// Returned through the call, not written to a variable of the request's, since the call
+// outlives a request that ends.
+type rotation struct {
+	by         *byte
+	prev, next *upstream.Token
 }

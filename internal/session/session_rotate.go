@@ -9,18 +9,6 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
-// ObtainedByRotate marks the session token a rotate obtained, in status and in the session.
-const ObtainedByRotate = "rotate"
-
-// rotation is the value of rotate's shared call: the replaced token and the new one, and which
-// rotate request started the call (by). Readers that joined the call take next (sharedToken).
-// Returned through the call, not written to a variable of the request's, since the call
-// outlives a request that ends.
-type rotation struct {
-	by         *byte
-	prev, next *upstream.Token
-}
-
 // Rotate replaces the session with a full login, after any refresh in flight: it joins the
 // shared upstream call's singleflight, so no reader's refresh runs beside it. It skips the
 // failure backoff and the hold (its one attempt counts), not the host's budget or the TOTP

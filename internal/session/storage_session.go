@@ -15,7 +15,7 @@ import (
 // about it, and the fingerprint of the account it belongs to.
 type sessionRecord struct {
 	Format     int            `json:"version"`
-	Account    string         `json:"account"`
+	Owner      string         `json:"account"`
 	Value      string         `json:"value"`
 	IssuedAt   time.Time      `json:"issued_at"`
 	ExpiresAt  time.Time      `json:"expires_at"`
@@ -25,7 +25,7 @@ type sessionRecord struct {
 }
 
 func newSessionRecord(owner string, t *upstream.Token) sessionRecord {
-	return sessionRecord{Format: sessionVersion, Account: owner, Value: t.Value, IssuedAt: t.IssuedAt,
+	return sessionRecord{Format: sessionVersion, Owner: owner, Value: t.Value, IssuedAt: t.IssuedAt,
 		ExpiresAt: t.ExpiresAt, Extras: t.Extras, ObtainedBy: t.ObtainedBy, ObtainedAt: t.ObtainedAt}
 }
 
@@ -61,7 +61,7 @@ func readSession(ctx context.Context, s logical.Storage, now time.Time) (*upstre
 	if err := upstream.CheckStoredToken(t, now); err != nil {
 		return nil, "", fmt.Errorf("stored session is not plausible: %w", err)
 	}
-	return t, r.Account, nil
+	return t, r.Owner, nil
 }
 
 func writeSession(ctx context.Context, s logical.Storage, owner string, t *upstream.Token) error {

@@ -130,8 +130,8 @@ func readSessionV010(ctx context.Context, s logical.Storage) (r sessionRecord, f
 // recorded obtained_at count as obtained when issued.
 func upgradeSessionV0(raw []byte) (sessionRecord, error) {
 	var v struct {
-		Account string `json:"account"`
-		Token   *struct {
+		Owner string `json:"account"`
+		Token *struct {
 			Value      string         `json:"value"`
 			IssuedAt   time.Time      `json:"issued_at"`
 			ExpiresAt  time.Time      `json:"expires_at"`
@@ -147,7 +147,7 @@ func upgradeSessionV0(raw []byte) (sessionRecord, error) {
 	if t.ObtainedAt.IsZero() {
 		t.ObtainedAt = t.IssuedAt
 	}
-	return sessionRecord{Format: sessionVersion, Account: v.Account, Value: t.Value, IssuedAt: t.IssuedAt,
+	return sessionRecord{Format: sessionVersion, Owner: v.Owner, Value: t.Value, IssuedAt: t.IssuedAt,
 		ExpiresAt: t.ExpiresAt, Extras: t.Extras, ObtainedBy: t.ObtainedBy, ObtainedAt: t.ObtainedAt}, nil
 }
 

@@ -90,3 +90,29 @@ func (b *Slot) Delete(ctx context.Context, s logical.Storage) error {
 	b.endSession(ctx, prev, "")
 	return nil
 }
+
+// CountCheck records how a config write's login check ended in the stored hold, for a write
+// that is not (yet) storing its config. The count is read again and written under the session
+// gate's write lock: a reader's refusal that was stored while the check was upstream counts
+// too, rather than being overwritten by a count read before the check. The loaded account
+// keeps the result in memory. The caller holds configMu.
+func (b *Slot) CountCheck(ctx context.Context, s logical.Storage, err error, max int) error {
+	return b.sessionGate.WithWrite(func(gate.Write) error {
+		s := boundedStorage{s, b.StorageTimeout}
+		h, rerr := ReadHold(ctx, s)
+		if rerr != nil {
+			return rerr
+		}
+		h, changed := h.next(err, max, b.Clock.Now())
+		if !changed {
+			return nil
+		}
+		if werr := writeHold(ctx, s, h); werr != nil {
+			return werr
+		}
+		if a, _ := b.Loaded(); a != nil {
+			a.setHold(h)
+		}
+		return nil
+	})
+}
