@@ -198,7 +198,7 @@ func TestConcurrentConfigWritesDoNotLoseFields(t *testing.T) {
 		if c["min_ttl"] != minTTL || c["request_timeout"] != timeout {
 			t.Fatalf("round %d: config %v lost a concurrent write (want min_ttl %d, request_timeout %d)", round, c, minTTL, timeout)
 		}
-		if a, _ := e.b.slot.Account(context.Background(), e.s); a == nil || a.Config().MinTTL() != time.Duration(minTTL)*time.Second {
+		if a, _ := e.b.slot.Account(context.Background(), e.s); a == nil || a.Config().MinTTLSeconds != minTTL {
 			t.Fatalf("round %d: the account in memory does not match the stored config", round)
 		}
 	}

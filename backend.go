@@ -48,12 +48,6 @@ type backend struct {
 	// After a failed login check or rotate, the same login is not tried again until its
 	// retry time (login_check.go).
 	checks checkSpacing
-
-	// lastServed is when this node last handled a token or static-token read or a lease
-	// renewal (Unix ns; 0: none since the process started). The periodic run keeps the
-	// session warm only within keep_warm of it. It is the mount's, not the account's: a
-	// config write that keeps the account keeps it warm.
-	lastServed atomic.Int64
 }
 
 // Factory is the plugin's logical.Factory.
@@ -131,23 +125,12 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	return a.RefreshAhead(startedBy(ctx, authByPeriodic), req.Storage)
 }
 
-// noteServed records a token or static-token read or a lease renewal, failed ones included.
-func (b *backend) noteServed() { b.lastServed.Store(b.clock.Now().UnixNano()) }
-
-// servedAt is when this node last served a read or renewal (zero: not since it started).
-func (b *backend) servedAt() time.Time {
-	if ns := b.lastServed.Load(); ns != 0 {
-		return time.Unix(0, ns)
-	}
-	return time.Time{}
-}
-
 // keepsWarm says whether the periodic run keeps a's session t (nil: none) warm at now: this
 // node runs it, and a read or renewal came within keep_warm. An idle mount then costs the
 // upstream nothing (its instance's login limit is shared with people); the next reader
 // refreshes or logs in.
 func (b *backend) keepsWarm(a *session.Account, t *upstream.Token, now time.Time) bool {
-	served := b.servedAt()
+	served := b.metrics.servedAt()
 	return t != nil && b.WriteSafeReplicationState() && !served.IsZero() && now.Sub(served) < a.Config().KeepWarm(t)
 }
 

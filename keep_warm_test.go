@@ -104,7 +104,7 @@ func TestKeepWarmZeroNeverRefreshesAhead(t *testing.T) {
 		t.Fatalf("keep_warm reads back %v", got)
 	}
 	e.read("token", nil)
-	e.runPeriodic(9*time.Minute, func() { e.b.noteServed() }) // a read every minute that needs no refresh
+	e.runPeriodic(9*time.Minute, func() { e.b.metrics.served(e.clock.Now()) }) // a read every minute that needs no refresh
 	if st := e.sim.Stats(sim.PlexTrac); st.Refreshes != 0 {
 		t.Fatalf("keep_warm=0: %d refreshes ahead", st.Refreshes)
 	}

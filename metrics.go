@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +82,12 @@ type mountMetrics struct {
 	waited   prometheus.Counter
 	renewals [len(renewOutcomes)]prometheus.Counter
 	auth     [len(authReasons)]prometheus.Counter
+
+	// lastServed is when this node last handled a token or static-token read or a lease
+	// renewal (Unix ns; 0: none since the process started). The periodic run keeps the
+	// session warm only within keep_warm of it. It is the mount's, not the account's: a
+	// config write that keeps the account keeps it warm.
+	lastServed atomic.Int64
 }
 
 func newMountMetrics() *mountMetrics {
@@ -149,6 +157,17 @@ func (m *mountMetrics) AuthSent(ctx context.Context) {
 	if r, ok := ctx.Value(authReasonKey{}).(authReason); ok {
 		m.auth[r].Inc()
 	}
+}
+
+// served records a token or static-token read or a lease renewal at now, failed ones included.
+func (m *mountMetrics) served(now time.Time) { m.lastServed.Store(now.UnixNano()) }
+
+// servedAt is when this node last served a read or renewal (zero: not since it started).
+func (m *mountMetrics) servedAt() time.Time {
+	if ns := m.lastServed.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Waited counts a read or renewal that waited on an upstream call.

@@ -106,7 +106,7 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 // warmth is status's keep_warm: whether the periodic run keeps the session t warm, until
 // when, and why.
 func (b *backend) warmth(a *session.Account, t *upstream.Token, now time.Time) map[string]any {
-	out := map[string]any{"kept_warm": false, "until": nil, "last_served": rfc3339(b.servedAt())}
+	out := map[string]any{"kept_warm": false, "until": nil, "last_served": rfc3339(b.metrics.servedAt())}
 	switch {
 	case !b.WriteSafeReplicationState():
 		out["reason"] = "this node does not run the periodic refresh (a standby or performance secondary): the active node decides, from the requests it handles"
@@ -115,7 +115,7 @@ func (b *backend) warmth(a *session.Account, t *upstream.Token, now time.Time) m
 	case a.Config().KeepWarm(t) == 0:
 		out["reason"] = "keep_warm is 0: the session is never refreshed ahead; a read that needs a newer token refreshes it"
 	case b.keepsWarm(a, t, now):
-		out["kept_warm"], out["until"] = true, rfc3339(b.servedAt().Add(a.Config().KeepWarm(t)))
+		out["kept_warm"], out["until"] = true, rfc3339(b.metrics.servedAt().Add(a.Config().KeepWarm(t)))
 		out["reason"] = fmt.Sprintf("read within keep_warm (%s): the periodic run refreshes the session ahead of expiry until then", a.Config().KeepWarm(t))
 	default:
 		out["reason"] = fmt.Sprintf("no token or static-token read or lease renewal on this node within keep_warm (%s): the session lapses, and the next reader refreshes it or logs in", a.Config().KeepWarm(t))

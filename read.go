@@ -30,7 +30,7 @@ func (r sharedRead) warn(resp *logical.Response) {
 // left, refreshed first when it has less. When it returns no token, the response and error
 // are the request's answer. (A value, not a pointer: reads are hot.)
 func (b *backend) readShared(ctx context.Context, req *logical.Request, d *framework.FieldData) (sharedRead, *logical.Response, error) {
-	b.noteServed()
+	b.metrics.served(b.clock.Now())
 	a, err := b.slot.Account(ctx, req.Storage)
 	if err != nil {
 		return sharedRead{}, nil, err
@@ -38,20 +38,18 @@ func (b *backend) readShared(ctx context.Context, req *logical.Request, d *frame
 	if a == nil {
 		return sharedRead{}, logical.ErrorResponse("this mount is not configured: write %sconfig first", req.MountPoint), nil
 	}
-	want := a.Config().MinTTL()
+	want := time.Duration(-1) // the configured min_ttl
 	if v, ok := d.GetOk("min_ttl"); ok {
 		if want = time.Duration(v.(int)) * time.Second; want < 0 {
 			return sharedRead{}, logical.ErrorResponse("min_ttl: must not be negative"), nil
 		}
 	}
-	t, err := a.Get(startedBy(ctx, authByReader), req.Storage, func(t *upstream.Token) bool {
-		return t.ExpiresAt.Sub(b.clock.Now()) >= session.ReadFloor(t, want)
-	})
+	t, floor, err := a.GetForRead(startedBy(ctx, authByReader), req.Storage, want)
 	if t == nil {
 		resp, err := upstreamFailure(err)
 		return sharedRead{}, resp, err
 	}
-	return sharedRead{a: a, tok: t, floor: session.ReadFloor(t, want), refreshErr: err}, nil, nil
+	return sharedRead{a: a, tok: t, floor: floor, refreshErr: err}, nil, nil
 }
 
 // readAnswer is what reads return for one token, built once: reads are hot, and the shared

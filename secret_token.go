@@ -73,7 +73,7 @@ func leaseChanged(before, after any) bool {
 // past its expiry. MaxTTL is measured by Vault from the lease's issue time, truncated to the
 // second.
 func (b *backend) tokenRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	b.noteServed()
+	b.metrics.served(b.clock.Now())
 	leased, stamp, err := session.DecodeLease(req.Secret.InternalData, req.Data)
 	if err != nil {
 		return logical.ErrorResponse("cannot renew: %s; read the token path again", err), nil

@@ -90,12 +90,6 @@ func (a *Account) Snapshot() State {
 		LastErr: a.lastErr, Failures: a.failures, Hold: a.hold}
 }
 
-func (a *Account) Current() *upstream.Token {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.tok
-}
-
 // The session gate (internal/gate) hands a proof to whoever holds it: swap takes only a write
 // proof, keep a read proof, and each checks the proof is live (gate.go says what the compiler
 // checks and what the run does).

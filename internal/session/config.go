@@ -58,8 +58,6 @@ const defaultMaxAuthPerMinute = upstream.DefaultAuthPerMinute
 func (c *Config) RequestTimeout() time.Duration {
 	return time.Duration(c.RequestTimeoutSeconds) * time.Second
 }
-func (c *Config) MinTTL() time.Duration { return time.Duration(c.MinTTLSeconds) * time.Second }
-
 func (c *Config) RefusalsBeforeHold() int {
 	if c.MaxRefusedLogins < 1 {
 		return DefaultMaxRefusedLogins

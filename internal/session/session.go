@@ -11,6 +11,31 @@ import (
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
+// Current is the shared session's token (nil: none).
+func (a *Account) Current() *upstream.Token {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.tok
+}
+
+// minTTL is the configured min_ttl: the least life a read wants left by default.
+func (a *Account) minTTL() time.Duration { return time.Duration(a.cfg.MinTTLSeconds) * time.Second }
+
+// GetForRead is Get for a read that wants want of life left on its token (the configured
+// min_ttl when want is negative): it returns the token and the floor it was read with
+// (ReadFloor, which caps want at the token's last share of life), refreshing first when the
+// token has less.
+func (a *Account) GetForRead(ctx context.Context, s logical.Storage, want time.Duration) (*upstream.Token, time.Duration, error) {
+	if want < 0 {
+		want = a.minTTL()
+	}
+	t, err := a.Get(ctx, s, func(t *upstream.Token) bool { return t.ExpiresAt.Sub(a.clock.Now()) >= ReadFloor(t, want) })
+	if t == nil {
+		return nil, 0, err
+	}
+	return t, ReadFloor(t, want), err
+}
+
 // Get returns the shared token when good(token) holds; otherwise it refreshes first, with
 // one upstream call for all concurrent callers. When the refresh fails and the shared token
 // is still usable, that token is returned along with the error, for the caller to decide.
@@ -198,7 +223,7 @@ func (a *Account) RefreshAhead(ctx context.Context, s logical.Storage) error {
 	if t == nil {
 		return nil // no session yet: the first read logs in
 	}
-	if t.ExpiresAt.Sub(a.clock.Now()) > lookAhead(t, ReadFloor(t, a.cfg.MinTTL())) {
+	if t.ExpiresAt.Sub(a.clock.Now()) > lookAhead(t, ReadFloor(t, a.minTTL())) {
 		return nil
 	}
 	if _, err := a.refresh(ctx, s, t); err != nil {
