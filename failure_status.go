@@ -21,7 +21,10 @@ func upstreamFailure(err error) (*logical.Response, error) {
 	}
 	body, _ := json.Marshal(map[string][]string{"errors": {err.Error()}})
 	return &logical.Response{Data: map[string]any{
-		logical.HTTPContentType: "application/json", logical.HTTPStatusCode: code, logical.HTTPRawBody: string(body)}}, nil
+		logical.HTTPContentType: "application/json",
+		logical.HTTPStatusCode:  code,
+		logical.HTTPRawBody:     string(body),
+	}}, nil
 }
 
 // upstreamStatus is the HTTP status for an upstream failure: 429 when rate limited, 503 when

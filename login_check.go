@@ -94,9 +94,15 @@ func (c *checkSpacing) spaced(attempt, provider, host, hint string) error {
 	if !ok || !c.clock.Now().Before(f.retryAt) {
 		return nil
 	}
-	return &upstream.Error{Provider: provider, Host: host, Op: upstream.OpLogin, Kind: upstream.KindRateLimited,
-		Msg:  "not tried: the same login failed (its config check or a rotate) moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share, nor the account's refused logins",
-		Hint: hint, RetryAt: f.retryAt}
+	return &upstream.Error{
+		Provider: provider,
+		Host:     host,
+		Op:       upstream.OpLogin,
+		Kind:     upstream.KindRateLimited,
+		Msg:      "not tried: the same login failed (its config check or a rotate) moments ago, and identical retries are spaced out so that they cannot spend the auth budget other mounts on the host share, nor the account's refused logins",
+		Hint:     hint,
+		RetryAt:  f.retryAt,
+	}
 }
 
 // checkKeyKey keys checkKey's HMAC: per process, as the spacing is, so that no stored or

@@ -64,10 +64,21 @@ const (
 )
 
 var (
-	authReasons   = [...]string{authByReader: "reader", authByRenewal: "renewal", authByPeriodic: "periodic", authByRotate: "rotate", authByConfig: "config"}
+	authReasons = [...]string{
+		authByReader:   "reader",
+		authByRenewal:  "renewal",
+		authByPeriodic: "periodic",
+		authByRotate:   "rotate",
+		authByConfig:   "config",
+	}
 	readPaths     = [...]string{readToken: "token", readStaticToken: "static-token"}
 	readOutcomes  = [...]string{readOK: "ok", readWarned: "served_with_warning", readError: "error"}
-	renewOutcomes = [...]string{renewSameToken: "same", renewNewToken: "new_token", renewRefused: "refused", renewError: "error"}
+	renewOutcomes = [...]string{
+		renewSameToken: "same",
+		renewNewToken:  "new_token",
+		renewRefused:   "refused",
+		renewError:     "error",
+	}
 )
 
 type callKey struct{ kind, outcome string }
@@ -92,8 +103,10 @@ type mountMetrics struct {
 
 func newMountMetrics() *mountMetrics {
 	m := &mountMetrics{reg: prometheus.NewRegistry(), calls: map[callKey]prometheus.Counter{}}
-	m.callVec = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessiontoken_upstream_calls_total",
-		Help: "Upstream calls by kind (login, mfa, refresh, logout) and outcome; held: a login the credentials hold stopped before it was sent."},
+	m.callVec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiontoken_upstream_calls_total",
+		Help: "Upstream calls by kind (login, mfa, refresh, logout) and outcome; held: a login the credentials hold stopped before it was sent.",
+	},
 		[]string{"kind", "outcome"})
 	for _, k := range upstreamKinds {
 		outcomes := upstreamOutcomes
@@ -104,24 +117,32 @@ func newMountMetrics() *mountMetrics {
 			m.calls[callKey{k, o}] = m.callVec.WithLabelValues(k, o)
 		}
 	}
-	reads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessiontoken_reads_total",
-		Help: "Reads of token and static-token by outcome: ok, served_with_warning (a valid token while the refresh failed), error."},
+	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiontoken_reads_total",
+		Help: "Reads of token and static-token by outcome: ok, served_with_warning (a valid token while the refresh failed), error.",
+	},
 		[]string{"path", "outcome"})
 	for p, path := range readPaths {
 		for o, outcome := range readOutcomes {
 			m.reads[p][o] = reads.WithLabelValues(path, outcome)
 		}
 	}
-	m.waited = prometheus.NewCounter(prometheus.CounterOpts{Name: "sessiontoken_reads_waited_total",
-		Help: "Reads and renewals that waited on an upstream call because the shared token had too little life left."})
-	renewals := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessiontoken_renewals_total",
-		Help: "Lease renewals by outcome: same (token kept), new_token (handed the session's newer token), refused, error."},
+	m.waited = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sessiontoken_reads_waited_total",
+		Help: "Reads and renewals that waited on an upstream call because the shared token had too little life left.",
+	})
+	renewals := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiontoken_renewals_total",
+		Help: "Lease renewals by outcome: same (token kept), new_token (handed the session's newer token), refused, error.",
+	},
 		[]string{"outcome"})
 	for o, outcome := range renewOutcomes {
 		m.renewals[o] = renewals.WithLabelValues(outcome)
 	}
-	auth := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sessiontoken_auth_calls_total",
-		Help: "Auth calls (logins, MFA steps, refreshes) sent upstream, by who started them: reader, renewal, periodic, rotate, config. A call that others join counts once."},
+	auth := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessiontoken_auth_calls_total",
+		Help: "Auth calls (logins, MFA steps, refreshes) sent upstream, by who started them: reader, renewal, periodic, rotate, config. A call that others join counts once.",
+	},
 		[]string{"reason"})
 	for r, reason := range authReasons {
 		m.auth[r] = auth.WithLabelValues(reason)

@@ -31,19 +31,37 @@ take, are errors.
 
 func (b *backend) pathConfig() *framework.Path {
 	return &framework.Path{
-		Pattern:        "config",
-		DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "config"},
+		Pattern: "config",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "sessiontoken",
+			OperationSuffix: "config",
+		},
 		Fields:         session.ConfigSchema(),
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.configRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: session.ConfigReadSchema()}}}},
-			logical.CreateOperation: &framework.PathOperation{Callback: b.configWrite, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
-				Responses: noContent},
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.configWrite, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
-				Responses: noContent},
-			logical.DeleteOperation: &framework.PathOperation{Callback: b.configDelete, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"},
-				Responses: noContent},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.configRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{
+					Description: "OK",
+					Fields:      session.ConfigReadSchema(),
+				}}},
+			},
+			logical.CreateOperation: &framework.PathOperation{
+				Callback:     b.configWrite,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:    noContent,
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.configWrite,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "configure"},
+				Responses:    noContent,
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:     b.configDelete,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "delete"},
+				Responses:    noContent,
+			},
 		},
 		HelpSynopsis:    pathConfigHelpSyn,
 		HelpDescription: strings.TrimSpace(pathConfigHelpDesc),

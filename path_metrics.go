@@ -33,15 +33,28 @@ var promFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
 
 func (b *backend) pathMetrics() *framework.Path {
 	return &framework.Path{
-		Pattern:      "metrics",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "metrics"},
+		Pattern: "metrics",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "sessiontoken",
+			OperationSuffix: "metrics",
+		},
 		Fields: map[string]*framework.FieldSchema{
-			"format": {Type: framework.TypeString, Query: true, AllowedValues: []any{"json", "prometheus"},
-				Description: "json (the default) or prometheus (the text exposition format, served raw with its content type)."},
+			"format": {
+				Type:          framework.TypeString,
+				Query:         true,
+				AllowedValues: []any{"json", "prometheus"},
+				Description:   "json (the default) or prometheus (the text exposition format, served raw with its content type).",
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.metricsRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK (JSON; format=prometheus answers text/plain)", Fields: metricsFields}}}},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.metricsRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{
+					Description: "OK (JSON; format=prometheus answers text/plain)",
+					Fields:      metricsFields,
+				}}},
+			},
 		},
 		HelpSynopsis:    pathMetricsHelpSyn,
 		HelpDescription: strings.TrimSpace(pathMetricsHelpDesc),
@@ -49,7 +62,10 @@ func (b *backend) pathMetrics() *framework.Path {
 }
 
 var metricsFields = map[string]*framework.FieldSchema{
-	"series": {Type: framework.TypeSlice, Description: "Every series of this mount: name, type (counter or gauge), labels (an object) and value."},
+	"series": {
+		Type:        framework.TypeSlice,
+		Description: "Every series of this mount: name, type (counter or gauge), labels (an object) and value.",
+	},
 }
 
 func (b *backend) metricsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -78,7 +94,10 @@ func (b *backend) metricsRead(ctx context.Context, req *logical.Request, d *fram
 		}
 		// []byte, not string: Vault base64-decodes a string raw body when it can.
 		return &logical.Response{Data: map[string]any{
-			logical.HTTPContentType: string(promFormat), logical.HTTPStatusCode: http.StatusOK, logical.HTTPRawBody: buf.Bytes()}}, nil
+			logical.HTTPContentType: string(promFormat),
+			logical.HTTPStatusCode:  http.StatusOK,
+			logical.HTTPRawBody:     buf.Bytes(),
+		}}, nil
 	}
 	return &logical.Response{Data: map[string]any{"series": seriesJSON(families)}}, nil
 }
@@ -98,7 +117,12 @@ func seriesJSON(families []*dto.MetricFamily) []any {
 			if f.GetType() == dto.MetricType_COUNTER {
 				v = m.GetCounter().GetValue()
 			}
-			out = append(out, map[string]any{"name": f.GetName(), "type": typ, "labels": labels, "value": v})
+			out = append(out, map[string]any{
+				"name":   f.GetName(),
+				"type":   typ,
+				"labels": labels,
+				"value":  v,
+			})
 		}
 	}
 	return out

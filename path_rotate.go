@@ -32,14 +32,26 @@ Needs update capability.
 
 func (b *backend) pathRotate() *framework.Path {
 	return &framework.Path{
-		Pattern:      "rotate",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "session"},
+		Pattern: "rotate",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "sessiontoken",
+			OperationSuffix: "session",
+		},
 		Fields: map[string]*framework.FieldSchema{
-			"revoke_previous": {Type: framework.TypeBool, Description: "Also end the replaced token upstream, where the provider has a logout (generic logout_path). Breaks every reader still holding it."},
+			"revoke_previous": {
+				Type:        framework.TypeBool,
+				Description: "Also end the replaced token upstream, where the provider has a logout (generic logout_path). Breaks every reader still holding it.",
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.rotateWrite, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "rotate"},
-				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: rotateFields}}}},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:     b.rotateWrite,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "rotate"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{
+					Description: "OK",
+					Fields:      rotateFields,
+				}}},
+			},
 		},
 		HelpSynopsis:    pathRotateHelpSyn,
 		HelpDescription: strings.TrimSpace(pathRotateHelpDesc),
@@ -47,10 +59,19 @@ func (b *backend) pathRotate() *framework.Path {
 }
 
 var rotateFields = map[string]*framework.FieldSchema{
-	"issued_at":        {Type: framework.TypeString, Description: "The new token's issue time, RFC 3339."},
-	"expires_at":       {Type: framework.TypeString, Description: "The new token's expiry, RFC 3339."},
-	"obtained_by":      {Type: framework.TypeString, Description: "rotate."},
-	"previous_revoked": {Type: framework.TypeBool, Description: "Whether the replaced token was ended upstream."},
+	"issued_at": {
+		Type:        framework.TypeString,
+		Description: "The new token's issue time, RFC 3339.",
+	},
+	"expires_at": {
+		Type:        framework.TypeString,
+		Description: "The new token's expiry, RFC 3339.",
+	},
+	"obtained_by": {Type: framework.TypeString, Description: "rotate."},
+	"previous_revoked": {
+		Type:        framework.TypeBool,
+		Description: "Whether the replaced token was ended upstream.",
+	},
 }
 
 func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -82,7 +103,12 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 	if err != nil {
 		return upstreamFailure(err)
 	}
-	data := map[string]any{"issued_at": rfc3339(t.IssuedAt), "expires_at": rfc3339(t.ExpiresAt), "obtained_by": t.ObtainedBy, "previous_revoked": false}
+	data := map[string]any{
+		"issued_at":        rfc3339(t.IssuedAt),
+		"expires_at":       rfc3339(t.ExpiresAt),
+		"obtained_by":      t.ObtainedBy,
+		"previous_revoked": false,
+	}
 	resp := &logical.Response{Data: data}
 	if d.Get("revoke_previous").(bool) && prev != nil && prev.Value != t.Value {
 		lctx, cancel := context.WithTimeout(ctx, a.Config().RequestTimeout())

@@ -27,19 +27,40 @@ use token when per-reader revocation and lease accounting matter.
 
 func (b *backend) pathStaticToken() *framework.Path {
 	fields := maps.Clone(tokenFields)
-	fields["ttl"] = &framework.FieldSchema{Type: framework.TypeInt, Description: "Whole seconds until this path serves a newer token; read again after it."}
-	fields["rotation_period"] = &framework.FieldSchema{Type: framework.TypeInt, Description: "Whole seconds from one token switch to the next."}
-	fields["last_vault_rotation"] = &framework.FieldSchema{Type: framework.TypeString, Description: "When the plugin obtained the current token, RFC 3339."}
+	fields["ttl"] = &framework.FieldSchema{
+		Type:        framework.TypeInt,
+		Description: "Whole seconds until this path serves a newer token; read again after it.",
+	}
+	fields["rotation_period"] = &framework.FieldSchema{
+		Type:        framework.TypeInt,
+		Description: "Whole seconds from one token switch to the next.",
+	}
+	fields["last_vault_rotation"] = &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "When the plugin obtained the current token, RFC 3339.",
+	}
 	return &framework.Path{
-		Pattern:      "static-token",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "static-token"},
+		Pattern: "static-token",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "sessiontoken",
+			OperationSuffix: "static-token",
+		},
 		Fields: map[string]*framework.FieldSchema{
-			"min_ttl": {Type: framework.TypeDurationSecond, Description: "Least life the returned token must have left, and how early the switch to a newer one happens (default: the config's min_ttl; capped at a third of the token's life).",
-				Query: true},
+			"min_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Least life the returned token must have left, and how early the switch to a newer one happens (default: the config's min_ttl; capped at a third of the token's life).",
+				Query:       true,
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.staticTokenRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: fields}}}},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.staticTokenRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{
+					Description: "OK",
+					Fields:      fields,
+				}}},
+			},
 		},
 		HelpSynopsis:    pathStaticTokenHelpSyn,
 		HelpDescription: strings.TrimSpace(pathStaticTokenHelpDesc),

@@ -28,11 +28,20 @@ and until when; and how many reads had to wait on the upstream. Never a token or
 
 func (b *backend) pathStatus() *framework.Path {
 	return &framework.Path{
-		Pattern:      "status",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "status"},
+		Pattern: "status",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "sessiontoken",
+			OperationSuffix: "status",
+		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.statusRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: statusFields}}}},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.statusRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{
+					Description: "OK",
+					Fields:      statusFields,
+				}}},
+			},
 		},
 		HelpSynopsis:    pathStatusHelpSyn,
 		HelpDescription: strings.TrimSpace(pathStatusHelpDesc),
@@ -40,20 +49,47 @@ func (b *backend) pathStatus() *framework.Path {
 }
 
 var statusFields = map[string]*framework.FieldSchema{
-	"provider":                 {Type: framework.TypeString, Description: "The upstream provider."},
-	"url":                      {Type: framework.TypeString, Description: "The upstream base URL."},
-	"session":                  {Type: framework.TypeMap, Description: "The shared session: state (none, valid, expired), issued_at, expires_at, ttl, obtained_by, last_refresh."},
-	"upstream_calls":           {Type: framework.TypeMap, Description: "Upstream calls by kind (login, mfa, refresh, logout) and outcome since the plugin started."},
-	"reads_waited_on_upstream": {Type: framework.TypeInt, Description: "Reads that had to wait on an upstream call."},
-	"last_error":               {Type: framework.TypeString, Description: "The last upstream failure, in the plugin's words (see docs/security.md)."},
-	"last_error_at":            {Type: framework.TypeString, Description: "When it happened, RFC 3339."},
-	"retry_after":              {Type: framework.TypeString, Description: "No upstream attempt before this time, RFC 3339."},
-	"health":                   {Type: framework.TypeString, Description: "ok, degraded (serving a valid token while refreshes fail), failing (no token that can be served) or held (credentials refused, no more attempts); held wins over failing, failing over degraded."},
-	"reason":                   {Type: framework.TypeString, Description: "Why, in one line."},
-	"action":                   {Type: framework.TypeString, Description: "What an operator should do."},
-	"credentials_hold":         {Type: framework.TypeMap, Description: "held, refused_in_a_row, max_refused_logins, since, last_refused_at."},
-	"limiter":                  {Type: framework.TypeMap, Description: "The host's auth budget: host, max_auth_per_minute, rule, mounts_on_host, this_mount_asked, tokens_left, blocked_until."},
-	"keep_warm":                {Type: framework.TypeMap, Description: "Whether the periodic run keeps the session warm (refreshes it ahead of expiry): kept_warm, until, last_served (the last token or static-token read or lease renewal this node handled), reason."},
+	"provider": {Type: framework.TypeString, Description: "The upstream provider."},
+	"url":      {Type: framework.TypeString, Description: "The upstream base URL."},
+	"session": {
+		Type:        framework.TypeMap,
+		Description: "The shared session: state (none, valid, expired), issued_at, expires_at, ttl, obtained_by, last_refresh.",
+	},
+	"upstream_calls": {
+		Type:        framework.TypeMap,
+		Description: "Upstream calls by kind (login, mfa, refresh, logout) and outcome since the plugin started.",
+	},
+	"reads_waited_on_upstream": {
+		Type:        framework.TypeInt,
+		Description: "Reads that had to wait on an upstream call.",
+	},
+	"last_error": {
+		Type:        framework.TypeString,
+		Description: "The last upstream failure, in the plugin's words (see docs/security.md).",
+	},
+	"last_error_at": {Type: framework.TypeString, Description: "When it happened, RFC 3339."},
+	"retry_after": {
+		Type:        framework.TypeString,
+		Description: "No upstream attempt before this time, RFC 3339.",
+	},
+	"health": {
+		Type:        framework.TypeString,
+		Description: "ok, degraded (serving a valid token while refreshes fail), failing (no token that can be served) or held (credentials refused, no more attempts); held wins over failing, failing over degraded.",
+	},
+	"reason": {Type: framework.TypeString, Description: "Why, in one line."},
+	"action": {Type: framework.TypeString, Description: "What an operator should do."},
+	"credentials_hold": {
+		Type:        framework.TypeMap,
+		Description: "held, refused_in_a_row, max_refused_logins, since, last_refused_at.",
+	},
+	"limiter": {
+		Type:        framework.TypeMap,
+		Description: "The host's auth budget: host, max_auth_per_minute, rule, mounts_on_host, this_mount_asked, tokens_left, blocked_until.",
+	},
+	"keep_warm": {
+		Type:        framework.TypeMap,
+		Description: "Whether the periodic run keeps the session warm (refreshes it ahead of expiry): kept_warm, until, last_served (the last token or static-token read or lease renewal this node handled), reason.",
+	},
 }
 
 func rfc3339(t time.Time) any {
@@ -76,16 +112,29 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 	t := st.Token
 	session := map[string]any{"state": "none"}
 	if t != nil {
-		session = map[string]any{"state": "valid", "issued_at": rfc3339(t.IssuedAt), "expires_at": rfc3339(t.ExpiresAt),
-			"ttl": int(t.ExpiresAt.Sub(now).Seconds()), "obtained_by": t.ObtainedBy, "last_refresh": rfc3339(st.LastRefresh)}
+		session = map[string]any{
+			"state":        "valid",
+			"issued_at":    rfc3339(t.IssuedAt),
+			"expires_at":   rfc3339(t.ExpiresAt),
+			"ttl":          int(t.ExpiresAt.Sub(now).Seconds()),
+			"obtained_by":  t.ObtainedBy,
+			"last_refresh": rfc3339(st.LastRefresh),
+		}
 		if !a.Usable(t) {
 			session["state"] = "expired"
 		}
 	}
 	health, reason, action := health(st, a.Usable(t))
-	data := map[string]any{"provider": a.Config().Provider, "url": a.Config().URL, "session": session,
-		"health": health, "reason": reason, "action": action,
-		"upstream_calls": b.metrics.upstreamCalls(), "reads_waited_on_upstream": int64(counterValue(b.metrics.waited))}
+	data := map[string]any{
+		"provider":                 a.Config().Provider,
+		"url":                      a.Config().URL,
+		"session":                  session,
+		"health":                   health,
+		"reason":                   reason,
+		"action":                   action,
+		"upstream_calls":           b.metrics.upstreamCalls(),
+		"reads_waited_on_upstream": int64(counterValue(b.metrics.waited)),
+	}
 	if st.LastErr != nil {
 		data["last_error"] = st.LastErr.Error()
 		data["last_error_at"] = rfc3339(st.LastErrAt)
@@ -93,12 +142,23 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 			data["retry_after"] = rfc3339(st.RetryAt)
 		}
 	}
-	data["credentials_hold"] = map[string]any{"held": st.Hold.Held, "refused_in_a_row": st.Hold.Refused,
-		"max_refused_logins": a.Config().RefusalsBeforeHold(), "since": rfc3339(st.Hold.Since), "last_refused_at": rfc3339(st.Hold.At)}
+	data["credentials_hold"] = map[string]any{
+		"held":               st.Hold.Held,
+		"refused_in_a_row":   st.Hold.Refused,
+		"max_refused_logins": a.Config().RefusalsBeforeHold(),
+		"since":              rfc3339(st.Hold.Since),
+		"last_refused_at":    rfc3339(st.Hold.At),
+	}
 	ls := a.Provider().Limiter().State(now)
-	data["limiter"] = map[string]any{"host": a.Provider().Host(), "max_auth_per_minute": ls.PerMinute, "rule": ls.Rule(),
-		"mounts_on_host": ls.Mounts, "this_mount_asked": a.Config().MaxAuthPerMinute,
-		"tokens_left": int(ls.TokensLeft), "blocked_until": rfc3339(ls.BlockedUntil)}
+	data["limiter"] = map[string]any{
+		"host":                a.Provider().Host(),
+		"max_auth_per_minute": ls.PerMinute,
+		"rule":                ls.Rule(),
+		"mounts_on_host":      ls.Mounts,
+		"this_mount_asked":    a.Config().MaxAuthPerMinute,
+		"tokens_left":         int(ls.TokensLeft),
+		"blocked_until":       rfc3339(ls.BlockedUntil),
+	}
 	data["keep_warm"] = b.warmth(a, t, now)
 	return &logical.Response{Data: data}, nil
 }
@@ -106,7 +166,11 @@ func (b *backend) statusRead(ctx context.Context, req *logical.Request, _ *frame
 // warmth is status's keep_warm: whether the periodic run keeps the session t warm, until
 // when, and why.
 func (b *backend) warmth(a *session.Account, t *upstream.Token, now time.Time) map[string]any {
-	out := map[string]any{"kept_warm": false, "until": nil, "last_served": rfc3339(b.metrics.servedAt())}
+	out := map[string]any{
+		"kept_warm":   false,
+		"until":       nil,
+		"last_served": rfc3339(b.metrics.servedAt()),
+	}
 	switch {
 	case !b.WriteSafeReplicationState():
 		out["reason"] = "this node does not run the periodic refresh (a standby or performance secondary): the active node decides, from the requests it handles"

@@ -26,15 +26,27 @@ the same token.
 
 func (b *backend) pathToken() *framework.Path {
 	return &framework.Path{
-		Pattern:      "token",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "sessiontoken", OperationSuffix: "token"},
+		Pattern: "token",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "sessiontoken",
+			OperationSuffix: "token",
+		},
 		Fields: map[string]*framework.FieldSchema{
-			"min_ttl": {Type: framework.TypeDurationSecond, Description: "Least life the returned token must have left (default: the config's min_ttl; capped at a third of the token's life).",
-				Query: true},
+			"min_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Least life the returned token must have left (default: the config's min_ttl; capped at a third of the token's life).",
+				Query:       true,
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.tokenRead, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: tokenFields}}}},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.tokenRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{http.StatusOK: {{
+					Description: "OK",
+					Fields:      tokenFields,
+				}}},
+			},
 		},
 		HelpSynopsis:    pathTokenHelpSyn,
 		HelpDescription: strings.TrimSpace(pathTokenHelpDesc),
@@ -56,10 +68,17 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, d *framew
 	data := maps.Clone(sv.data)
 	data["ttl"] = int(ttl.Seconds())
 	// What framework.Secret.Response builds, without its copy of InternalData: reads are hot.
-	resp = &logical.Response{Data: data, Secret: &logical.Secret{
-		LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: true},
-		InternalData: map[string]any{"secret_type": secretTokenType, session.LeaseDataKey: sv.lease, session.LeaseAccountKey: sv.account},
-	}}
+	resp = &logical.Response{
+		Data: data,
+		Secret: &logical.Secret{
+			LeaseOptions: logical.LeaseOptions{TTL: ttl, MaxTTL: ttl, Renewable: true},
+			InternalData: map[string]any{
+				"secret_type":           secretTokenType,
+				session.LeaseDataKey:    sv.lease,
+				session.LeaseAccountKey: sv.account,
+			},
+		},
+	}
 	r.warn(resp)
 	b.metrics.readDone(readToken, r.refreshErr != nil)
 	return resp, nil

@@ -72,8 +72,14 @@ func (b *backend) answerFor(a *session.Account, t *upstream.Token) (*readAnswer,
 	if err != nil {
 		return nil, err
 	}
-	sv := &readAnswer{a: a, tok: t, data: tokenData(a, b.clock.Now(), t), lease: lease, account: a.ID(),
-		obtainedAt: t.ObtainedAt.UTC().Format(time.RFC3339Nano)}
+	sv := &readAnswer{
+		a:          a,
+		tok:        t,
+		data:       tokenData(a, b.clock.Now(), t),
+		lease:      lease,
+		account:    a.ID(),
+		obtainedAt: t.ObtainedAt.UTC().Format(time.RFC3339Nano),
+	}
 	b.answers.Store(sv)
 	return sv, nil
 }

@@ -16,14 +16,26 @@ const secretTokenType = "sessiontoken"
 
 // tokenFields are what a token read and a lease renewal return.
 var tokenFields = map[string]*framework.FieldSchema{
-	"token":         {Type: framework.TypeString, Description: "The upstream session token."},
-	"authorization": {Type: framework.TypeString, Description: "Authorization header value: the bare token for PlexTrac, Bearer <token> for the others."},
-	"expires_at":    {Type: framework.TypeString, Description: "Token expiry, RFC 3339."},
-	"issued_at":     {Type: framework.TypeString, Description: "Token issue time, RFC 3339."},
-	"ttl":           {Type: framework.TypeInt, Description: "Seconds until the lease ends (5 s before the token expires)."},
-	"provider":      {Type: framework.TypeString, Description: "The upstream provider."},
-	"tenant_id":     {Type: framework.TypeInt, Description: "PlexTrac: the tenant the session belongs to, when the login answer names it."},
-	"org_id":        {Type: framework.TypeInt, Description: "Resolver Core: the org the session belongs to, when the answer names it."},
+	"token": {Type: framework.TypeString, Description: "The upstream session token."},
+	"authorization": {
+		Type:        framework.TypeString,
+		Description: "Authorization header value: the bare token for PlexTrac, Bearer <token> for the others.",
+	},
+	"expires_at": {Type: framework.TypeString, Description: "Token expiry, RFC 3339."},
+	"issued_at":  {Type: framework.TypeString, Description: "Token issue time, RFC 3339."},
+	"ttl": {
+		Type:        framework.TypeInt,
+		Description: "Seconds until the lease ends (5 s before the token expires).",
+	},
+	"provider": {Type: framework.TypeString, Description: "The upstream provider."},
+	"tenant_id": {
+		Type:        framework.TypeInt,
+		Description: "PlexTrac: the tenant the session belongs to, when the login answer names it.",
+	},
+	"org_id": {
+		Type:        framework.TypeInt,
+		Description: "Resolver Core: the org the session belongs to, when the answer names it.",
+	},
 }
 
 func (b *backend) tokenSecret() *framework.Secret {
@@ -179,7 +191,11 @@ func leasedData(stored map[string]any, a *session.Account, leased session.LeaseT
 	if leased.Value == "" {
 		return nil
 	}
-	data := tokenData(a, now, &upstream.Token{Value: leased.Value, IssuedAt: leased.IssuedAt, ExpiresAt: leased.ExpiresAt})
+	data := tokenData(a, now, &upstream.Token{
+		Value:     leased.Value,
+		IssuedAt:  leased.IssuedAt,
+		ExpiresAt: leased.ExpiresAt,
+	})
 	for k, v := range stored { // the extras it was served with
 		if _, ok := data[k]; !ok {
 			data[k] = v

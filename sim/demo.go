@@ -17,9 +17,19 @@ const (
 
 // AddDemoUsers creates the demo accounts.
 func (s *Server) AddDemoUsers() {
-	s.AddPlexTracUser(DemoPlexTracUser, PlexTracUser{Password: DemoPlexTracPassword, TOTPSecret: DemoPlexTracTOTP, TenantID: DemoPlexTracTenant})
-	s.AddPlexTracUser(DemoPlexTracNoMFAUser, PlexTracUser{Password: DemoPlexTracPassword, TenantID: DemoPlexTracTenant})
+	s.AddPlexTracUser(DemoPlexTracUser, PlexTracUser{
+		Password:   DemoPlexTracPassword,
+		TOTPSecret: DemoPlexTracTOTP,
+		TenantID:   DemoPlexTracTenant,
+	})
+	s.AddPlexTracUser(DemoPlexTracNoMFAUser, PlexTracUser{
+		Password: DemoPlexTracPassword,
+		TenantID: DemoPlexTracTenant,
+	})
 	s.AddPlaspyUser(DemoPlaspyUser, PlaspyUser{APIKey: DemoPlaspyKey})
-	s.AddResolverUser(DemoResolverEmail, ResolverUser{Password: DemoResolverPassword, Orgs: []int{DemoResolverOrg}})
+	s.AddResolverUser(DemoResolverEmail, ResolverUser{
+		Password: DemoResolverPassword,
+		Orgs:     []int{DemoResolverOrg},
+	})
 	s.AddResolverUser(DemoResolverNoOrg, ResolverUser{Password: DemoResolverPassword})
 }

@@ -115,8 +115,11 @@ func applyFault(ctx context.Context, w http.ResponseWriter, f *Fault) bool {
 		if f.RetryAfter != "" {
 			w.Header().Set("Retry-After", f.RetryAfter)
 		}
-		writeJSON(w, f.Status, map[string]any{"statusCode": f.Status, "error": http.StatusText(f.Status),
-			"message": "fault injected by the simulator"})
+		writeJSON(w, f.Status, map[string]any{
+			"statusCode": f.Status,
+			"error":      http.StatusText(f.Status),
+			"message":    "fault injected by the simulator",
+		})
 		return true
 	}
 	return false
@@ -133,7 +136,12 @@ func refusalBody(provider, op string) map[string]any {
 		if op == "mfa" {
 			msg = "Invalid MFA code"
 		}
-		return map[string]any{"status": "error", "statusCode": 401, "error": "Unauthorized", "message": msg}
+		return map[string]any{
+			"status":     "error",
+			"statusCode": 401,
+			"error":      "Unauthorized",
+			"message":    msg,
+		}
 	}
 	return map[string]any{"message": "Invalid credentials"}
 }

@@ -13,8 +13,11 @@ func (s *Server) authGate(w http.ResponseWriter, r *http.Request, provider, op s
 	if ok, wait := s.allowAuth(provider); !ok {
 		secs := int(math.Ceil(wait.Seconds()))
 		w.Header().Set("Retry-After", fmt.Sprint(secs))
-		writeJSON(w, http.StatusTooManyRequests, map[string]any{"statusCode": 429, "error": "Too Many Requests",
-			"message": fmt.Sprintf("Rate limit exceeded, retry in %d seconds", secs)})
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{
+			"statusCode": 429,
+			"error":      "Too Many Requests",
+			"message":    fmt.Sprintf("Rate limit exceeded, retry in %d seconds", secs),
+		})
 		return "", true
 	}
 	return s.faultGate(w, r, provider, op)
@@ -41,8 +44,12 @@ func (s *Server) protected(provider string, body func(sub string) any) http.Hand
 		sub, err := s.check(provider, bearer(r, provider))
 		if err != nil {
 			s.count(provider, func(st *Stats) { st.CheckFailures++ })
-			writeJSON(w, 401, map[string]any{"status": "error", "statusCode": 401, "error": "Unauthorized",
-				"message": "invalid or expired token"})
+			writeJSON(w, 401, map[string]any{
+				"status":     "error",
+				"statusCode": 401,
+				"error":      "Unauthorized",
+				"message":    "invalid or expired token",
+			})
 			return
 		}
 		s.count(provider, func(st *Stats) { st.Checks++ })

@@ -21,7 +21,10 @@ func (s *Server) plaspyLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-		writeJSON(w, http.StatusUnsupportedMediaType, map[string]any{"success": false, "error": "Content-Type must be application/json."})
+		writeJSON(w, http.StatusUnsupportedMediaType, map[string]any{
+			"success": false,
+			"error":   "Content-Type must be application/json.",
+		})
 		return
 	}
 	var body struct {
@@ -43,5 +46,9 @@ func (s *Server) plaspyLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.count(Plaspy, func(st *Stats) { st.Logins++ })
 	tok, exp := s.issue(Plaspy, body.UserName, nil, tokFault)
-	writeJSON(w, 200, map[string]any{"success": true, "token": tok, "expires": exp.UTC().Format(time.RFC3339)})
+	writeJSON(w, 200, map[string]any{
+		"success": true,
+		"token":   tok,
+		"expires": exp.UTC().Format(time.RFC3339),
+	})
 }

@@ -24,7 +24,12 @@ func (s *Server) plextracRoutes(mux *http.ServeMux) {
 }
 
 func plextracUnauthorized(w http.ResponseWriter, msg string) {
-	writeJSON(w, 401, map[string]any{"status": "error", "statusCode": 401, "error": "Unauthorized", "message": msg})
+	writeJSON(w, 401, map[string]any{
+		"status":     "error",
+		"statusCode": 401,
+		"error":      "Unauthorized",
+		"message":    msg,
+	})
 }
 
 func (s *Server) plextracLogin(w http.ResponseWriter, r *http.Request) {
@@ -34,7 +39,11 @@ func (s *Server) plextracLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	var body struct{ Username, Password string }
 	if !decodeJSON(r, &body) {
-		writeJSON(w, 400, map[string]any{"status": "error", "statusCode": 400, "message": "invalid JSON body"})
+		writeJSON(w, 400, map[string]any{
+			"status":     "error",
+			"statusCode": 400,
+			"message":    "invalid JSON body",
+		})
 		return
 	}
 	s.mu.Lock()
@@ -64,7 +73,12 @@ func (s *Server) plextracLogin(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) plextracIssue(w http.ResponseWriter, user string, tenant int, tokFault string) {
 	tok, _ := s.issue(PlexTrac, user, jwt.MapClaims{"username": user, "tenantId": tenant}, tokFault)
-	writeJSON(w, 200, map[string]any{"status": "success", "tenant_id": tenant, "cookie": tok, "token": tok})
+	writeJSON(w, 200, map[string]any{
+		"status":    "success",
+		"tenant_id": tenant,
+		"cookie":    tok,
+		"token":     tok,
+	})
 }
 
 func (s *Server) plextracMFA(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +88,11 @@ func (s *Server) plextracMFA(w http.ResponseWriter, r *http.Request) {
 	}
 	var body struct{ Code, Token string }
 	if !decodeJSON(r, &body) {
-		writeJSON(w, 400, map[string]any{"status": "error", "statusCode": 400, "message": "invalid JSON body"})
+		writeJSON(w, 400, map[string]any{
+			"status":     "error",
+			"statusCode": 400,
+			"message":    "invalid JSON body",
+		})
 		return
 	}
 	now := s.now()

@@ -85,10 +85,17 @@ func New(opts Options) *Server {
 		limits[k] = v
 	}
 	opts.AuthLimitPerMinute = limits
-	s := &Server{opts: opts, key: randomBytes(32),
-		plextrac: map[string]*PlexTracUser{}, plaspy: map[string]*PlaspyUser{}, resolver: map[string]*ResolverUser{},
-		challenges: map[string]challenge{}, lastStep: map[string]int64{}, authLog: map[string][]time.Time{},
-		stats: map[string]*Stats{PlexTrac: {}, Plaspy: {}, Resolver: {}}}
+	s := &Server{
+		opts:       opts,
+		key:        randomBytes(32),
+		plextrac:   map[string]*PlexTracUser{},
+		plaspy:     map[string]*PlaspyUser{},
+		resolver:   map[string]*ResolverUser{},
+		challenges: map[string]challenge{},
+		lastStep:   map[string]int64{},
+		authLog:    map[string][]time.Time{},
+		stats:      map[string]*Stats{PlexTrac: {}, Plaspy: {}, Resolver: {}},
+	}
 	return s
 }
 

@@ -18,7 +18,13 @@ func (s *Server) issue(provider, subject string, claims jwt.MapClaims, tokenFaul
 	if tokenFault == "notjwt" {
 		return "opaque-" + randomID(), exp
 	}
-	c := jwt.MapClaims{"prv": provider, "sub": subject, "iat": now.Unix(), "exp": exp.Unix(), "jti": randomID()}
+	c := jwt.MapClaims{
+		"prv": provider,
+		"sub": subject,
+		"iat": now.Unix(),
+		"exp": exp.Unix(),
+		"jti": randomID(),
+	}
 	for k, v := range claims {
 		c[k] = v
 	}

@@ -91,9 +91,12 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 	c := &Client{
 		provider: cfg.Provider, base: base, hostKey: HostKey(base), headers: cfg.Headers, timeout: timeout, clock: deps.Clock,
 		// Redirects are never followed: a login must not carry credentials to another host.
-		http: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		}},
+		http: &http.Client{
+			Transport: tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
 		limiter:  deps.Limiters.Host(HostKey(base)),
 		observe:  deps.Observe,
 		authSent: deps.AuthSent,
@@ -276,7 +279,16 @@ func (c *Client) newToken(op, value string, expiry Expiry, sent time.Time, extra
 }
 
 func (c *Client) fail(op string, k Kind, status int, msg, hint string, retryAt time.Time) *Error {
-	return &Error{Provider: c.provider, Host: c.base.Host, Op: op, Kind: k, Status: status, Msg: msg, Hint: hint, RetryAt: retryAt}
+	return &Error{
+		Provider: c.provider,
+		Host:     c.base.Host,
+		Op:       op,
+		Kind:     k,
+		Status:   status,
+		Msg:      msg,
+		Hint:     hint,
+		RetryAt:  retryAt,
+	}
 }
 
 // refusalStatus says whether a provider's refusal signal decides an answer of this status: a

@@ -29,7 +29,13 @@ type GenericConfig struct {
 // DefaultLoginBody is the generic login body when login_body is not set.
 const DefaultLoginBody = `{"username": {{json .username}}, "password": {{json .password}}}`
 
-var genericMethods = map[string]bool{"GET": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true}
+var genericMethods = map[string]bool{
+	"GET":    true,
+	"POST":   true,
+	"PUT":    true,
+	"PATCH":  true,
+	"DELETE": true,
+}
 
 type generic struct {
 	*Client
@@ -118,7 +124,11 @@ func (g GenericConfig) check() (*loginBody, error) {
 	// The body has no conditions, so its shape is the same for every value: one render with
 	// sample values shows whether it is JSON.
 	sample := strings.Repeat("x", 64)
-	out, err := renderLoginBody(body, map[string]string{"username": sample, "password": sample, "api_key": sample})
+	out, err := renderLoginBody(body, map[string]string{
+		"username": sample,
+		"password": sample,
+		"api_key":  sample,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -160,8 +170,15 @@ func (p *generic) exchange(ctx context.Context, op, method, path string, body an
 	if op == OpRefresh {
 		hint = "the session is no longer valid: log in again"
 	}
-	err := p.call(ctx, request{op: op, method: strings.ToUpper(method), path: path, body: body, authz: authz, sent: &sent,
-		rejected: map[int]string{401: hint, 403: hint}}, &r, func() error {
+	err := p.call(ctx, request{
+		op:       op,
+		method:   strings.ToUpper(method),
+		path:     path,
+		body:     body,
+		authz:    authz,
+		sent:     &sent,
+		rejected: map[int]string{401: hint, 403: hint},
+	}, &r, func() error {
 		tok, _ = lookup(r, p.g.TokenField).(string)
 		if tok == "" {
 			return p.fail(op, KindBadResponse, 200, fmt.Sprintf("the answer has no string at token_field %q", p.g.TokenField), "check token_field", time.Time{})
@@ -184,8 +201,13 @@ func (p *generic) Logout(ctx context.Context, token string) error {
 	if p.g.LogoutPath == "" {
 		return nil
 	}
-	err := p.call(ctx, request{op: OpLogout, method: strings.ToUpper(p.g.LogoutMethod), path: p.g.LogoutPath,
-		authz: p.Authorization(token), noLimit: true}, nil, nil)
+	err := p.call(ctx, request{
+		op:      OpLogout,
+		method:  strings.ToUpper(p.g.LogoutMethod),
+		path:    p.g.LogoutPath,
+		authz:   p.Authorization(token),
+		noLimit: true,
+	}, nil, nil)
 	if e, ok := AsError(err); ok && (e.Status == 401 || e.Status == 403 || e.Status == 404) {
 		return nil
 	}

@@ -39,7 +39,11 @@ const DefaultAuthPerMinute = 5
 var SharedLimiters = NewLimiters()
 
 func NewLimiters() *Limiters {
-	return &Limiters{m: map[string]*hostRecord{}, owners: map[string]string{}, steps: newTOTPSteps()}
+	return &Limiters{
+		m:      map[string]*hostRecord{},
+		owners: map[string]string{},
+		steps:  newTOTPSteps(),
+	}
 }
 
 // errNoRoom: the process keeps no more records of what (no mount is registered on them, and
@@ -375,7 +379,11 @@ func (h *HostLimiter) State(now time.Time) LimiterState {
 		rec = &hostRecord{}
 		rec.apply(now)
 	}
-	s := LimiterState{PerMinute: rec.perMinute, Mounts: len(rec.budgets), TokensLeft: float64(rec.burst)}
+	s := LimiterState{
+		PerMinute:  rec.perMinute,
+		Mounts:     len(rec.budgets),
+		TokensLeft: float64(rec.burst),
+	}
 	if rec.fullAt.After(now) {
 		s.TokensLeft -= float64(rec.fullAt.Sub(now)) / float64(rec.every)
 	}

@@ -34,7 +34,11 @@ import (
 const maxLoginBody = 64 << 10
 
 // loginBodyValues are the fields a login body may name, with the longest value each takes.
-var loginBodyValues = map[string]int{"username": MaxNameLen, "password": MaxSecretLen, "api_key": MaxSecretLen}
+var loginBodyValues = map[string]int{
+	"username": MaxNameLen,
+	"password": MaxSecretLen,
+	"api_key":  MaxSecretLen,
+}
 
 // writer is what a function writes into: the capped body, or a strings.Builder for a constant.
 type writer interface {
@@ -61,7 +65,15 @@ var loginBodyFuncs = map[string]bodyFunc{
 
 const loginBodyFuncNames = "json, html, js, urlquery"
 
-var jsonShortEscapes = map[byte]string{'"': `\"`, '\\': `\\`, '\b': `\b`, '\f': `\f`, '\n': `\n`, '\r': `\r`, '\t': `\t`}
+var jsonShortEscapes = map[byte]string{
+	'"':  `\"`,
+	'\\': `\\`,
+	'\b': `\b`,
+	'\f': `\f`,
+	'\n': `\n`,
+	'\r': `\r`,
+	'\t': `\t`,
+}
 
 // writeJSONString writes s as a JSON string, byte for byte what json.Marshal writes for it
 // (HTML-safe, as v0.1.0's json did), without building it first: json.Marshal's buffer comes

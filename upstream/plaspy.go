@@ -23,14 +23,24 @@ func (p *plaspy) Login(ctx context.Context) (*Token, error) {
 		Expires any    `json:"expires"`
 	}
 	var sent time.Time
-	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/Auth/Token", sent: &sent,
-		body:     map[string]string{"userName": p.username, "apiKey": p.apiKey},
-		rejected: map[int]string{401: plaspyCredHint, 403: plaspyCredHint},
-		refused:  plaspyRefused, refusedHint: plaspyCredHint}, &r, p.requireToken(OpLogin, &r.Token))
+	err := p.call(ctx, request{
+		op:          OpLogin,
+		method:      http.MethodPost,
+		path:        "/api/Auth/Token",
+		sent:        &sent,
+		body:        map[string]string{"userName": p.username, "apiKey": p.apiKey},
+		rejected:    map[int]string{401: plaspyCredHint, 403: plaspyCredHint},
+		refused:     plaspyRefused,
+		refusedHint: plaspyCredHint,
+	}, &r, p.requireToken(OpLogin, &r.Token))
 	if err != nil {
 		return nil, err
 	}
-	return p.newToken(OpLogin, r.Token, Expiry{Field: "expires", Value: r.Expires, UTC: true}, sent, nil)
+	return p.newToken(OpLogin, r.Token, Expiry{
+		Field: "expires",
+		Value: r.Expires,
+		UTC:   true,
+	}, sent, nil)
 }
 
 // plaspyRefused is Plaspy's refusal signal: success:false, whatever the HTTP status.

@@ -84,10 +84,17 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 	}
 	var r plextracReply
 	var sent time.Time
-	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/api/v1/authenticate", noLimit: slots != nil, sent: &sent,
-		body:     map[string]string{"username": p.username, "password": p.password},
-		rejected: map[int]string{401: plextracCredHint, 403: plextracCredHint},
-		refused:  plextracRefusal("the credentials", nil, 401, 403), refusedHint: plextracCredHint}, &r, func() error {
+	err := p.call(ctx, request{
+		op:          OpLogin,
+		method:      http.MethodPost,
+		path:        "/api/v1/authenticate",
+		noLimit:     slots != nil,
+		sent:        &sent,
+		body:        map[string]string{"username": p.username, "password": p.password},
+		rejected:    map[int]string{401: plextracCredHint, 403: plextracCredHint},
+		refused:     plextracRefusal("the credentials", nil, 401, 403),
+		refusedHint: plextracCredHint,
+	}, &r, func() error {
 		if r.MFAEnabled && p.totp == nil {
 			return p.fail(OpLogin, KindMisconfigured, 200, "the account requires MFA and no totp_secret is configured",
 				"set totp_secret to the account's authenticator seed (base32), or use a Service Account user, which is exempt from MFA", time.Time{})
@@ -111,10 +118,17 @@ func (p *plextrac) Login(ctx context.Context) (*Token, error) {
 	}
 	challenge := r.Code
 	r = plextracReply{}
-	err = p.call(ctx, request{op: OpMFA, method: http.MethodPost, path: "/api/v1/authenticate/mfa", noLimit: true, sent: &sent,
-		body:     map[string]string{"code": challenge, "token": code},
-		rejected: map[int]string{401: plextracTOTPHint, 403: plextracTOTPHint},
-		refused:  plextracRefusal("the MFA code", []int{400, 422}, 400, 401, 403, 422), refusedHint: plextracTOTPHint}, &r, p.requireToken(OpMFA, &r.Token))
+	err = p.call(ctx, request{
+		op:          OpMFA,
+		method:      http.MethodPost,
+		path:        "/api/v1/authenticate/mfa",
+		noLimit:     true,
+		sent:        &sent,
+		body:        map[string]string{"code": challenge, "token": code},
+		rejected:    map[int]string{401: plextracTOTPHint, 403: plextracTOTPHint},
+		refused:     plextracRefusal("the MFA code", []int{400, 422}, 400, 401, 403, 422),
+		refusedHint: plextracTOTPHint,
+	}, &r, p.requireToken(OpMFA, &r.Token))
 	if err != nil {
 		return nil, err
 	}
@@ -140,9 +154,19 @@ func (p *plextrac) totpFailure(err error) error {
 func (p *plextrac) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r plextracReply
 	var sent time.Time
-	err := p.call(ctx, request{op: OpRefresh, method: http.MethodPut, path: "/api/v1/token/refresh", authz: cur.Value, sent: &sent,
-		rejected: map[int]string{401: "the session is no longer valid: log in again", 403: "the session is no longer valid: log in again"},
-		refused:  plextracRefusal("the session", nil, 401, 403), refusedHint: "the session is no longer valid: log in again"},
+	err := p.call(ctx, request{
+		op:     OpRefresh,
+		method: http.MethodPut,
+		path:   "/api/v1/token/refresh",
+		authz:  cur.Value,
+		sent:   &sent,
+		rejected: map[int]string{
+			401: "the session is no longer valid: log in again",
+			403: "the session is no longer valid: log in again",
+		},
+		refused:     plextracRefusal("the session", nil, 401, 403),
+		refusedHint: "the session is no longer valid: log in again",
+	},
 		&r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {
 		return nil, err

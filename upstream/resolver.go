@@ -23,11 +23,21 @@ type resolverReply struct {
 func (p *resolver) Login(ctx context.Context) (*Token, error) {
 	var r resolverReply
 	var sent time.Time
-	err := p.call(ctx, request{op: OpLogin, method: http.MethodPost, path: "/user/authenticate", sent: &sent,
-		body: map[string]any{"email": p.email, "password": p.password, "selectedOrg": p.org, "client": "core-client"},
+	err := p.call(ctx, request{
+		op:     OpLogin,
+		method: http.MethodPost,
+		path:   "/user/authenticate",
+		sent:   &sent,
+		body: map[string]any{
+			"email":       p.email,
+			"password":    p.password,
+			"selectedOrg": p.org,
+			"client":      "core-client",
+		},
 		rejected: map[int]string{401: resolverCredHint,
 			403: "check org_id: the user is not a member of that org",
-			404: "the user is not an active member of any org: add it to the org in Resolver"}}, &r, p.requireToken(OpLogin, &r.Token))
+			404: "the user is not an active member of any org: add it to the org in Resolver"},
+	}, &r, p.requireToken(OpLogin, &r.Token))
 	if err != nil {
 		return nil, err
 	}
@@ -37,8 +47,14 @@ func (p *resolver) Login(ctx context.Context) (*Token, error) {
 func (p *resolver) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 	var r resolverReply
 	var sent time.Time
-	err := p.call(ctx, request{op: OpRefresh, method: http.MethodGet, path: "/user/authenticate", authz: "bearer " + cur.Value, sent: &sent,
-		rejected: map[int]string{401: "the session is no longer valid: log in again"}}, &r, p.requireToken(OpRefresh, &r.Token))
+	err := p.call(ctx, request{
+		op:       OpRefresh,
+		method:   http.MethodGet,
+		path:     "/user/authenticate",
+		authz:    "bearer " + cur.Value,
+		sent:     &sent,
+		rejected: map[int]string{401: "the session is no longer valid: log in again"},
+	}, &r, p.requireToken(OpRefresh, &r.Token))
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +62,10 @@ func (p *resolver) Refresh(ctx context.Context, cur *Token) (*Token, error) {
 }
 
 func (p *resolver) token(r resolverReply, op string, sent time.Time) (*Token, error) {
-	return p.newToken(op, r.Token, Expiry{Field: "expiresAt", Value: r.ExpiresAt}, sent, map[string]any{"org_id": p.org})
+	return p.newToken(op, r.Token, Expiry{
+		Field: "expiresAt",
+		Value: r.ExpiresAt,
+	}, sent, map[string]any{"org_id": p.org})
 }
 
 func (p *resolver) Logout(context.Context, string) error { return nil }

@@ -198,7 +198,11 @@ func ValidateTOTPSecret(seed string) error {
 }
 
 func totpCode(seed string, t time.Time) (string, error) {
-	return totp.GenerateCodeCustom(seed, t, totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	return totp.GenerateCodeCustom(seed, t, totp.ValidateOpts{
+		Period:    totpPeriod,
+		Digits:    otp.DigitsSix,
+		Algorithm: otp.AlgorithmSHA1,
+	})
 }
 
 // Code returns the code for the current step. When that step was used, it waits for the next

@@ -72,9 +72,15 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{Callback: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
 					return &logical.Response{Data: map[string]any{
-						"token": jwtSized, "authorization": jwtSized, "provider": "plextrac", "tenant_id": 7,
-						"expires_at": "2026-11-23T12:15:00Z", "issued_at": "2026-11-23T12:00:00Z",
-						"ttl": 600, "rotation_period": 600, "last_vault_rotation": "2026-11-23T12:00:00.123456789Z",
+						"token":               jwtSized,
+						"authorization":       jwtSized,
+						"provider":            "plextrac",
+						"tenant_id":           7,
+						"expires_at":          "2026-11-23T12:15:00Z",
+						"issued_at":           "2026-11-23T12:00:00Z",
+						"ttl":                 600,
+						"rotation_period":     600,
+						"last_vault_rotation": "2026-11-23T12:00:00.123456789Z",
 					}}, nil
 				}},
 			},

@@ -86,8 +86,15 @@ type State struct {
 func (a *Account) Snapshot() State {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return State{Token: a.tok, LastRefresh: a.lastRefresh, LastErrAt: a.lastErrAt, RetryAt: a.retryAt,
-		LastErr: a.lastErr, Failures: a.failures, Hold: a.hold}
+	return State{
+		Token:       a.tok,
+		LastRefresh: a.lastRefresh,
+		LastErrAt:   a.lastErrAt,
+		RetryAt:     a.retryAt,
+		LastErr:     a.lastErr,
+		Failures:    a.failures,
+		Hold:        a.hold,
+	}
 }
 
 // The session gate (internal/gate) hands a proof to whoever holds it: swap takes only a write

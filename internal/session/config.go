@@ -76,18 +76,45 @@ func (c *Config) KeepWarm(t *upstream.Token) time.Duration {
 }
 
 func (c *Config) genericSetting(name string) *string {
-	return map[string]*string{"login_method": &c.LoginMethod, "token_field": &c.TokenField, "expiry_field": &c.ExpiryField,
-		"refresh_method": &c.RefreshMethod, "refresh_path": &c.RefreshPath, "logout_method": &c.LogoutMethod,
-		"logout_path": &c.LogoutPath, "auth_scheme": &c.AuthScheme}[name]
+	return map[string]*string{
+		"login_method":   &c.LoginMethod,
+		"token_field":    &c.TokenField,
+		"expiry_field":   &c.ExpiryField,
+		"refresh_method": &c.RefreshMethod,
+		"refresh_path":   &c.RefreshPath,
+		"logout_method":  &c.LogoutMethod,
+		"logout_path":    &c.LogoutPath,
+		"auth_scheme":    &c.AuthScheme,
+	}[name]
 }
 
 // upstreamConfig is what the upstream client takes.
 func (c *Config) upstreamConfig() upstream.Config {
-	return upstream.Config{Provider: c.Provider, URL: c.URL, Username: c.Username, Email: c.Email, Password: c.Password,
-		APIKey: c.APIKey, TOTPSecret: upstream.NormalizeTOTPSecret(c.TOTPSecret), OrgID: c.OrgID, Headers: c.Headers,
-		CACert: c.CACert, AllowInsecureHTTP: c.AllowInsecureHTTP, RequestTimeout: c.RequestTimeout(),
-		MaxAuthPerMinute: c.MaxAuthPerMinute, Generic: upstream.GenericConfig{LoginMethod: c.LoginMethod,
-			LoginPath: c.LoginPath, LoginBody: c.LoginBody, TokenField: c.TokenField, ExpiryField: c.ExpiryField,
-			RefreshMethod: c.RefreshMethod, RefreshPath: c.RefreshPath, LogoutMethod: c.LogoutMethod,
-			LogoutPath: c.LogoutPath, AuthScheme: c.AuthScheme}}
+	return upstream.Config{
+		Provider:          c.Provider,
+		URL:               c.URL,
+		Username:          c.Username,
+		Email:             c.Email,
+		Password:          c.Password,
+		APIKey:            c.APIKey,
+		TOTPSecret:        upstream.NormalizeTOTPSecret(c.TOTPSecret),
+		OrgID:             c.OrgID,
+		Headers:           c.Headers,
+		CACert:            c.CACert,
+		AllowInsecureHTTP: c.AllowInsecureHTTP,
+		RequestTimeout:    c.RequestTimeout(),
+		MaxAuthPerMinute:  c.MaxAuthPerMinute,
+		Generic: upstream.GenericConfig{
+			LoginMethod:   c.LoginMethod,
+			LoginPath:     c.LoginPath,
+			LoginBody:     c.LoginBody,
+			TokenField:    c.TokenField,
+			ExpiryField:   c.ExpiryField,
+			RefreshMethod: c.RefreshMethod,
+			RefreshPath:   c.RefreshPath,
+			LogoutMethod:  c.LogoutMethod,
+			LogoutPath:    c.LogoutPath,
+			AuthScheme:    c.AuthScheme,
+		},
+	}
 }

@@ -34,7 +34,10 @@ func (f *Field) checkAsWritten(raw any) error {
 	if raw == nil {
 		return fmt.Errorf("%s: write a value, not null: a read never gives back null", f.Name)
 	}
-	d := &framework.FieldData{Raw: map[string]any{f.Name: raw}, Schema: map[string]*framework.FieldSchema{f.Name: f.Schema}}
+	d := &framework.FieldData{
+		Raw:    map[string]any{f.Name: raw},
+		Schema: map[string]*framework.FieldSchema{f.Name: f.Schema},
+	}
 	v, _, err := d.GetOkErr(f.Name)
 	if err != nil {
 		return fmt.Errorf("%s: %v", f.Name, err)

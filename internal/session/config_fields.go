@@ -54,67 +54,191 @@ func strField(desc, group string, sensitive bool) *framework.FieldSchema {
 
 // Fields is the one declaration of every config field. The order is the docs' order.
 var Fields = []*Field{
-	{Name: "provider", Required: upstream.Providers, Identity: true, MaxLen: 32,
-		Schema: &framework.FieldSchema{Type: framework.TypeString, Description: "Upstream API: plextrac, plaspy, resolver or generic.",
-			AllowedValues: []any{"plextrac", "plaspy", "resolver", "generic"}, DisplayAttrs: &framework.DisplayAttributes{Name: "Provider"}},
-		Ref: func(c *Config) any { return &c.Provider }},
-	{Name: "url", Required: upstream.Providers, Destination: true, Identity: true, MaxLen: upstream.MaxURLLen,
-		Schema: strField("Upstream base URL, e.g. https://acme.plextrac.com (plaspy defaults to https://api.plaspy.com).", "", false),
-		Ref:    func(c *Config) any { return &c.URL }},
-	{Name: "username", Providers: userFields, Required: []string{upstream.PlexTrac, upstream.Plaspy}, Identity: true, MaxLen: upstream.MaxNameLen,
-		Schema: strField("Login user: PlexTrac e-mail, Plaspy userName, generic {{.username}}.", "Credentials", false),
-		Ref:    func(c *Config) any { return &c.Username }},
-	{Name: "email", Providers: []string{upstream.Resolver}, Required: []string{upstream.Resolver}, Identity: true, MaxLen: upstream.MaxNameLen,
-		Schema: strField("Resolver Core login e-mail.", "Credentials", false),
-		Ref:    func(c *Config) any { return &c.Email }},
-	{Name: "password", Providers: []string{upstream.PlexTrac, upstream.Resolver, upstream.Generic},
-		Required: []string{upstream.PlexTrac, upstream.Resolver}, Secret: true, MaxLen: upstream.MaxSecretLen,
-		Schema: strField("Password (plextrac, resolver, generic). Write-only.", "Credentials", true),
-		Ref:    func(c *Config) any { return &c.Password }},
-	{Name: "api_key", Providers: []string{upstream.Plaspy, upstream.Generic}, Required: []string{upstream.Plaspy}, Secret: true, MaxLen: upstream.MaxSecretLen,
-		Schema: strField("Plaspy API key, or generic {{.api_key}}. Write-only.", "Credentials", true),
-		Ref:    func(c *Config) any { return &c.APIKey }},
-	{Name: "totp_secret", Providers: []string{upstream.PlexTrac}, Secret: true, MaxLen: upstream.MaxTOTPSecretLen,
-		Schema: strField("PlexTrac MFA: the base32 TOTP seed of the account's authenticator. Write-only; empty clears it.", "Credentials", true),
-		Ref:    func(c *Config) any { return &c.TOTPSecret }},
-	{Name: "org_id", Providers: []string{upstream.Resolver}, Required: []string{upstream.Resolver}, Identity: true, Min: 0, Max: 1<<31 - 1,
-		Schema: &framework.FieldSchema{Type: framework.TypeInt, Description: "Resolver Core org id to log in to (selectedOrg).",
-			DisplayAttrs: &framework.DisplayAttributes{Group: "Credentials"}},
-		Ref: func(c *Config) any { return &c.OrgID }},
+	{
+		Name:     "provider",
+		Required: upstream.Providers,
+		Identity: true,
+		MaxLen:   32,
+		Schema: &framework.FieldSchema{
+			Type:          framework.TypeString,
+			Description:   "Upstream API: plextrac, plaspy, resolver or generic.",
+			AllowedValues: []any{"plextrac", "plaspy", "resolver", "generic"},
+			DisplayAttrs:  &framework.DisplayAttributes{Name: "Provider"},
+		},
+		Ref: func(c *Config) any { return &c.Provider },
+	},
+	{
+		Name:        "url",
+		Required:    upstream.Providers,
+		Destination: true,
+		Identity:    true,
+		MaxLen:      upstream.MaxURLLen,
+		Schema:      strField("Upstream base URL, e.g. https://acme.plextrac.com (plaspy defaults to https://api.plaspy.com).", "", false),
+		Ref:         func(c *Config) any { return &c.URL },
+	},
+	{
+		Name:      "username",
+		Providers: userFields,
+		Required:  []string{upstream.PlexTrac, upstream.Plaspy},
+		Identity:  true,
+		MaxLen:    upstream.MaxNameLen,
+		Schema:    strField("Login user: PlexTrac e-mail, Plaspy userName, generic {{.username}}.", "Credentials", false),
+		Ref:       func(c *Config) any { return &c.Username },
+	},
+	{
+		Name:      "email",
+		Providers: []string{upstream.Resolver},
+		Required:  []string{upstream.Resolver},
+		Identity:  true,
+		MaxLen:    upstream.MaxNameLen,
+		Schema:    strField("Resolver Core login e-mail.", "Credentials", false),
+		Ref:       func(c *Config) any { return &c.Email },
+	},
+	{
+		Name:      "password",
+		Providers: []string{upstream.PlexTrac, upstream.Resolver, upstream.Generic},
+		Required:  []string{upstream.PlexTrac, upstream.Resolver},
+		Secret:    true,
+		MaxLen:    upstream.MaxSecretLen,
+		Schema:    strField("Password (plextrac, resolver, generic). Write-only.", "Credentials", true),
+		Ref:       func(c *Config) any { return &c.Password },
+	},
+	{
+		Name:      "api_key",
+		Providers: []string{upstream.Plaspy, upstream.Generic},
+		Required:  []string{upstream.Plaspy},
+		Secret:    true,
+		MaxLen:    upstream.MaxSecretLen,
+		Schema:    strField("Plaspy API key, or generic {{.api_key}}. Write-only.", "Credentials", true),
+		Ref:       func(c *Config) any { return &c.APIKey },
+	},
+	{
+		Name:      "totp_secret",
+		Providers: []string{upstream.PlexTrac},
+		Secret:    true,
+		MaxLen:    upstream.MaxTOTPSecretLen,
+		Schema:    strField("PlexTrac MFA: the base32 TOTP seed of the account's authenticator. Write-only; empty clears it.", "Credentials", true),
+		Ref:       func(c *Config) any { return &c.TOTPSecret },
+	},
+	{
+		Name:      "org_id",
+		Providers: []string{upstream.Resolver},
+		Required:  []string{upstream.Resolver},
+		Identity:  true,
+		Min:       0,
+		Max:       1<<31 - 1,
+		Schema: &framework.FieldSchema{
+			Type:         framework.TypeInt,
+			Description:  "Resolver Core org id to log in to (selectedOrg).",
+			DisplayAttrs: &framework.DisplayAttributes{Group: "Credentials"},
+		},
+		Ref: func(c *Config) any { return &c.OrgID },
+	},
 	// Headers are a destination: a front proxy may route on one (X-Forwarded-Host,
 	// Forwarded), and a deny-list of such names is never complete.
-	{Name: "headers", Secret: true, Destination: true, MaxLen: upstream.MaxHeaderValueLen,
-		Schema: &framework.FieldSchema{Type: framework.TypeKVPairs, Description: "Extra static headers sent upstream, e.g. cf-access-token. Values are write-only.",
-			DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		Ref: func(c *Config) any { return &c.Headers }},
-	{Name: "ca_cert", Destination: true, MaxLen: upstream.MaxCACertLen,
-		Schema: strField("PEM CA certificate(s) trusted for the upstream, for private CAs; when set, only these are trusted (they replace the system roots). Stored byte for byte as written.", "TLS", false),
-		Ref:    func(c *Config) any { return &c.CACert }},
-	{Name: "allow_insecure_http", Destination: true,
-		Schema: &framework.FieldSchema{Type: framework.TypeBool, Description: "Allow an http:// url (local simulators only).", Default: false},
-		Ref:    func(c *Config) any { return &c.AllowInsecureHTTP }},
-	{Name: "request_timeout", Min: 1, Max: 300,
-		Schema: &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: "Timeout of each upstream call, in seconds (1..300).", Default: defaultRequestTimeoutSeconds},
-		Ref:    func(c *Config) any { return &c.RequestTimeoutSeconds }},
-	{Name: "max_auth_per_minute", Min: 1, Max: 600,
-		Schema: &framework.FieldSchema{Type: framework.TypeInt, Description: "Auth calls (login, MFA, refresh) allowed per minute to this upstream host, shared by all mounts of the plugin process (1..600; 2 or more with totp_secret, since an MFA login sends 2).", Default: defaultMaxAuthPerMinute},
-		Ref:    func(c *Config) any { return &c.MaxAuthPerMinute }},
-	{Name: "min_ttl", Min: 0, Max: 86400,
-		Schema: &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: "A read refreshes first when the shared token has less left than this, in seconds (0..86400; capped at a third of the token's life).", Default: defaultMinTTLSeconds},
-		Ref:    func(c *Config) any { return &c.MinTTLSeconds }},
-	{Name: "max_refused_logins", Min: 1, Max: 100,
-		Schema: &framework.FieldSchema{Type: framework.TypeInt, Description: "Refused logins in a row after which the mount stops logging in with these credentials, so that upstream does not lock the account out (1..100). A config write with credentials, or rotate, ends the hold.", Default: DefaultMaxRefusedLogins},
-		Ref:    func(c *Config) any { return &c.MaxRefusedLogins }},
-	{Name: "keep_warm", Min: 0, Max: 7 * 86400,
-		Schema: &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: "The periodic run refreshes the session ahead of expiry only while a token or static-token read, or a lease renewal, came within this many seconds (0..604800; 0: never; default: twice the token's life). Past it the session lapses, and the next reader refreshes or logs in."},
-		Ref:    func(c *Config) any { return &c.KeepWarmSeconds }},
+	{
+		Name:        "headers",
+		Secret:      true,
+		Destination: true,
+		MaxLen:      upstream.MaxHeaderValueLen,
+		Schema: &framework.FieldSchema{
+			Type:         framework.TypeKVPairs,
+			Description:  "Extra static headers sent upstream, e.g. cf-access-token. Values are write-only.",
+			DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+		},
+		Ref: func(c *Config) any { return &c.Headers },
+	},
+	{
+		Name:        "ca_cert",
+		Destination: true,
+		MaxLen:      upstream.MaxCACertLen,
+		Schema:      strField("PEM CA certificate(s) trusted for the upstream, for private CAs; when set, only these are trusted (they replace the system roots). Stored byte for byte as written.", "TLS", false),
+		Ref:         func(c *Config) any { return &c.CACert },
+	},
+	{
+		Name:        "allow_insecure_http",
+		Destination: true,
+		Schema: &framework.FieldSchema{
+			Type:        framework.TypeBool,
+			Description: "Allow an http:// url (local simulators only).",
+			Default:     false,
+		},
+		Ref: func(c *Config) any { return &c.AllowInsecureHTTP },
+	},
+	{
+		Name: "request_timeout",
+		Min:  1,
+		Max:  300,
+		Schema: &framework.FieldSchema{
+			Type:        framework.TypeDurationSecond,
+			Description: "Timeout of each upstream call, in seconds (1..300).",
+			Default:     defaultRequestTimeoutSeconds,
+		},
+		Ref: func(c *Config) any { return &c.RequestTimeoutSeconds },
+	},
+	{
+		Name: "max_auth_per_minute",
+		Min:  1,
+		Max:  600,
+		Schema: &framework.FieldSchema{
+			Type:        framework.TypeInt,
+			Description: "Auth calls (login, MFA, refresh) allowed per minute to this upstream host, shared by all mounts of the plugin process (1..600; 2 or more with totp_secret, since an MFA login sends 2).",
+			Default:     defaultMaxAuthPerMinute,
+		},
+		Ref: func(c *Config) any { return &c.MaxAuthPerMinute },
+	},
+	{
+		Name: "min_ttl",
+		Min:  0,
+		Max:  86400,
+		Schema: &framework.FieldSchema{
+			Type:        framework.TypeDurationSecond,
+			Description: "A read refreshes first when the shared token has less left than this, in seconds (0..86400; capped at a third of the token's life).",
+			Default:     defaultMinTTLSeconds,
+		},
+		Ref: func(c *Config) any { return &c.MinTTLSeconds },
+	},
+	{
+		Name: "max_refused_logins",
+		Min:  1,
+		Max:  100,
+		Schema: &framework.FieldSchema{
+			Type:        framework.TypeInt,
+			Description: "Refused logins in a row after which the mount stops logging in with these credentials, so that upstream does not lock the account out (1..100). A config write with credentials, or rotate, ends the hold.",
+			Default:     DefaultMaxRefusedLogins,
+		},
+		Ref: func(c *Config) any { return &c.MaxRefusedLogins },
+	},
+	{
+		Name: "keep_warm",
+		Min:  0,
+		Max:  7 * 86400,
+		Schema: &framework.FieldSchema{
+			Type:        framework.TypeDurationSecond,
+			Description: "The periodic run refreshes the session ahead of expiry only while a token or static-token read, or a lease renewal, came within this many seconds (0..604800; 0: never; default: twice the token's life). Past it the session lapses, and the next reader refreshes or logs in.",
+		},
+		Ref: func(c *Config) any { return &c.KeepWarmSeconds },
+	},
 	genericField("login_method", "generic: login HTTP method (default POST).", true),
-	{Name: "login_path", Providers: allGeneric, Required: allGeneric, Destination: true, Identity: true, MaxLen: upstream.MaxSettingLen,
-		Schema: strField("generic: login path, e.g. /api/login.", "Generic", false),
-		Ref:    func(c *Config) any { return &c.LoginPath }},
-	{Name: "login_body", Providers: allGeneric, Destination: true, Identity: true, MaxLen: upstream.MaxLoginBodyLen,
-		Schema: strField(`generic: the JSON login body as text with one value per {{ }} (.username, .password, .api_key or a quoted string, bare or through one of json, html, js, urlquery); default {"username": {{json .username}}, "password": {{json .password}}}.`, "Generic", false),
-		Ref:    func(c *Config) any { return &c.LoginBody }},
+	{
+		Name:        "login_path",
+		Providers:   allGeneric,
+		Required:    allGeneric,
+		Destination: true,
+		Identity:    true,
+		MaxLen:      upstream.MaxSettingLen,
+		Schema:      strField("generic: login path, e.g. /api/login.", "Generic", false),
+		Ref:         func(c *Config) any { return &c.LoginPath },
+	},
+	{
+		Name:        "login_body",
+		Providers:   allGeneric,
+		Destination: true,
+		Identity:    true,
+		MaxLen:      upstream.MaxLoginBodyLen,
+		Schema:      strField(`generic: the JSON login body as text with one value per {{ }} (.username, .password, .api_key or a quoted string, bare or through one of json, html, js, urlquery); default {"username": {{json .username}}, "password": {{json .password}}}.`, "Generic", false),
+		Ref:         func(c *Config) any { return &c.LoginBody },
+	},
 	genericField("token_field", "generic: dotted path of the token in the login answer (default token).", true),
 	genericField("expiry_field", "generic: dotted path of the expiry: a number (below 1e9 seconds from now, else epoch s/ms/µs/ns by magnitude), RFC 3339 with a zone, or an HTTP-date; stated in another form, the login is refused. With a JWT exp too, the earlier one wins.", false),
 	genericField("refresh_method", "generic: refresh HTTP method (default POST).", false),
@@ -127,8 +251,15 @@ var Fields = []*Field{
 // genericField declares a short generic setting. where: it decides how the login is done,
 // so it is a destination and part of the account's identity.
 func genericField(name, desc string, where bool) *Field {
-	return &Field{Name: name, Providers: allGeneric, Destination: where, Identity: where, MaxLen: upstream.MaxSettingLen,
-		Schema: strField(desc, "Generic", false), Ref: func(c *Config) any { return c.genericSetting(name) }}
+	return &Field{
+		Name:        name,
+		Providers:   allGeneric,
+		Destination: where,
+		Identity:    where,
+		MaxLen:      upstream.MaxSettingLen,
+		Schema:      strField(desc, "Generic", false),
+		Ref:         func(c *Config) any { return c.genericSetting(name) },
+	}
 }
 
 // FieldByName is configFields by name.
@@ -143,7 +274,11 @@ var FieldByName = func() map[string]*Field {
 // ConfigSchema is the config path's framework schema: every declared field, and verify.
 func ConfigSchema() map[string]*framework.FieldSchema {
 	out := map[string]*framework.FieldSchema{
-		"verify": {Type: framework.TypeBool, Description: "Log in upstream before storing, and store nothing if that fails.", Default: true},
+		"verify": {
+			Type:        framework.TypeBool,
+			Description: "Log in upstream before storing, and store nothing if that fails.",
+			Default:     true,
+		},
 	}
 	for _, f := range Fields {
 		out[f.Name] = f.Schema
@@ -253,9 +388,15 @@ func ConfigReadSchema() map[string]*framework.FieldSchema {
 	for _, f := range Fields {
 		switch {
 		case f.Name == "headers":
-			out["header_names"] = &framework.FieldSchema{Type: framework.TypeStringSlice, Description: "Names of the configured headers (values are write-only)."}
+			out["header_names"] = &framework.FieldSchema{
+				Type:        framework.TypeStringSlice,
+				Description: "Names of the configured headers (values are write-only).",
+			}
 		case f.Secret:
-			out[f.Name+"_set"] = &framework.FieldSchema{Type: framework.TypeBool, Description: "Whether " + f.Name + " is set (it is write-only)."}
+			out[f.Name+"_set"] = &framework.FieldSchema{
+				Type:        framework.TypeBool,
+				Description: "Whether " + f.Name + " is set (it is write-only).",
+			}
 		default:
 			out[f.Name] = f.Schema
 		}

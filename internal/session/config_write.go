@@ -24,8 +24,13 @@ func MergeConfig(prev *Config, d *framework.FieldData) (*Config, error) {
 	}
 	provider, hasProvider := d.GetOk("provider")
 	name, _ := provider.(string) // as written: another spelling of a provider was refused above
-	c := &Config{Format: configVersion, RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
-		MaxAuthPerMinute: defaultMaxAuthPerMinute, MinTTLSeconds: defaultMinTTLSeconds, MaxRefusedLogins: DefaultMaxRefusedLogins}
+	c := &Config{
+		Format:                configVersion,
+		RequestTimeoutSeconds: defaultRequestTimeoutSeconds,
+		MaxAuthPerMinute:      defaultMaxAuthPerMinute,
+		MinTTLSeconds:         defaultMinTTLSeconds,
+		MaxRefusedLogins:      DefaultMaxRefusedLogins,
+	}
 	if prev != nil && (!hasProvider || name == prev.Provider) {
 		cp := *prev
 		c = &cp

@@ -97,8 +97,13 @@ func (h Hold) heldError(provider, host string) *upstream.Error {
 	if h.Misconfigured {
 		what = "the config cannot log in"
 	}
-	return &upstream.Error{Provider: provider, Host: host, Op: upstream.OpLogin, Kind: upstream.KindHeld,
+	return &upstream.Error{
+		Provider: provider,
+		Host:     host,
+		Op:       upstream.OpLogin,
+		Kind:     upstream.KindHeld,
 		Msg: fmt.Sprintf("not tried: %s (the last at %s: %s); the plugin stopped logging in with these credentials so that the account is not locked out",
 			what, h.At.UTC().Format(time.RFC3339), h.Reason),
-		Hint: "write the credentials to config, or write rotate once the account is fixed upstream"}
+		Hint: "write the credentials to config, or write rotate once the account is fixed upstream",
+	}
 }

@@ -37,7 +37,12 @@ func TokenHash(value string) string {
 
 // EncodeLeaseData is t's leaseData as stored in a lease.
 func EncodeLeaseData(t *upstream.Token) (string, error) {
-	b, err := json.Marshal(leaseData{Format: leaseDataVersion, TokenSHA256: TokenHash(t.Value), IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt})
+	b, err := json.Marshal(leaseData{
+		Format:      leaseDataVersion,
+		TokenSHA256: TokenHash(t.Value),
+		IssuedAt:    t.IssuedAt,
+		ExpiresAt:   t.ExpiresAt,
+	})
 	if err != nil {
 		return "", fmt.Errorf("cannot encode the token's times for its lease: %w", err)
 	}

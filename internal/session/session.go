@@ -80,8 +80,14 @@ func (a *Account) refresh(ctx context.Context, s logical.Storage, seen *upstream
 		}
 		return sharedToken(r.Val), nil
 	case <-ctx.Done():
-		return nil, &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.Host(), Op: "refresh", Kind: upstream.KindUnavailable,
-			Msg: "this request ended while waiting for the upstream (" + ctx.Err().Error() + "); the refresh goes on", Hint: "read again shortly"}
+		return nil, &upstream.Error{
+			Provider: a.cfg.Provider,
+			Host:     a.prov.Host(),
+			Op:       "refresh",
+			Kind:     upstream.KindUnavailable,
+			Msg:      "this request ended while waiting for the upstream (" + ctx.Err().Error() + "); the refresh goes on",
+			Hint:     "read again shortly",
+		}
 	}
 }
 
@@ -130,9 +136,14 @@ func (a *Account) refreshOrLogin(ctx context.Context, s logical.Storage) (*upstr
 	if err == nil && a.Usable(cur) && !t.ExpiresAt.After(cur.ExpiresAt) {
 		// Not better than what is served: counted as a failure, so the backoff keeps readers
 		// and lease holders from asking again on every read and draining the host's budget.
-		err = &upstream.Error{Provider: a.cfg.Provider, Host: a.prov.Host(), Op: t.ObtainedBy, Kind: upstream.KindBadResponse,
-			Msg:  "upstream answered with a token that expires at " + t.ExpiresAt.UTC().Format(time.RFC3339) + ", no later than the current one",
-			Hint: "the current token is served until it expires"}
+		err = &upstream.Error{
+			Provider: a.cfg.Provider,
+			Host:     a.prov.Host(),
+			Op:       t.ObtainedBy,
+			Kind:     upstream.KindBadResponse,
+			Msg:      "upstream answered with a token that expires at " + t.ExpiresAt.UTC().Format(time.RFC3339) + ", no later than the current one",
+			Hint:     "the current token is served until it expires",
+		}
 	}
 	if err != nil {
 		return nil, a.noteFailure(err)

@@ -105,9 +105,18 @@ func (b *Slot) Cleaned() bool { return b.cleaned.Load() }
 func (b *Slot) SessionWriteWouldWait() bool { return b.sessionGate.ReaderWouldWait() }
 
 func (b *Slot) newAccount(cfg *Config, p upstream.Provider, fingerprintKey []byte) *Account {
-	return &Account{cfg: cfg, prov: p, fingerprint: cfg.Fingerprint(fingerprintKey), legacy: cfg.LegacyAccount,
-		gate: &b.sessionGate, storageTimeout: b.StorageTimeout, writable: b.Writable, clock: b.Clock, logger: b.Logger().With("provider", cfg.Provider),
-		counters: b.Counters}
+	return &Account{
+		cfg:            cfg,
+		prov:           p,
+		fingerprint:    cfg.Fingerprint(fingerprintKey),
+		legacy:         cfg.LegacyAccount,
+		gate:           &b.sessionGate,
+		storageTimeout: b.StorageTimeout,
+		writable:       b.Writable,
+		clock:          b.Clock,
+		logger:         b.Logger().With("provider", cfg.Provider),
+		counters:       b.Counters,
+	}
 }
 
 // Account returns the mount's Account, loading config and stored session on first use.

@@ -136,7 +136,10 @@ func readTOTPStep(ctx context.Context, s logical.Storage) (int64, error) {
 }
 
 func WriteTOTPStep(ctx context.Context, s logical.Storage, step int64) error {
-	e, err := logical.StorageEntryJSON(totpStepKey, totpStepRecord{Format: totpStepVersion, Step: step})
+	e, err := logical.StorageEntryJSON(totpStepKey, totpStepRecord{
+		Format: totpStepVersion,
+		Step:   step,
+	})
 	if err != nil {
 		return err
 	}

@@ -25,13 +25,27 @@ type sessionRecord struct {
 }
 
 func newSessionRecord(owner string, t *upstream.Token) sessionRecord {
-	return sessionRecord{Format: sessionVersion, Owner: owner, Value: t.Value, IssuedAt: t.IssuedAt,
-		ExpiresAt: t.ExpiresAt, Extras: t.Extras, ObtainedBy: t.ObtainedBy, ObtainedAt: t.ObtainedAt}
+	return sessionRecord{
+		Format:     sessionVersion,
+		Owner:      owner,
+		Value:      t.Value,
+		IssuedAt:   t.IssuedAt,
+		ExpiresAt:  t.ExpiresAt,
+		Extras:     t.Extras,
+		ObtainedBy: t.ObtainedBy,
+		ObtainedAt: t.ObtainedAt,
+	}
 }
 
 func (r sessionRecord) token() *upstream.Token {
-	return &upstream.Token{Value: r.Value, IssuedAt: r.IssuedAt, ExpiresAt: r.ExpiresAt, Extras: r.Extras,
-		ObtainedBy: r.ObtainedBy, ObtainedAt: r.ObtainedAt}
+	return &upstream.Token{
+		Value:      r.Value,
+		IssuedAt:   r.IssuedAt,
+		ExpiresAt:  r.ExpiresAt,
+		Extras:     r.Extras,
+		ObtainedBy: r.ObtainedBy,
+		ObtainedAt: r.ObtainedAt,
+	}
 }
 
 // readSession returns the stored session and the account it was stamped with (nil when

@@ -82,13 +82,34 @@ func upgradeConfigV0(raw []byte) (*Config, error) {
 		return nil, errUnreadable("config (v0.1.0)", err)
 	}
 	g := v.Generic
-	c := &Config{Format: configVersion, Provider: v.Provider, URL: v.URL, Username: v.Username, Email: v.Email,
-		Password: v.Password, APIKey: v.APIKey, TOTPSecret: v.TOTPSecret, OrgID: v.OrgID, Headers: v.Headers,
-		CACert: v.CACert, AllowInsecureHTTP: v.AllowInsecureHTTP, RequestTimeoutSeconds: int(v.RequestTimeout / time.Second),
-		MaxAuthPerMinute: v.MaxAuthPerMinute, MinTTLSeconds: int(v.MinTTL / time.Second), MaxRefusedLogins: DefaultMaxRefusedLogins,
-		LoginMethod: g.LoginMethod, LoginPath: g.LoginPath, LoginBody: g.LoginBody, TokenField: g.TokenField,
-		ExpiryField: g.ExpiryField, RefreshMethod: g.RefreshMethod, RefreshPath: g.RefreshPath,
-		LogoutMethod: g.LogoutMethod, LogoutPath: g.LogoutPath, AuthScheme: g.AuthScheme}
+	c := &Config{
+		Format:                configVersion,
+		Provider:              v.Provider,
+		URL:                   v.URL,
+		Username:              v.Username,
+		Email:                 v.Email,
+		Password:              v.Password,
+		APIKey:                v.APIKey,
+		TOTPSecret:            v.TOTPSecret,
+		OrgID:                 v.OrgID,
+		Headers:               v.Headers,
+		CACert:                v.CACert,
+		AllowInsecureHTTP:     v.AllowInsecureHTTP,
+		RequestTimeoutSeconds: int(v.RequestTimeout / time.Second),
+		MaxAuthPerMinute:      v.MaxAuthPerMinute,
+		MinTTLSeconds:         int(v.MinTTL / time.Second),
+		MaxRefusedLogins:      DefaultMaxRefusedLogins,
+		LoginMethod:           g.LoginMethod,
+		LoginPath:             g.LoginPath,
+		LoginBody:             g.LoginBody,
+		TokenField:            g.TokenField,
+		ExpiryField:           g.ExpiryField,
+		RefreshMethod:         g.RefreshMethod,
+		RefreshPath:           g.RefreshPath,
+		LogoutMethod:          g.LogoutMethod,
+		LogoutPath:            g.LogoutPath,
+		AuthScheme:            g.AuthScheme,
+	}
 	c.LegacyAccount = accountIDV0(&v)
 	return c, nil
 }
@@ -147,8 +168,16 @@ func upgradeSessionV0(raw []byte) (sessionRecord, error) {
 	if t.ObtainedAt.IsZero() {
 		t.ObtainedAt = t.IssuedAt
 	}
-	return sessionRecord{Format: sessionVersion, Owner: v.Owner, Value: t.Value, IssuedAt: t.IssuedAt,
-		ExpiresAt: t.ExpiresAt, Extras: t.Extras, ObtainedBy: t.ObtainedBy, ObtainedAt: t.ObtainedAt}, nil
+	return sessionRecord{
+		Format:     sessionVersion,
+		Owner:      v.Owner,
+		Value:      t.Value,
+		IssuedAt:   t.IssuedAt,
+		ExpiresAt:  t.ExpiresAt,
+		Extras:     t.Extras,
+		ObtainedBy: t.ObtainedBy,
+		ObtainedAt: t.ObtainedAt,
+	}, nil
 }
 
 // readTOTPStepV010 reads v0.1.0's last TOTP step: a bare number.
@@ -179,7 +208,12 @@ func decodeLeaseV010(internal map[string]any) (t LeaseToken, ok bool, err error)
 	if json.Unmarshal([]byte(s), &v) != nil || v.Value == "" {
 		return LeaseToken{}, true, errors.New("the lease carries no session data")
 	}
-	return LeaseToken{SHA256: TokenHash(v.Value), Value: v.Value, IssuedAt: v.IssuedAt, ExpiresAt: v.ExpiresAt}, true, nil
+	return LeaseToken{
+		SHA256:    TokenHash(v.Value),
+		Value:     v.Value,
+		IssuedAt:  v.IssuedAt,
+		ExpiresAt: v.ExpiresAt,
+	}, true, nil
 }
 
 // DropLeaseV010 removes v0.1.0's token from a lease's InternalData, when a renewal moves the
