@@ -64,7 +64,7 @@ func asWrittenForms(f *session.Field, value any) (accepted, refused []writtenFor
 // read, so every non-secret field of every provider reads back as written, or the write is
 // refused with the form that would, storing nothing.
 func TestEveryFieldReadsBackAsWrittenOrIsRefused(t *testing.T) {
-	for _, provider := range upstream.Providers {
+	for _, provider := range upstream.Names() {
 		for _, f := range session.Fields {
 			if f.Secret || !f.TakenBy(provider) {
 				continue
@@ -144,12 +144,12 @@ func TestRefusedFormsSayWhatToWrite(t *testing.T) {
 	// plaspy's url defaults when left out; written empty it would read back as the default.
 	pl := with(e.plaspyConfig(), "verify", false)
 	msg = expectRejected(t, e, with(pl, "url", ""), "url")
-	if !strings.Contains(msg, fmt.Sprintf("write %q", session.PlaspyDefaultURL)) {
+	if !strings.Contains(msg, fmt.Sprintf("write %q", "https://api.plaspy.com")) {
 		t.Errorf("plaspy url \"\": %q does not give the default", msg)
 	}
 	delete(pl, "url")
 	e.write("config", pl)
-	if got := e.read("config", nil).Data["url"]; got != session.PlaspyDefaultURL {
+	if got := e.read("config", nil).Data["url"]; got != "https://api.plaspy.com" {
 		t.Errorf("plaspy without url reads back %v", got)
 	}
 }

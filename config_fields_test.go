@@ -23,6 +23,7 @@ func fullConfig(e *env, provider string) map[string]any {
 		upstream.Plaspy:   e.plaspyConfig(),
 		upstream.Resolver: e.resolverConfig(),
 		upstream.Generic:  with(genericPlexTrac(e), "api_key", "table-api-key"),
+		throwaway:         throwawayConfig(e),
 	}[provider]
 	return with(base, "headers", map[string]any{"cf-access-token": "table-header-value"}, "verify", false)
 }
@@ -58,7 +59,7 @@ func changedValue(e *env, f *session.Field) any {
 // The table's rules, checked for every field of every provider: a secret is never read back; a destination or identity field cannot change without the secrets; and
 // every field has a bound, which is refused one past it and not at it.
 func TestEveryConfigFieldFollowsTheTablesRules(t *testing.T) {
-	for _, provider := range upstream.Providers {
+	for _, provider := range upstream.Names() {
 		for _, f := range session.Fields {
 			if !f.TakenBy(provider) || f.Name == "provider" {
 				continue
@@ -204,7 +205,7 @@ func TestNonSecretStringsReadBackAsWritten(t *testing.T) {
 
 // Every read of the config shows only what the table says it shows.
 func TestConfigReadShowsOnlyDeclaredFields(t *testing.T) {
-	for _, provider := range upstream.Providers {
+	for _, provider := range upstream.Names() {
 		e := newEnv(t)
 		e.write("config", fullConfig(e, provider))
 		for k := range e.read("config", nil).Data {

@@ -114,7 +114,7 @@ func TestDocsQuoteTheTimeRules(t *testing.T) {
 		}
 		texts["help of "+p.Pattern] = help
 	}
-	for _, f := range tokenFields {
+	for _, f := range tokenFields() {
 		texts["token fields"] += " " + f.Description
 	}
 	for _, r := range rules {

@@ -2,6 +2,7 @@ package sessiontoken
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -210,7 +211,7 @@ func (b *backend) discardCheck(ctx context.Context, prov upstream.Provider, tok 
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	if err := prov.Logout(ctx, tok.Value); err != nil {
+	if err := prov.Logout(ctx, tok.Value); err != nil && !errors.Is(err, upstream.ErrNoLogout) {
 		b.Logger().Warn("upstream logout of a failed config write's login check failed; the token will expire on its own", "error", err)
 	}
 }

@@ -98,7 +98,7 @@ func TestConfigErrorsSayWhatToWriteInstead(t *testing.T) {
 		quoted   bool
 	}{{"plextrak", true}, {strings.Repeat("x", 32), true}, {strings.Repeat("x", 33), false}} {
 		msg := expectRejected(t, e, with(p, "provider", tc.provider), "provider")
-		if strings.Contains(msg, tc.provider) != tc.quoted || !strings.Contains(msg, strings.Join(upstream.Providers, ", ")) {
+		if strings.Contains(msg, tc.provider) != tc.quoted || !strings.Contains(msg, strings.Join(upstream.Names(), ", ")) {
 			t.Errorf("provider of %d bytes: %q (want it quoted: %v, and the list)", len(tc.provider), msg, tc.quoted)
 		}
 	}

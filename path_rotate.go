@@ -2,6 +2,7 @@ package sessiontoken
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -114,9 +115,9 @@ func (b *backend) rotateWrite(ctx context.Context, req *logical.Request, d *fram
 		lctx, cancel := context.WithTimeout(ctx, a.Config().RequestTimeout())
 		defer cancel()
 		switch err := a.Provider().Logout(lctx, prev.Value); {
-		case err == nil && a.Config().Provider == upstream.Generic && a.Config().LogoutPath != "":
-			data["previous_revoked"] = true
 		case err == nil:
+			data["previous_revoked"] = true
+		case errors.Is(err, upstream.ErrNoLogout):
 			resp.AddWarning("provider " + a.Config().Provider + " has no logout: the replaced token stays valid upstream until it expires at " + prev.ExpiresAt.UTC().Format(time.RFC3339))
 		default:
 			resp.AddWarning("the replaced token could not be ended upstream; it stays valid until it expires: " + err.Error())

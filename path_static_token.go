@@ -26,7 +26,7 @@ use token when per-reader revocation and lease accounting matter.
 `
 
 func (b *backend) pathStaticToken() *framework.Path {
-	fields := maps.Clone(tokenFields)
+	fields := maps.Clone(tokenFields())
 	fields["ttl"] = &framework.FieldSchema{
 		Type:        framework.TypeInt,
 		Description: "Whole seconds until this path serves a newer token; read again after it.",

@@ -44,7 +44,7 @@ func (b *backend) pathToken() *framework.Path {
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 				Responses: map[int][]framework.Response{http.StatusOK: {{
 					Description: "OK",
-					Fields:      tokenFields,
+					Fields:      tokenFields(),
 				}}},
 			},
 		},

@@ -3,6 +3,7 @@ package sessiontoken
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -14,34 +15,38 @@ import (
 
 const secretTokenType = "sessiontoken"
 
-// tokenFields are what a token read and a lease renewal return.
-var tokenFields = map[string]*framework.FieldSchema{
-	"token": {Type: framework.TypeString, Description: "The upstream session token."},
-	"authorization": {
+// tokenFields() are what a token read and a lease renewal return: the fields every provider's
+// token has, the Authorization header's form and the extras as each provider registered now
+// declares them.
+func tokenFields() map[string]*framework.FieldSchema {
+	var forms []string
+	fields := map[string]*framework.FieldSchema{
+		"token":      {Type: framework.TypeString, Description: "The upstream session token."},
+		"expires_at": {Type: framework.TypeString, Description: "Token expiry, RFC 3339."},
+		"issued_at":  {Type: framework.TypeString, Description: "Token issue time, RFC 3339."},
+		"ttl": {
+			Type:        framework.TypeInt,
+			Description: "Seconds until the lease ends (5 s before the token expires).",
+		},
+		"provider": {Type: framework.TypeString, Description: "The upstream provider."},
+	}
+	for _, s := range upstream.Specs() {
+		forms = append(forms, s.Name+": "+s.Authorization)
+		for _, x := range s.Extras {
+			fields[x.Name] = &framework.FieldSchema{Type: framework.TypeInt, Description: s.Name + ": " + x.Description + "."}
+		}
+	}
+	fields["authorization"] = &framework.FieldSchema{
 		Type:        framework.TypeString,
-		Description: "Authorization header value: the bare token for PlexTrac, Bearer <token> for the others.",
-	},
-	"expires_at": {Type: framework.TypeString, Description: "Token expiry, RFC 3339."},
-	"issued_at":  {Type: framework.TypeString, Description: "Token issue time, RFC 3339."},
-	"ttl": {
-		Type:        framework.TypeInt,
-		Description: "Seconds until the lease ends (5 s before the token expires).",
-	},
-	"provider": {Type: framework.TypeString, Description: "The upstream provider."},
-	"tenant_id": {
-		Type:        framework.TypeInt,
-		Description: "PlexTrac: the tenant the session belongs to, when the login answer names it.",
-	},
-	"org_id": {
-		Type:        framework.TypeInt,
-		Description: "Resolver Core: the org the session belongs to, when the answer names it.",
-	},
+		Description: "Authorization header value (" + strings.Join(forms, "; ") + ").",
+	}
+	return fields
 }
 
 func (b *backend) tokenSecret() *framework.Secret {
 	return &framework.Secret{
 		Type:   secretTokenType,
-		Fields: tokenFields,
+		Fields: tokenFields(),
 		Renew:  b.countRenewal(b.tokenRenew),
 		Revoke: b.tokenRevoke,
 	}

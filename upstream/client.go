@@ -110,6 +110,9 @@ func newClient(cfg Config, deps Deps) (*Client, error) {
 	return c, nil
 }
 
+// TOTP is nil: a provider that sends TOTP codes has its own.
+func (c *Client) TOTP() TOTPStepper { return nil }
+
 // Host is the upstream's HostKey, the key of its limiter.
 func (c *Client) Host() string { return c.hostKey }
 

@@ -39,7 +39,8 @@ func IsRefusedLogin(err error) bool {
 	if e.Kind == KindRejected {
 		return true
 	}
-	return e.Provider == Generic && e.Status >= 400 && e.Status < 500 && e.Status != 408 && e.Status != 429
+	s, ok := SpecOf(e.Provider)
+	return ok && s.RefusedStatus != nil && s.RefusedStatus(e.Status)
 }
 
 // ErrNoRefresh says the upstream has no refresh call: log in again instead.

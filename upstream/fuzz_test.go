@@ -77,7 +77,7 @@ func FuzzProviderAnswers(f *testing.F) {
 		// A clock whose Sleep advances it: the first MFA login of an account in a process
 		// waits for the next TOTP step, which must not take real time under the fuzzer.
 		clock := testclock.At(time.Now())
-		for _, name := range Providers {
+		for _, name := range Names() {
 			p, err := newWithBudget(Config{Provider: name, URL: srv.URL, Username: "u", Email: "e", Password: "fuzz-secret-pw",
 				APIKey: "fuzz-secret-key", TOTPSecret: "JBSWY3DPEHPK3PXP", OrgID: 1, MaxAuthPerMinute: 600,
 				Headers:        map[string]string{"X-Tenant": "fuzz-secret-header"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,46 @@ var genericMethods = map[string]bool{
 	"PUT":    true,
 	"PATCH":  true,
 	"DELETE": true,
+}
+
+// Generic is the provider name of the generic JSON login.
+const Generic = "generic"
+
+func init() {
+	Register(Spec{
+		Name: Generic,
+		Rank: 4,
+		Takes: []string{"username", "password", "api_key", "login_method", "login_path", "login_body", "token_field",
+			"expiry_field", "refresh_method", "refresh_path", "logout_method", "logout_path", "auth_scheme"},
+		Requires:       []string{"login_path"},
+		AccountSecrets: genericAccountSecrets,
+		Validate:       func(cfg Config) error { return cfg.Generic.Validate() },
+		// Any 4xx but 408 (a timeout) and 429 (the rate limit) refuses the login: a generic
+		// upstream has no refusal signal of its own.
+		RefusedStatus: func(status int) bool { return status >= 400 && status < 500 && status != 408 && status != 429 },
+		Authorization: `auth_scheme and the token (default "Bearer <token>"; "none": the bare token)`,
+		New: func(c *Client, cfg Config, _ Deps) (Provider, error) {
+			return newGeneric(c, cfg)
+		},
+	})
+}
+
+// genericAccountSecrets: a generic login whose body does not send .username (or whose
+// username is empty) is named by every secret it sends: each of api_key and password the
+// body references (a password may be a personal access token), api_key first, and every
+// header value.
+func genericAccountSecrets(cfg Config) []string {
+	sent := LoginBodyFields(cfg.Generic.LoginBody)
+	if cfg.Username != "" && slices.Contains(sent, "username") {
+		return nil
+	}
+	var names []string
+	for _, name := range []string{"api_key", "password"} {
+		if slices.Contains(sent, name) {
+			names = append(names, name)
+		}
+	}
+	return append(names, "headers")
 }
 
 type generic struct {
@@ -199,7 +240,7 @@ func (p *generic) exchange(ctx context.Context, op, method, path string, body an
 // 404) has nothing left to end, so that is success.
 func (p *generic) Logout(ctx context.Context, token string) error {
 	if p.g.LogoutPath == "" {
-		return nil
+		return ErrNoLogout
 	}
 	err := p.call(ctx, request{
 		op:      OpLogout,

@@ -8,6 +8,24 @@ import (
 	"time"
 )
 
+// Plaspy is the provider name of Plaspy.
+const Plaspy = "plaspy"
+
+func init() {
+	Register(Spec{
+		Name:          Plaspy,
+		Rank:          2,
+		Takes:         []string{"username", "api_key"},
+		Requires:      []string{"username", "api_key"},
+		DefaultURL:    "https://api.plaspy.com",
+		FoldUserCase:  true,
+		Authorization: "Bearer <token>",
+		New: func(c *Client, cfg Config, _ Deps) (Provider, error) {
+			return &plaspy{Client: c, username: cfg.Username, apiKey: cfg.APIKey}, nil
+		},
+	})
+}
+
 // plaspy logs in with userName/apiKey. It answers failures with success:false (HTTP status
 // not published), so the plugin trusts the success field, not the status. It has no refresh.
 type plaspy struct {
@@ -65,6 +83,6 @@ func plaspyRefused(status int, body []byte) (string, bool) {
 // Refresh: Plaspy has none; "renew" means logging in again.
 func (p *plaspy) Refresh(context.Context, *Token) (*Token, error) { return nil, ErrNoRefresh }
 
-func (p *plaspy) Logout(context.Context, string) error { return nil }
+func (p *plaspy) Logout(context.Context, string) error { return ErrNoLogout }
 
 func (p *plaspy) Authorization(token string) string { return "Bearer " + token }

@@ -10,6 +10,24 @@ import (
 	"time"
 )
 
+// PlexTrac is the provider name of PlexTrac.
+const PlexTrac = "plextrac"
+
+func init() {
+	Register(Spec{
+		Name:          PlexTrac,
+		Rank:          1,
+		Takes:         []string{"username", "password", "totp_secret"},
+		Requires:      []string{"username", "password"},
+		FoldUserCase:  true,
+		Authorization: "the bare token",
+		Extras:        []Extra{{"tenant_id", "the tenant the session belongs to, when the login answer names it"}},
+		New: func(c *Client, cfg Config, deps Deps) (Provider, error) {
+			return newPlexTrac(c, cfg, deps.Limiters), nil
+		},
+	})
+}
+
 // plextrac logs in with username/password, answers the MFA challenge with a TOTP code from
 // the stored seed, and refreshes with PUT /api/v1/token/refresh while the token is valid.
 type plextrac struct {
@@ -196,7 +214,18 @@ func (p *plextrac) SkipTOTPStepsThrough(step int64) {
 }
 
 // Logout: PlexTrac publishes none; the token simply expires.
-func (p *plextrac) Logout(context.Context, string) error { return nil }
+func (p *plextrac) Logout(context.Context, string) error { return ErrNoLogout }
+
+// account is the TOTP account the codes are sent for (totpAccount).
+func (p *plextrac) account() *totpKey { return &p.totp.account }
+
+// TOTP is the TOTP steps' record, when a seed is configured.
+func (p *plextrac) TOTP() TOTPStepper {
+	if p.totp == nil {
+		return nil
+	}
+	return p
+}
 
 // Authorization: PlexTrac's own scripts send the bare token.
 func (p *plextrac) Authorization(token string) string { return token }

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func TestPlexTracLoginRefreshAndMFA(t *testing.T) {
 		got[0].authz != "" || got[1].method != "PUT" || got[1].authz != "opaque-login" {
 		t.Fatalf("sent %+v", got)
 	}
-	if p.Authorization("x") != "x" || p.Logout(context.Background(), "x") != nil || len(rec.sent()) != 2 {
+	if p.Authorization("x") != "x" || !errors.Is(p.Logout(context.Background(), "x"), ErrNoLogout) || len(rec.sent()) != 2 {
 		t.Fatal("authorization is the bare token; logout calls nothing")
 	}
 

@@ -16,10 +16,14 @@ type Provider interface {
 	// Refresh trades a still-valid token for a new one. It returns ErrNoRefresh when the API
 	// has no refresh call, and an *Error of KindRejected when upstream refuses the token.
 	Refresh(ctx context.Context, current *Token) (*Token, error)
-	// Logout ends a token upstream where the API has a logout; "unknown token" is success.
+	// Logout ends a token upstream; "unknown token" is success. It returns ErrNoLogout when
+	// the API has no logout call.
 	Logout(ctx context.Context, token string) error
 	// Authorization is the ready Authorization header value for token.
 	Authorization(token string) string
+	// TOTP is the provider's record of the TOTP steps it sent codes for; nil when it sends no
+	// codes (no MFA call, or no seed configured).
+	TOTP() TOTPStepper
 	// The part every provider shares, from the *Client it embeds: the upstream's host key,
 	// the host's shared auth limiter, and Close (drops idle connections).
 	Host() string
@@ -60,17 +64,6 @@ type Config struct {
 	MaxAuthPerMinute  int
 	Generic           GenericConfig
 }
-
-// Provider names.
-const (
-	PlexTrac = "plextrac"
-	Plaspy   = "plaspy"
-	Resolver = "resolver"
-	Generic  = "generic"
-)
-
-// Providers lists the provider names in the order docs show them.
-var Providers = []string{PlexTrac, Plaspy, Resolver, Generic}
 
 // Deps are what a provider takes from its process: the clock, and the shared limiters (host
 // budgets and TOTP steps). New makes no record in them: records are made by the calls that
@@ -115,15 +108,9 @@ func New(cfg Config, deps Deps) (Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch cfg.Provider {
-	case PlexTrac:
-		return newPlexTrac(c, cfg, deps.Limiters), nil
-	case Plaspy:
-		return &plaspy{Client: c, username: cfg.Username, apiKey: cfg.APIKey}, nil
-	case Resolver:
-		return &resolver{Client: c, email: cfg.Email, password: cfg.Password, org: cfg.OrgID}, nil
-	case Generic:
-		return newGeneric(c, cfg)
+	s, ok := SpecOf(cfg.Provider)
+	if !ok {
+		return nil, fmt.Errorf("provider: %q is not one of %v", cfg.Provider, Names())
 	}
-	return nil, fmt.Errorf("provider: %q is not one of %v", cfg.Provider, Providers)
+	return s.New(c, cfg, deps)
 }

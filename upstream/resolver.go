@@ -6,6 +6,24 @@ import (
 	"time"
 )
 
+// Resolver is the provider name of Resolver Core.
+const Resolver = "resolver"
+
+func init() {
+	Register(Spec{
+		Name:          Resolver,
+		Rank:          3,
+		Takes:         []string{"email", "password", "org_id"},
+		Requires:      []string{"email", "password", "org_id"},
+		FoldUserCase:  true,
+		Authorization: "Bearer <token>",
+		Extras:        []Extra{{"org_id", "the org the session belongs to, when the answer names it"}},
+		New: func(c *Client, cfg Config, _ Deps) (Provider, error) {
+			return &resolver{Client: c, email: cfg.Email, password: cfg.Password, org: cfg.OrgID}, nil
+		},
+	})
+}
+
 // resolver logs in with email/password into one org and renews with GET /user/authenticate.
 type resolver struct {
 	*Client
@@ -68,6 +86,6 @@ func (p *resolver) token(r resolverReply, op string, sent time.Time) (*Token, er
 	}, sent, map[string]any{"org_id": p.org})
 }
 
-func (p *resolver) Logout(context.Context, string) error { return nil }
+func (p *resolver) Logout(context.Context, string) error { return ErrNoLogout }
 
 func (p *resolver) Authorization(token string) string { return "Bearer " + token }

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestResolverLoginAndRenew(t *testing.T) {
 	})
 	t.Run("authorization is Bearer, and logout calls nothing", func(t *testing.T) {
 		p, rec := setup(t)
-		if p.Authorization("x") != "Bearer x" || p.Logout(context.Background(), "x") != nil || len(rec.sent()) != 0 {
+		if p.Authorization("x") != "Bearer x" || !errors.Is(p.Logout(context.Background(), "x"), ErrNoLogout) || len(rec.sent()) != 0 {
 			t.Fatal("authorization or logout")
 		}
 	})

@@ -259,7 +259,7 @@ func checkThroughProviders(t *testing.T, srv *plantServer, secret, form, text st
 		}
 		return s
 	}
-	for _, name := range Providers {
+	for _, name := range Names() {
 		for _, op := range []string{OpLogin, OpRefresh, OpLogout} {
 			for _, asCtype := range []bool{false, true} {
 				run := func(msg string) string {

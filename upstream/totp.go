@@ -125,8 +125,8 @@ func newTOTPSource(seed string, clock Clock, steps *TOTPSteps) *totpSource {
 
 // totpAccount is p's TOTP account, or nil when p sends no codes.
 func totpAccount(p Provider) *totpKey {
-	if pt, ok := p.(*plextrac); ok && pt.totp != nil {
-		return &pt.totp.account
+	if st, ok := p.TOTP().(interface{ account() *totpKey }); ok {
+		return st.account()
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 const (
 	defaultRequestTimeoutSeconds = int(upstream.DefaultRequestTimeout / time.Second)
 	defaultMinTTLSeconds         = 300
-	PlaspyDefaultURL             = "https://api.plaspy.com"
 	// DefaultMaxRefusedLogins: refused logins in a row before the mount holds its credentials
 	// (hold.go); low, since the upstream's own lockout threshold is unpublished.
 	DefaultMaxRefusedLogins = 3

@@ -63,8 +63,11 @@ func (f *Field) checkAsWritten(raw any) error {
 // case or with spaces around it; s itself otherwise (a value that is not allowed at all gets
 // the field's own error later).
 func (f *Field) allowedForm(s string) string {
-	for _, a := range f.Schema.AllowedValues {
-		if a, ok := a.(string); ok && strings.EqualFold(strings.TrimSpace(s), a) {
+	if f.Allowed == nil {
+		return s
+	}
+	for _, a := range f.Allowed() {
+		if strings.EqualFold(strings.TrimSpace(s), a) {
 			return a
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 
@@ -16,9 +17,15 @@ import (
 // rule that a write moving credentials elsewhere must supply them again, and the account
 // fingerprint.
 type Field struct {
-	Name      string
-	Providers []string // nil: every provider
-	Required  []string // providers that cannot do without it
+	Name string
+	// PerProvider: only the providers whose upstream.Spec takes it (Takes) do, and those that
+	// require it (Requires) cannot do without it. Otherwise every provider takes it, and
+	// RequiredByAll says whether every provider needs it. The table names no provider.
+	PerProvider   bool
+	RequiredByAll bool
+	// Allowed, when set, are the values the field takes (its schema's AllowedValues), asked
+	// when the schema is built and at each write: the providers registered then.
+	Allowed func() []string
 
 	// Secret: write-only. A read shows <name>_set (headers: header_names), never the value.
 	Secret bool
@@ -38,14 +45,23 @@ type Field struct {
 	Ref    func(c *Config) any // a pointer to the field in c: *string, *int, *bool, *map[string]string, or **int (optional: nil is the default)
 }
 
+// TakenBy says whether provider takes the field.
 func (f *Field) TakenBy(provider string) bool {
-	return f.Providers == nil || slices.Contains(f.Providers, provider)
+	if !f.PerProvider {
+		return true
+	}
+	spec, _ := upstream.SpecOf(provider)
+	return slices.Contains(spec.Takes, f.Name)
 }
 
-var (
-	allGeneric = []string{upstream.Generic}
-	userFields = []string{upstream.PlexTrac, upstream.Plaspy, upstream.Generic}
-)
+// RequiredBy says whether provider cannot do without the field.
+func (f *Field) RequiredBy(provider string) bool {
+	if !f.PerProvider {
+		return f.RequiredByAll
+	}
+	spec, _ := upstream.SpecOf(provider)
+	return slices.Contains(spec.Requires, f.Name)
+}
 
 func strField(desc, group string, sensitive bool) *framework.FieldSchema {
 	return &framework.FieldSchema{Type: framework.TypeString, Description: desc,
@@ -55,78 +71,73 @@ func strField(desc, group string, sensitive bool) *framework.FieldSchema {
 // Fields is the one declaration of every config field. The order is the docs' order.
 var Fields = []*Field{
 	{
-		Name:     "provider",
-		Required: upstream.Providers,
-		Identity: true,
-		MaxLen:   32,
+		Name:          "provider",
+		RequiredByAll: true,
+		Allowed:       upstream.Names,
+		Identity:      true,
+		MaxLen:        32,
 		Schema: &framework.FieldSchema{
-			Type:          framework.TypeString,
-			Description:   "Upstream API: plextrac, plaspy, resolver or generic.",
-			AllowedValues: []any{"plextrac", "plaspy", "resolver", "generic"},
-			DisplayAttrs:  &framework.DisplayAttributes{Name: "Provider"},
+			Type:         framework.TypeString,
+			Description:  "Upstream API.", // ConfigSchema adds the registered providers
+			DisplayAttrs: &framework.DisplayAttributes{Name: "Provider"},
 		},
 		Ref: func(c *Config) any { return &c.Provider },
 	},
 	{
-		Name:        "url",
-		Required:    upstream.Providers,
-		Destination: true,
+		Name:          "url",
+		RequiredByAll: true,
+		Destination:   true,
+		Identity:      true,
+		MaxLen:        upstream.MaxURLLen,
+		Schema:        strField("Upstream base URL, e.g. https://acme.plextrac.com (plaspy defaults to https://api.plaspy.com).", "", false),
+		Ref:           func(c *Config) any { return &c.URL },
+	},
+	{
+		Name:        "username",
+		PerProvider: true,
 		Identity:    true,
-		MaxLen:      upstream.MaxURLLen,
-		Schema:      strField("Upstream base URL, e.g. https://acme.plextrac.com (plaspy defaults to https://api.plaspy.com).", "", false),
-		Ref:         func(c *Config) any { return &c.URL },
+		MaxLen:      upstream.MaxNameLen,
+		Schema:      strField("Login user: PlexTrac e-mail, Plaspy userName, generic {{.username}}.", "Credentials", false),
+		Ref:         func(c *Config) any { return &c.Username },
 	},
 	{
-		Name:      "username",
-		Providers: userFields,
-		Required:  []string{upstream.PlexTrac, upstream.Plaspy},
-		Identity:  true,
-		MaxLen:    upstream.MaxNameLen,
-		Schema:    strField("Login user: PlexTrac e-mail, Plaspy userName, generic {{.username}}.", "Credentials", false),
-		Ref:       func(c *Config) any { return &c.Username },
+		Name:        "email",
+		PerProvider: true,
+		Identity:    true,
+		MaxLen:      upstream.MaxNameLen,
+		Schema:      strField("Resolver Core login e-mail.", "Credentials", false),
+		Ref:         func(c *Config) any { return &c.Email },
 	},
 	{
-		Name:      "email",
-		Providers: []string{upstream.Resolver},
-		Required:  []string{upstream.Resolver},
-		Identity:  true,
-		MaxLen:    upstream.MaxNameLen,
-		Schema:    strField("Resolver Core login e-mail.", "Credentials", false),
-		Ref:       func(c *Config) any { return &c.Email },
+		Name:        "password",
+		PerProvider: true,
+		Secret:      true,
+		MaxLen:      upstream.MaxSecretLen,
+		Schema:      strField("Password (plextrac, resolver, generic). Write-only.", "Credentials", true),
+		Ref:         func(c *Config) any { return &c.Password },
 	},
 	{
-		Name:      "password",
-		Providers: []string{upstream.PlexTrac, upstream.Resolver, upstream.Generic},
-		Required:  []string{upstream.PlexTrac, upstream.Resolver},
-		Secret:    true,
-		MaxLen:    upstream.MaxSecretLen,
-		Schema:    strField("Password (plextrac, resolver, generic). Write-only.", "Credentials", true),
-		Ref:       func(c *Config) any { return &c.Password },
+		Name:        "api_key",
+		PerProvider: true,
+		Secret:      true,
+		MaxLen:      upstream.MaxSecretLen,
+		Schema:      strField("Plaspy API key, or generic {{.api_key}}. Write-only.", "Credentials", true),
+		Ref:         func(c *Config) any { return &c.APIKey },
 	},
 	{
-		Name:      "api_key",
-		Providers: []string{upstream.Plaspy, upstream.Generic},
-		Required:  []string{upstream.Plaspy},
-		Secret:    true,
-		MaxLen:    upstream.MaxSecretLen,
-		Schema:    strField("Plaspy API key, or generic {{.api_key}}. Write-only.", "Credentials", true),
-		Ref:       func(c *Config) any { return &c.APIKey },
+		Name:        "totp_secret",
+		PerProvider: true,
+		Secret:      true,
+		MaxLen:      upstream.MaxTOTPSecretLen,
+		Schema:      strField("PlexTrac MFA: the base32 TOTP seed of the account's authenticator. Write-only; empty clears it.", "Credentials", true),
+		Ref:         func(c *Config) any { return &c.TOTPSecret },
 	},
 	{
-		Name:      "totp_secret",
-		Providers: []string{upstream.PlexTrac},
-		Secret:    true,
-		MaxLen:    upstream.MaxTOTPSecretLen,
-		Schema:    strField("PlexTrac MFA: the base32 TOTP seed of the account's authenticator. Write-only; empty clears it.", "Credentials", true),
-		Ref:       func(c *Config) any { return &c.TOTPSecret },
-	},
-	{
-		Name:      "org_id",
-		Providers: []string{upstream.Resolver},
-		Required:  []string{upstream.Resolver},
-		Identity:  true,
-		Min:       0,
-		Max:       1<<31 - 1,
+		Name:        "org_id",
+		PerProvider: true,
+		Identity:    true,
+		Min:         0,
+		Max:         1<<31 - 1,
 		Schema: &framework.FieldSchema{
 			Type:         framework.TypeInt,
 			Description:  "Resolver Core org id to log in to (selectedOrg).",
@@ -222,8 +233,7 @@ var Fields = []*Field{
 	genericField("login_method", "generic: login HTTP method (default POST).", true),
 	{
 		Name:        "login_path",
-		Providers:   allGeneric,
-		Required:    allGeneric,
+		PerProvider: true,
 		Destination: true,
 		Identity:    true,
 		MaxLen:      upstream.MaxSettingLen,
@@ -232,7 +242,7 @@ var Fields = []*Field{
 	},
 	{
 		Name:        "login_body",
-		Providers:   allGeneric,
+		PerProvider: true,
 		Destination: true,
 		Identity:    true,
 		MaxLen:      upstream.MaxLoginBodyLen,
@@ -253,13 +263,21 @@ var Fields = []*Field{
 func genericField(name, desc string, where bool) *Field {
 	return &Field{
 		Name:        name,
-		Providers:   allGeneric,
+		PerProvider: true,
 		Destination: where,
 		Identity:    where,
 		MaxLen:      upstream.MaxSettingLen,
 		Schema:      strField(desc, "Generic", false),
 		Ref:         func(c *Config) any { return c.genericSetting(name) },
 	}
+}
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
 
 // FieldByName is configFields by name.
@@ -283,6 +301,15 @@ func ConfigSchema() map[string]*framework.FieldSchema {
 	for _, f := range Fields {
 		out[f.Name] = f.Schema
 	}
+	for _, f := range Fields {
+		if f.Allowed == nil {
+			continue
+		}
+		s := *f.Schema
+		s.AllowedValues = anys(f.Allowed())
+		s.Description = strings.TrimSuffix(s.Description, ".") + ": " + strings.Join(f.Allowed(), ", ") + "."
+		out[f.Name] = &s
+	}
 	return out
 }
 
@@ -290,7 +317,7 @@ func ConfigSchema() map[string]*framework.FieldSchema {
 func providerFieldNames(provider string) []string {
 	var out []string
 	for _, f := range Fields {
-		if f.Providers != nil && f.TakenBy(provider) {
+		if f.PerProvider && f.TakenBy(provider) {
 			out = append(out, f.Name)
 		}
 	}

@@ -39,13 +39,13 @@ func MergeConfig(prev *Config, d *framework.FieldData) (*Config, error) {
 		c.Provider = name
 	}
 	if c.Provider == "" {
-		return nil, fmt.Errorf("provider: required, one of %s", strings.Join(upstream.Providers, ", "))
+		return nil, fmt.Errorf("provider: required, one of %s", strings.Join(upstream.Names(), ", "))
 	}
-	if !slices.Contains(upstream.Providers, c.Provider) {
+	if !slices.Contains(upstream.Names(), c.Provider) {
 		if len(c.Provider) > 32 {
-			return nil, fmt.Errorf("provider: not one of %s", strings.Join(upstream.Providers, ", "))
+			return nil, fmt.Errorf("provider: not one of %s", strings.Join(upstream.Names(), ", "))
 		}
-		return nil, fmt.Errorf("provider: %q is not one of %s", c.Provider, strings.Join(upstream.Providers, ", "))
+		return nil, fmt.Errorf("provider: %q is not one of %s", c.Provider, strings.Join(upstream.Names(), ", "))
 	}
 	for _, f := range Fields {
 		v, ok := d.GetOk(f.Name)
@@ -66,11 +66,11 @@ func MergeConfig(prev *Config, d *framework.FieldData) (*Config, error) {
 			*p = v.(map[string]string)
 		}
 	}
-	if c.Provider == upstream.Plaspy && c.URL == "" {
+	if spec, _ := upstream.SpecOf(c.Provider); spec.DefaultURL != "" && c.URL == "" {
 		if _, given := d.Raw["url"]; given { // it would read back as the default
-			return nil, fmt.Errorf("url: write %q (plaspy's default) or leave url out, %s", PlaspyDefaultURL, AsWritten)
+			return nil, fmt.Errorf("url: write %q (%s's default) or leave url out, %s", spec.DefaultURL, c.Provider, AsWritten)
 		}
-		c.URL = PlaspyDefaultURL
+		c.URL = spec.DefaultURL
 	}
 	return c, nil
 }
@@ -92,7 +92,7 @@ func (c *Config) Validate(given map[string]any) error {
 		return err
 	}
 	for _, f := range Fields {
-		if slices.Contains(f.Required, c.Provider) && !f.isSet(c) {
+		if f.RequiredBy(c.Provider) && !f.isSet(c) {
 			return fmt.Errorf("%s: required for provider %s", f.Name, c.Provider)
 		}
 	}
@@ -112,8 +112,8 @@ func (c *Config) Validate(given map[string]any) error {
 	if err := validateHeaders(c.Headers); err != nil {
 		return err
 	}
-	if c.Provider == upstream.Generic {
-		return c.upstreamConfig().Generic.Validate()
+	if spec, _ := upstream.SpecOf(c.Provider); spec.Validate != nil {
+		return spec.Validate(c.upstreamConfig())
 	}
 	return nil
 }

@@ -44,8 +44,8 @@ func (c *Config) identityParts() []string {
 			if u, err := url.Parse(c.URL); err == nil {
 				v = upstream.HostKey(u) + strings.TrimRight(u.Path, "/")
 			}
-		case "username", "email": // e-mail addresses; a generic user name is compared as written
-			if c.Provider != upstream.Generic {
+		case "username", "email": // compared as the upstream compares them (upstream.Spec)
+			if spec, _ := upstream.SpecOf(c.Provider); spec.FoldUserCase {
 				v = strings.ToLower(v)
 			}
 		case "login_method":
@@ -57,28 +57,24 @@ func (c *Config) identityParts() []string {
 }
 
 // identityCredentials are the secrets that name the account, as name and value parts, for a
-// login that sends no user name: a generic login whose body does not reference .username, or
-// whose username is empty. Then every secret the login sends is the account: each value the
-// parsed body references (a password may be a personal access token) and each header value.
-// (Plaspy's user name identifies the account; a new API key for it keeps the account.)
+// login that sends no user name (upstream.Spec.AccountSecrets says which, and when: a generic
+// login whose body does not reference .username, or whose username is empty). "headers" stands
+// for every header value, by name. (Plaspy's user name identifies the account; a new API key
+// for it keeps the account.)
 func (c *Config) identityCredentials() []string {
-	if c.Provider != upstream.Generic {
-		return nil
-	}
-	sent := upstream.LoginBodyFields(c.LoginBody)
-	if c.Username != "" && slices.Contains(sent, "username") {
+	spec, _ := upstream.SpecOf(c.Provider)
+	if spec.AccountSecrets == nil {
 		return nil
 	}
 	var parts []string
-	// api_key first, so that a body that sends only api_key, with no headers, keeps the
-	// fingerprint v0.2.0 gave it.
-	for _, name := range []string{"api_key", "password"} {
-		if slices.Contains(sent, name) {
+	for _, name := range spec.AccountSecrets(c.upstreamConfig()) {
+		if name != "headers" {
 			parts = append(parts, name, fmt.Sprint(FieldByName[name].value(c)))
+			continue
 		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
-		parts = append(parts, "headers", name, c.Headers[name])
+		for _, h := range slices.Sorted(maps.Keys(c.Headers)) {
+			parts = append(parts, "headers", h, c.Headers[h])
+		}
 	}
 	return parts
 }

@@ -256,7 +256,7 @@ func (b *Slot) endSession(ctx context.Context, prev *Account, nextFingerprint st
 	if t := prev.Current(); prev.Usable(t) {
 		ctx, cancel := context.WithTimeout(ctx, prev.cfg.RequestTimeout())
 		defer cancel()
-		if err := prev.prov.Logout(ctx, t.Value); err != nil {
+		if err := prev.prov.Logout(ctx, t.Value); err != nil && !errors.Is(err, upstream.ErrNoLogout) {
 			prev.logger.Warn("upstream logout failed; the token will expire on its own", "error", err)
 		}
 	}
@@ -269,7 +269,7 @@ func (b *Slot) NewProvider(ctx context.Context, s logical.Storage, cfg *Config) 
 	if err != nil {
 		return nil, err
 	}
-	if st, ok := p.(upstream.TOTPStepper); ok && cfg.TOTPSecret != "" {
+	if st := p.TOTP(); st != nil {
 		step, err := readTOTPStep(ctx, s)
 		if err != nil {
 			return nil, err

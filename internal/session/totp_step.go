@@ -17,8 +17,8 @@ import (
 // SaveTOTPStep records the last TOTP step p used, after any login attempt that may have sent
 // a code, so that another node or a restarted plugin never resends it.
 func SaveTOTPStep(ctx context.Context, s logical.Storage, p upstream.Provider) error {
-	st, ok := p.(upstream.TOTPStepper)
-	if !ok || st.LastTOTPStep() == 0 {
+	st := p.TOTP()
+	if st == nil || st.LastTOTPStep() == 0 {
 		return nil
 	}
 	return WriteTOTPStep(ctx, s, st.LastTOTPStep())
