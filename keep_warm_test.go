@@ -241,3 +241,20 @@ func TestVSOOnALapsedMountLogsInOnceAndNeverHoldsAnExpiredToken(t *testing.T) {
 		})
 	}
 }
+
+// keep_warm as written, to the second: a mount read once stays warm until exactly keep_warm
+// after the read, and no longer.
+func TestKeepWarmIsHeldToTheSecond(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", with(e.plextracConfig(false), "keep_warm", 600))
+	e.read("token", nil)
+	read := e.clock.Now()
+	e.clock.Advance(599 * time.Second)
+	if kw := keepWarmOf(e); kw["kept_warm"] != true || kw["until"] != rfc3339(read.Add(600*time.Second)) {
+		t.Fatalf("599 s after the read, keep_warm 600: %v", kw)
+	}
+	e.clock.Advance(time.Second)
+	if kw := keepWarmOf(e); kw["kept_warm"] != false {
+		t.Fatalf("600 s after the read, keep_warm 600: %v", kw)
+	}
+}
