@@ -212,3 +212,56 @@ func TestLookup(t *testing.T) {
 		}
 	}
 }
+
+// A generic upstream has no refusal signal of its own: any 4xx answer to a login or its MFA
+// step refuses the credentials (and counts toward the hold), but 408 and 429, which say
+// nothing about them; no other status, and no other call, does.
+func TestGenericRefusesWithAny4xxBut408And429(t *testing.T) {
+	for status := 300; status < 600; status++ {
+		want := status >= 400 && status < 500 && status != 408 && status != 429
+		for _, op := range []string{OpLogin, OpMFA} {
+			if got := IsRefusedLogin(&Error{Provider: Generic, Op: op, Kind: KindBadResponse, Status: status}); got != want {
+				t.Errorf("generic %s answered %d: refused %v, want %v", op, status, got, want)
+			}
+		}
+		if IsRefusedLogin(&Error{Provider: Generic, Op: OpRefresh, Kind: KindBadResponse, Status: status}) {
+			t.Errorf("a refresh answered %d counted as a refused login", status)
+		}
+		if IsRefusedLogin(&Error{Provider: PlexTrac, Op: OpLogin, Kind: KindBadResponse, Status: status}) {
+			t.Errorf("plextrac answered %d without its refusal signal: counted as refused", status)
+		}
+	}
+}
+
+// Every call but a logout is an auth call: AuthSent hears of each as it leaves, with the
+// call's context, and of no logout.
+func TestAuthSentHearsEachAuthCallButLogout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"token": "tok-1"}`))
+	}))
+	defer srv.Close()
+	type key struct{}
+	var heard []any
+	p, err := New(Config{Provider: Generic, URL: srv.URL, AllowInsecureHTTP: true, Username: "u", Password: "p",
+		Generic: GenericConfig{LoginPath: "/login", RefreshPath: "/refresh", LogoutPath: "/logout"}},
+		Deps{Clock: RealClock{}, Limiters: NewLimiters(), AuthSent: func(ctx context.Context) { heard = append(heard, ctx.Value(key{})) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.WithValue(context.Background(), key{}, "mine")
+	tok, err := p.Login(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Refresh(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Logout(ctx, tok.Value); err != nil {
+		t.Fatal(err)
+	}
+	if len(heard) != 2 || heard[0] != "mine" || heard[1] != "mine" {
+		t.Fatalf("AuthSent heard %v, want the login and the refresh, each with the call's context", heard)
+	}
+}
