@@ -30,11 +30,10 @@ out the refreshed token.
 // backend is one mount.
 type backend struct {
 	*framework.Backend
-	clock    upstream.Clock
-	limiters *upstream.Limiters
-	mountID  string        // this mount's name for the process's host limiters, where it registers its budget
-	metrics  *mountMetrics // this mount's registry and counters (metrics.go): kept across config writes
-	answers  atomic.Value  // what reads return for the account's current token: read.go's answer, built once per token
+	clock   upstream.Clock
+	mountID string        // this mount's name for the process's host limiters, where it registers its budget
+	metrics *mountMetrics // this mount's registry and counters (metrics.go): kept across config writes
+	answers atomic.Value  // what reads return for the account's current token: read.go's answer, built once per token
 	// dialCheck is upstream.Deps.DialCheck for every provider this mount builds: nil in
 	// production; tests set one that fails them on a dial to anything but loopback.
 	dialCheck func(address string) error
@@ -52,7 +51,7 @@ type backend struct {
 
 // Factory is the plugin's logical.Factory.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := newBackend(upstream.RealClock{}, upstream.SharedLimiters)
+	b := newBackend(upstream.RealClock{}, upstream.SharedLimiters, upstream.SharedTOTPSteps)
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -60,8 +59,8 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	return b, nil
 }
 
-func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
-	b := &backend{clock: clock, limiters: limiters, mountID: randomID(),
+func newBackend(clock upstream.Clock, limiters *upstream.Limiters, steps *upstream.TOTPSteps) *backend {
+	b := &backend{clock: clock, mountID: randomID(),
 		configMu: make(chan struct{}, 1), checks: checkSpacing{clock: clock}}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -77,7 +76,7 @@ func newBackend(clock upstream.Clock, limiters *upstream.Limiters) *backend {
 		RunningVersion: Version,
 	}
 	b.metrics = newMountMetrics()
-	b.slot = session.NewSlot(session.Deps{MountID: b.mountID, Clock: clock, Limiters: limiters,
+	b.slot = session.NewSlot(session.Deps{MountID: b.mountID, Clock: clock, Limiters: limiters, TOTPSteps: steps,
 		Logger: b.Logger, Writable: b.WriteSafeReplicationState, Counters: b.metrics,
 		DialCheck: func(address string) error { // b.dialCheck as it is at the dial: tests set it after newBackend
 			if b.dialCheck == nil {
@@ -105,7 +104,6 @@ func (b *backend) invalidate(_ context.Context, key string) {
 // clean runs when the mount is disabled or the plugin stops: its budget no longer counts.
 func (b *backend) clean(context.Context) {
 	b.slot.Clean()
-	b.limiters.Unregister(b.mountID, b.clock.Now())
 }
 
 // periodic refreshes the shared session ahead of expiry so readers rarely wait upstream,

@@ -41,9 +41,10 @@ type env struct {
 	srv          *httptest.Server
 	b            *backend
 	s            logical.Storage
-	limiters     *upstream.Limiters
-	logs         *syncBuffer // everything the backend logged
-	servedTokens []string    // token values reads handed out, for leak checks
+	limiters     *upstream.Limiters  // the test's plugin process's host budgets
+	totpSteps    *upstream.TOTPSteps // and its TOTP steps
+	logs         *syncBuffer         // everything the backend logged
+	servedTokens []string            // token values reads handed out, for leak checks
 	// mounts is every mount this test set up in the plugin process (this one, otherMount's,
 	// standby's): at cleanup each one's log is checked for the secrets and for every token any
 	// of them served.
@@ -68,7 +69,7 @@ func newEnvWrapped(t testing.TB, wrap func(http.Handler) http.Handler) *env {
 		h = wrap(h)
 	}
 	srv := httptest.NewServer(h)
-	e := &env{t: t, clock: clock, sim: s, url: srv.URL, srv: srv, limiters: upstream.NewLimiters(), leaseData: map[*logical.Secret]map[string]any{}}
+	e := &env{t: t, clock: clock, sim: s, url: srv.URL, srv: srv, limiters: upstream.NewLimiters(), totpSteps: upstream.NewTOTPSteps(), leaseData: map[*logical.Secret]map[string]any{}}
 	e.b, e.s, e.logs = e.newMount(nil, nil)
 	e.mounts = &[]*env{e}
 	t.Cleanup(func() {
@@ -99,7 +100,7 @@ func (e *env) newMount(s logical.Storage, sys logical.SystemView) (*backend, log
 // to logs, as Vault sets up a mount.
 func (e *env) setUp(clock upstream.Clock, s logical.Storage, sys logical.SystemView, logs *syncBuffer) *backend {
 	e.t.Helper()
-	b := newBackend(clock, e.limiters)
+	b := newBackend(clock, e.limiters, e.totpSteps)
 	b.dialCheck = loopbackOnly(e.t)
 	conf := logical.TestBackendConfig()
 	if sys != nil {
@@ -121,7 +122,7 @@ func (e *env) setUp(clock upstream.Clock, s logical.Storage, sys logical.SystemV
 func (e *env) anotherProcess(clock upstream.Clock, ownStorage bool) *env {
 	e.t.Helper()
 	o := *e
-	o.limiters = upstream.NewLimiters()
+	o.limiters, o.totpSteps = upstream.NewLimiters(), upstream.NewTOTPSteps()
 	o.servedTokens, o.logs = nil, &syncBuffer{}
 	if ownStorage {
 		o.s = &logical.InmemStorage{}

@@ -174,21 +174,21 @@ func TestFailedConfigWritesLeaveNoRecordsBehind(t *testing.T) {
 	// Each write's MFA login first waited for its new account's next TOTP step (up to 30 s),
 	// so only the last write's records are not neutral yet: a call spent, a step not past.
 	spent := e.limiters.Host(fmt.Sprintf("127.0.0.%d%s", n+1, port))
-	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 1 || accounts != 1 {
+	if hosts, accounts := e.limiters.Sweep(e.clock.Now()), e.totpSteps.Sweep(e.clock.Now()); hosts != 1 || accounts != 1 {
 		t.Fatalf("right after the writes: %d host and %d account records, want 1 and 1 (the last write's)", hosts, accounts)
 	}
 	// The default budget (5 a minute: a burst of 2, a slot back every 20 s) refills the spent
 	// call 20 s on.
 	e.clock.Advance(19 * time.Second)
-	if hosts, _ := e.limiters.Sweep(e.clock.Now()); hosts != 1 || spent.State(e.clock.Now()).TokensLeft >= 2 {
+	if hosts := e.limiters.Sweep(e.clock.Now()); hosts != 1 || spent.State(e.clock.Now()).TokensLeft >= 2 {
 		t.Fatalf("11 s on, a budget not yet refilled was dropped or reset: %d hosts", hosts)
 	}
 	e.clock.Advance(time.Second)
-	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 0 || accounts != 1 {
+	if hosts, accounts := e.limiters.Sweep(e.clock.Now()), e.totpSteps.Sweep(e.clock.Now()); hosts != 0 || accounts != 1 {
 		t.Fatalf("once refilled: %d host and %d account records left, want 0 and 1 (its step is not past)", hosts, accounts)
 	}
 	e.clock.Advance(10 * time.Second)
-	if hosts, accounts := e.limiters.Sweep(e.clock.Now()); hosts != 0 || accounts != 0 {
+	if hosts, accounts := e.limiters.Sweep(e.clock.Now()), e.totpSteps.Sweep(e.clock.Now()); hosts != 0 || accounts != 0 {
 		t.Fatalf("once the step is past: %d host and %d account records left", hosts, accounts)
 	}
 }
@@ -269,5 +269,24 @@ func TestTOTPStepIsSharedAcrossSpellingsOfOneAccount(t *testing.T) {
 	b.write("config", with(b.plextracConfig(true), "url", "http://LOCALHOST"+port))
 	if st := a.sim.Stats(sim.PlexTrac); st.MFAFailures != 0 || st.MFA != 2 {
 		t.Fatalf("want 2 MFA logins and no replayed code, got %+v", st)
+	}
+}
+
+// A configured mount keeps its TOTP account's record in the process however long it is idle,
+// so that no other mount of the account resends the step it used; a config delete lets the
+// record go once its step is past, as the host's budget goes once it has refilled.
+func TestAMountKeepsItsTOTPAccountWhileConfigured(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(true))
+	e.clock.Advance(time.Hour)
+	if accounts := e.totpSteps.Sweep(e.clock.Now()); accounts != 1 {
+		t.Fatalf("an hour after the write: %d TOTP account records, want the mount's", accounts)
+	}
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	if hosts, accounts := e.limiters.Sweep(e.clock.Now()), e.totpSteps.Sweep(e.clock.Now()); hosts != 0 || accounts != 0 {
+		t.Fatalf("a minute after the delete: %d host and %d TOTP account records left", hosts, accounts)
 	}
 }

@@ -23,7 +23,7 @@ func TestContentTypeOnlyWithABody(t *testing.T) {
 	}))
 	defer srv.Close()
 	p, err := newWithBudget(Config{Provider: PlexTrac, URL: srv.URL, Username: "u", Password: "pw-secret", MaxAuthPerMinute: 60,
-		RequestTimeout: 2 * time.Second}, Deps{Clock: RealClock{}, Limiters: NewLimiters()})
+		RequestTimeout: 2 * time.Second}, Deps{Clock: RealClock{}, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 	if err != nil {
 		t.Fatal(err)
 	}

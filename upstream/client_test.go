@@ -16,7 +16,7 @@ import (
 func plextracAt(t *testing.T, url string) Provider {
 	t.Helper()
 	p, err := newWithBudget(Config{Provider: PlexTrac, URL: url, Username: "svc@acme.com", Password: "s3cret-pass", MaxAuthPerMinute: 600,
-		RequestTimeout: 2 * time.Second}, Deps{Clock: RealClock{}, Limiters: NewLimiters()})
+		RequestTimeout: 2 * time.Second}, Deps{Clock: RealClock{}, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestZeroRequestTimeoutMeansDefault(t *testing.T) {
 	}))
 	defer srv.Close()
 	p, err := newWithBudget(Config{Provider: PlexTrac, URL: srv.URL, Username: "u", Password: "pw-secret", MaxAuthPerMinute: 600},
-		Deps{Clock: RealClock{}, Limiters: NewLimiters()})
+		Deps{Clock: RealClock{}, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 	if err != nil {
 		t.Fatal(err)
 	}

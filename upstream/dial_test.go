@@ -22,7 +22,7 @@ func TestDialGuardRefusesLinkLocalAndUnspecified(t *testing.T) {
 	// An IP literal is refused before any client exists: New applies CheckURL, as a config
 	// write does; the guard above is what a name that resolves to one meets.
 	_, err := New(Config{Provider: Plaspy, URL: "http://0.0.0.0:1", Username: "u", APIKey: "k", RequestTimeout: time.Second},
-		Deps{Clock: RealClock{}, Limiters: NewLimiters()})
+		Deps{Clock: RealClock{}, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 	if err == nil || !strings.Contains(err.Error(), "unspecified address") {
 		t.Fatalf("a client for 0.0.0.0 was built: %v", err)
 	}

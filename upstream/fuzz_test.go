@@ -82,7 +82,7 @@ func FuzzProviderAnswers(f *testing.F) {
 				APIKey: "fuzz-secret-key", TOTPSecret: "JBSWY3DPEHPK3PXP", OrgID: 1, MaxAuthPerMinute: 600,
 				Headers:        map[string]string{"X-Tenant": "fuzz-secret-header"},
 				RequestTimeout: 2 * time.Second, Generic: GenericConfig{LoginPath: "/login", RefreshPath: "/refresh", ExpiryField: "expiresAt"}},
-				Deps{Clock: clock, Limiters: NewLimiters()})
+				Deps{Clock: clock, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,7 +15,7 @@ import (
 func genericAt(t *testing.T, url, password string, g GenericConfig) (Provider, error) {
 	t.Helper()
 	return newWithBudget(Config{Provider: Generic, URL: url, Username: "svc", Password: password, MaxAuthPerMinute: 600,
-		RequestTimeout: 2 * time.Second, Generic: g}, Deps{Clock: RealClock{}, Limiters: NewLimiters()})
+		RequestTimeout: 2 * time.Second, Generic: g}, Deps{Clock: RealClock{}, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 }
 
 // Generic logout: an upstream that no longer knows the token (401, 403, 404) has nothing left

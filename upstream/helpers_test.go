@@ -67,7 +67,7 @@ func (r *recorder) sent() []sent {
 func providerAt(t *testing.T, cfg Config, clock Clock) Provider {
 	t.Helper()
 	cfg.MaxAuthPerMinute, cfg.RequestTimeout = 600, 2*time.Second
-	p, err := newWithBudget(cfg, Deps{Clock: clock, Limiters: NewLimiters()})
+	p, err := newWithBudget(cfg, Deps{Clock: clock, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 	if err != nil {
 		t.Fatal(err)
 	}

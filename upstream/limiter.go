@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// Limiters is the plugin process's guard state for upstreams, shared by every mount: one auth
-// budget per upstream host (upstream limits are per instance, not per account), and in its
-// TOTPSteps the last TOTP step used per upstream account.
+// Limiters are the plugin process's auth budgets, shared by every mount: one per upstream host
+// (upstream limits are per instance, not per account). The last TOTP step used per upstream
+// account is kept apart, in TOTPSteps.
 //
 // A record is made when first used. One a mount is registered on, or that holds a live 429
 // block, is never dropped. The others (config checks against hosts no mount uses) are kept
@@ -27,7 +27,6 @@ type Limiters struct {
 	mu     sync.Mutex
 	m      map[string]*hostRecord
 	owners map[string]string // mount -> the host key its budget is registered on
-	steps  *TOTPSteps
 }
 
 // DefaultAuthPerMinute is a host's budget while no mount on it has registered one, and the
@@ -42,7 +41,6 @@ func NewLimiters() *Limiters {
 	return &Limiters{
 		m:      map[string]*hostRecord{},
 		owners: map[string]string{},
-		steps:  newTOTPSteps(),
 	}
 }
 
@@ -107,23 +105,21 @@ func (l *Limiters) sweep(now time.Time) (idle int) {
 	return idle
 }
 
-// Sweep drops every neutral host and account record, and says how many are left. Records
+// Sweep drops every neutral host record, and says how many are left. Records
 // are also swept when a new one would pass MaxIdleRecords.
-func (l *Limiters) Sweep(now time.Time) (hosts, accounts int) {
+func (l *Limiters) Sweep(now time.Time) (hosts int) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.sweep(now)
-	hosts = len(l.m)
-	l.mu.Unlock()
-	return hosts, l.steps.sweep(now)
+	return len(l.m)
 }
 
 // Register records a mount's max_auth_per_minute on p's host, moving it off the host it was
-// on, and registers the mount on p's TOTP account, if it has one. A host's budget is the
+// on. A host's budget is the
 // smallest one registered on it: one mount can lower what every mount on the host gets (the
 // upstream's limit is per instance), but none can raise it.
 func (l *Limiters) Register(mount string, p Provider, perMinute int, now time.Time) {
 	l.registerHost(mount, p.Host(), perMinute, now)
-	l.steps.register(mount, totpAccount(p), now)
 }
 
 func (l *Limiters) registerHost(mount, key string, perMinute int, now time.Time) {
@@ -136,13 +132,12 @@ func (l *Limiters) registerHost(mount, key string, perMinute int, now time.Time)
 	r.apply(now)
 }
 
-// Unregister drops a mount's budget and TOTP account (its config was deleted, or it was
-// unmounted). Their records stay until they are neutral.
+// Unregister drops a mount's budget (its config was deleted, or it was unmounted). The host's
+// record stays until it is neutral.
 func (l *Limiters) Unregister(mount string, now time.Time) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.unregister(mount, now)
-	l.mu.Unlock()
-	l.steps.register(mount, nil, now)
 }
 
 func (l *Limiters) unregister(mount string, now time.Time) {

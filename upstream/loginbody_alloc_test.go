@@ -106,7 +106,7 @@ func TestLoginBodyAllocationIsBounded(t *testing.T) {
 		verr := cfg.Validate()
 		p, nerr := newWithBudget(Config{Provider: Generic, URL: "http://127.0.0.1:1", Generic: cfg,
 			Username: strings.Repeat(c.chars, MaxNameLen), Password: strings.Repeat(c.chars, MaxSecretLen),
-			APIKey: strings.Repeat(c.chars, MaxSecretLen)}, Deps{Clock: RealClock{}, Limiters: NewLimiters()})
+			APIKey: strings.Repeat(c.chars, MaxSecretLen)}, Deps{Clock: RealClock{}, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 		if fmt.Sprint(verr) != fmt.Sprint(nerr) {
 			t.Errorf("%s: Validate says %v, New says %v", name, verr, nerr)
 		}

@@ -23,7 +23,7 @@ func init() {
 		Authorization: "the bare token",
 		Extras:        []Extra{{"tenant_id", "the tenant the session belongs to, when the login answer names it"}},
 		New: func(c *Client, cfg Config, deps Deps) (Provider, error) {
-			return newPlexTrac(c, cfg, deps.Limiters), nil
+			return newPlexTrac(c, cfg, deps.TOTPSteps), nil
 		},
 	})
 }
@@ -63,10 +63,10 @@ func plextracRefusal(what string, statuses []int, codes ...int) func(int, []byte
 	}
 }
 
-func newPlexTrac(c *Client, cfg Config, l *Limiters) *plextrac {
+func newPlexTrac(c *Client, cfg Config, steps *TOTPSteps) *plextrac {
 	p := &plextrac{Client: c, username: cfg.Username, password: cfg.Password}
 	if cfg.TOTPSecret != "" {
-		p.totp = newTOTPSource(cfg.TOTPSecret, c.clock, l.steps)
+		p.totp = newTOTPSource(cfg.TOTPSecret, c.clock, steps)
 	}
 	return p
 }

@@ -99,9 +99,9 @@ func mfaAtTwoAMinute(t *testing.T, clock Clock, timeout time.Duration) (Provider
 		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal-1"}`},
 		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
 	})
-	l := NewLimiters()
+	l, steps := NewLimiters(), NewTOTPSteps()
 	p, err := New(Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: rfc6238Seed,
-		RequestTimeout: timeout}, Deps{Clock: clock, Limiters: l})
+		RequestTimeout: timeout}, Deps{Clock: clock, Limiters: l, TOTPSteps: steps})
 	if err != nil {
 		t.Fatal(err)
 	}

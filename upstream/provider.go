@@ -65,12 +65,15 @@ type Config struct {
 	Generic           GenericConfig
 }
 
-// Deps are what a provider takes from its process: the clock, and the shared limiters (host
-// budgets and TOTP steps). New makes no record in them: records are made by the calls that
-// spend from them and by Limiters.Register.
+// Deps are what a provider takes from its process: the clock, the host budgets and the TOTP
+// steps every mount shares. New makes no record in them: records are made by the calls that
+// spend from them and by Register.
 type Deps struct {
-	Clock    Clock
-	Limiters *Limiters
+	Clock Clock
+	// Limiters are the process's auth budgets per host (nil: SharedLimiters); TOTPSteps the
+	// last TOTP step used per account (nil: SharedTOTPSteps).
+	Limiters  *Limiters
+	TOTPSteps *TOTPSteps
 	// Observe is told how each upstream call ended: its op (OpLogin, …) and Outcome. The
 	// backend counts there, per mount, so that rebuilding the client on a config write
 	// resets no count. nil: not counted.
@@ -94,6 +97,9 @@ func New(cfg Config, deps Deps) (Provider, error) {
 	}
 	if deps.Limiters == nil {
 		deps.Limiters = SharedLimiters
+	}
+	if deps.TOTPSteps == nil {
+		deps.TOTPSteps = SharedTOTPSteps
 	}
 	if deps.Observe == nil {
 		deps.Observe = func(string, string) {}

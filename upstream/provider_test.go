@@ -34,7 +34,7 @@ func TestWaitsEndWhenTheCallerGivesUp(t *testing.T) {
 
 	// One auth call a minute: the second waits 61 s for budget (within request_timeout).
 	lim, err := newWithBudget(Config{Provider: Plaspy, URL: rec.URL, Username: "svc", APIKey: "k", MaxAuthPerMinute: 1, RequestTimeout: 10 * time.Minute},
-		Deps{Clock: clock, Limiters: NewLimiters()})
+		Deps{Clock: clock, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -275,7 +275,7 @@ func checkThroughProviders(t *testing.T, srv *plantServer, secret, form, text st
 					p, err := newWithBudget(Config{Provider: name, URL: srv.URL, Username: "svc", Email: "svc@acme.com", Password: secret,
 						APIKey: secret, OrgID: 1, MaxAuthPerMinute: 600, RequestTimeout: 2 * time.Second,
 						Generic: GenericConfig{LoginPath: "/login", RefreshPath: "/refresh", LogoutPath: "/logout"}},
-						Deps{Clock: clock, Limiters: NewLimiters()})
+						Deps{Clock: clock, Limiters: NewLimiters(), TOTPSteps: NewTOTPSteps()})
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -41,7 +41,11 @@ type stepRecord struct {
 	mounts int   // mounts registered on the account
 }
 
-func newTOTPSteps() *TOTPSteps {
+// SharedTOTPSteps is the process-wide set.
+var SharedTOTPSteps = NewTOTPSteps()
+
+// NewTOTPSteps is an empty set (a new process's).
+func NewTOTPSteps() *TOTPSteps {
 	s := &TOTPSteps{m: map[totpKey]*stepRecord{}, owners: map[string]totpKey{}}
 	_, _ = rand.Read(s.key[:]) // never fails (crypto/rand panics instead)
 	return s
@@ -84,12 +88,24 @@ func (s *TOTPSteps) sweepLocked(now time.Time) (idle int) {
 	return idle
 }
 
-func (s *TOTPSteps) sweep(now time.Time) int {
+// Sweep drops every neutral account record, and says how many are left. Records are also
+// swept when a new one would pass MaxIdleRecords.
+func (s *TOTPSteps) Sweep(now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweepLocked(now)
 	return len(s.m)
 }
+
+// Register moves mount onto p's TOTP account, if p sends codes (else off any), whose record
+// then stays while the mount is there.
+func (s *TOTPSteps) Register(mount string, p Provider, now time.Time) {
+	s.register(mount, totpAccount(p), now)
+}
+
+// Unregister takes mount off its TOTP account (its config was deleted, or it was unmounted).
+// The record stays until it is neutral.
+func (s *TOTPSteps) Unregister(mount string, now time.Time) { s.register(mount, nil, now) }
 
 // register moves mount onto account k (nil: none), whose record then stays while it is there.
 func (s *TOTPSteps) register(mount string, k *totpKey, now time.Time) {

@@ -74,7 +74,7 @@ var midStep = time.Unix(1111111080+10, 0)
 // an account, so its first code for the account is the next step's: one wait, at most 30 s.
 func TestFirstCodeOfAnAccountInAProcessSkipsTheCurrentStep(t *testing.T) {
 	clock := testclock.At(midStep)
-	steps := newTOTPSteps()
+	steps := NewTOTPSteps()
 	first, err := newTOTPSource(rfc6238Seed, clock, steps).Code(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestTOTPRecordIsTheAccountNotTheHostOrUser(t *testing.T) {
 		"POST /api/v1/authenticate":     {200, `{"mfa_enabled":true,"code":"chal"}`},
 		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
 	})
-	l := NewLimiters()
+	l, steps := NewLimiters(), NewTOTPSteps()
 	port := rec.URL[strings.LastIndex(rec.URL, ":"):]
 	var ps []Provider
 	for _, cfg := range []Config{
@@ -108,7 +108,7 @@ func TestTOTPRecordIsTheAccountNotTheHostOrUser(t *testing.T) {
 		{URL: "http://127.0.0.1" + port, Username: "SVC@acme.com", TOTPSecret: strings.ToLower(rfc6238Seed) + "===="},
 	} {
 		cfg.Provider, cfg.Password, cfg.RequestTimeout = PlexTrac, "pw-secret", 2*time.Second
-		p, err := New(cfg, Deps{Clock: clock, Limiters: l})
+		p, err := New(cfg, Deps{Clock: clock, Limiters: l, TOTPSteps: steps})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,11 +125,11 @@ func TestTOTPRecordIsTheAccountNotTheHostOrUser(t *testing.T) {
 	if codes[0] == codes[1] || clock.Now().Sub(midStep) != 20*time.Second {
 		t.Fatalf("codes %v after %s: the second login resent the first one's step", codes, clock.Now().Sub(midStep))
 	}
-	for k := range l.steps.m {
+	for k := range steps.m {
 		if k == sha256.Sum256([]byte(rfc6238Seed)) || strings.Contains(string(k[:]), rfc6238Seed) {
 			t.Fatal("the record is named by the seed or its plain hash")
 		}
-		if k == newTOTPSteps().keyOf(rfc6238Seed) {
+		if k == NewTOTPSteps().keyOf(rfc6238Seed) {
 			t.Fatal("two processes name the account alike: the key is not per process")
 		}
 	}
@@ -145,12 +145,12 @@ func TestTOTPStepAheadOfTheClockFailsFast(t *testing.T) {
 		"POST /api/v1/authenticate/mfa": {200, `{"status":"success","token":"opaque-mfa"}`},
 	})
 	cfg := Config{Provider: PlexTrac, URL: rec.URL, Username: "svc", Password: "pw-secret", TOTPSecret: rfc6238Seed, RequestTimeout: 2 * time.Second}
-	l := NewLimiters()
-	p, err := New(cfg, Deps{Clock: clock, Limiters: l})
+	l, steps := NewLimiters(), NewTOTPSteps()
+	p, err := New(cfg, Deps{Clock: clock, Limiters: l, TOTPSteps: steps})
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, _ := New(cfg, Deps{Clock: clock, Limiters: l}) // another provider of the account: see below
+	q, _ := New(cfg, Deps{Clock: clock, Limiters: l, TOTPSteps: steps}) // another provider of the account: see below
 	knownAccount(q)
 	cur := stepAt(midStep)
 	p.(TOTPStepper).SkipTOTPStepsThrough(cur + 100) // as storage says after a fast node
@@ -188,7 +188,7 @@ func TestTOTPStepAheadOfTheClockFailsFast(t *testing.T) {
 // gives up gets its context's error at once.
 func TestTOTPWaitHoldsNoLockAndFollowsTheCallersContext(t *testing.T) {
 	clock := newWaitClock(midStep)
-	steps := newTOTPSteps()
+	steps := NewTOTPSteps()
 	waiter, other := newTOTPSource(rfc6238Seed, clock, steps), newTOTPSource(rfc6238Seed, clock, steps)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -227,7 +227,7 @@ func TestTOTPWaitHoldsNoLockAndFollowsTheCallersContext(t *testing.T) {
 // from storage) is not sent again.
 func TestTOTPWaiterLooksAgainAfterWaking(t *testing.T) {
 	clock := newWaitClock(midStep)
-	steps := newTOTPSteps()
+	steps := NewTOTPSteps()
 	waiter, other := newTOTPSource(rfc6238Seed, clock, steps), newTOTPSource(rfc6238Seed, clock, steps)
 	cur := stepAt(midStep)
 	got := make(chan string, 1)

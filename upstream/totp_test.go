@@ -18,7 +18,7 @@ const rfc6238Seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 // is the current step's. (A process's first code for an account skips the current step: see
 // TestFirstCodeOfAnAccountInAProcessSkipsTheCurrentStep.)
 func knownSource(seed string, clock Clock) *totpSource {
-	src := newTOTPSource(seed, clock, newTOTPSteps())
+	src := newTOTPSource(seed, clock, NewTOTPSteps())
 	src.steps.m[src.account] = &stepRecord{}
 	return src
 }

@@ -69,8 +69,9 @@ type Slot struct {
 type Deps struct {
 	MountID        string // the mount's name for the process's host limiters
 	Clock          upstream.Clock
-	Limiters       *upstream.Limiters
-	StorageTimeout time.Duration // bounds each storage operation under the session gate (0: DefaultStorageTimeout)
+	Limiters       *upstream.Limiters  // the process's host budgets
+	TOTPSteps      *upstream.TOTPSteps // the process's record of TOTP steps per account
+	StorageTimeout time.Duration       // bounds each storage operation under the session gate (0: DefaultStorageTimeout)
 	Logger         func() hclog.Logger
 	Writable       func() bool // whether this node may write storage (and so log in)
 	Counters       Counters
@@ -90,10 +91,26 @@ func NewSlot(d Deps) *Slot {
 // ErrCleaned refuses a load after the mount was disabled or the plugin stopped.
 var ErrCleaned = errors.New("this mount is being disabled")
 
-// Clean ends the slot: its account goes, and it never loads another.
+// Clean ends the slot: its account goes, it never loads another, and its budget and TOTP
+// account no longer count in the process.
 func (b *Slot) Clean() {
 	b.cleaned.Store(true)
 	b.Reset()
+	b.unregister()
+}
+
+// register records the mount's budget on p's host and the mount on p's TOTP account.
+func (b *Slot) register(p upstream.Provider, perMinute int) {
+	now := b.Clock.Now()
+	b.Limiters.Register(b.MountID, p, perMinute, now)
+	b.TOTPSteps.Register(b.MountID, p, now)
+}
+
+// unregister takes the mount off its host's budget and its TOTP account.
+func (b *Slot) unregister() {
+	now := b.Clock.Now()
+	b.Limiters.Unregister(b.MountID, now)
+	b.TOTPSteps.Unregister(b.MountID, now)
 }
 
 // Cleaned says whether Clean ran.
@@ -163,7 +180,7 @@ func (b *Slot) install(a *Account, gen uint64) bool {
 		return false
 	}
 	b.acct = a
-	b.Limiters.Register(b.MountID, a.prov, a.cfg.MaxAuthPerMinute, b.Clock.Now())
+	b.register(a.prov, a.cfg.MaxAuthPerMinute)
 	return true
 }
 
@@ -265,7 +282,7 @@ func (b *Slot) endSession(ctx context.Context, prev *Account, nextFingerprint st
 // NewProvider builds cfg's provider, told which TOTP step was used last by any node.
 func (b *Slot) NewProvider(ctx context.Context, s logical.Storage, cfg *Config) (upstream.Provider, error) {
 	p, err := upstream.New(cfg.upstreamConfig(), upstream.Deps{Clock: b.Clock, Limiters: b.Limiters,
-		Observe: b.Counters.ObserveUpstream, AuthSent: b.Counters.AuthSent, DialCheck: b.DialCheck})
+		TOTPSteps: b.TOTPSteps, Observe: b.Counters.ObserveUpstream, AuthSent: b.Counters.AuthSent, DialCheck: b.DialCheck})
 	if err != nil {
 		return nil, err
 	}

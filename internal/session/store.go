@@ -70,7 +70,7 @@ func (b *Slot) Store(ctx context.Context, s logical.Storage, c *Config, prov ups
 	if err != nil {
 		return err
 	}
-	b.Limiters.Register(b.MountID, prov, c.MaxAuthPerMinute, b.Clock.Now())
+	b.register(prov, c.MaxAuthPerMinute)
 	b.endSession(ctx, prevAcct, next.fingerprint)
 	return nil
 }
@@ -86,7 +86,7 @@ func (b *Slot) Delete(ctx context.Context, s logical.Storage) error {
 	if err != nil {
 		return err
 	}
-	b.Limiters.Unregister(b.MountID, b.Clock.Now())
+	b.unregister()
 	b.endSession(ctx, prev, "")
 	return nil
 }
