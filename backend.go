@@ -34,9 +34,6 @@ type backend struct {
 	mountID string        // this mount's name for the process's host limiters, where it registers its budget
 	metrics *mountMetrics // this mount's registry and counters (metrics.go): kept across config writes
 	answers atomic.Value  // what reads return for the account's current token: read.go's answer, built once per token
-	// dialCheck is upstream.Deps.DialCheck for every provider this mount builds: nil in
-	// production; tests set one that fails them on a dial to anything but loopback.
-	dialCheck func(address string) error
 
 	// configMu runs config writes, deletes and rotate one at a time (a one-slot lock, so that
 	// a wait for it ends with the caller's context: lockConfig).
@@ -77,13 +74,7 @@ func newBackend(clock upstream.Clock, limiters *upstream.Limiters, steps *upstre
 	}
 	b.metrics = newMountMetrics()
 	b.slot = session.NewSlot(session.Deps{MountID: b.mountID, Clock: clock, Limiters: limiters, TOTPSteps: steps,
-		Logger: b.Logger, Writable: b.WriteSafeReplicationState, Counters: b.metrics,
-		DialCheck: func(address string) error { // b.dialCheck as it is at the dial: tests set it after newBackend
-			if b.dialCheck == nil {
-				return nil
-			}
-			return b.dialCheck(address)
-		}})
+		Logger: b.Logger, Writable: b.WriteSafeReplicationState, Counters: b.metrics})
 	b.registerStateGauges()
 	return b
 }

@@ -101,7 +101,7 @@ func (e *env) newMount(s logical.Storage, sys logical.SystemView) (*backend, log
 func (e *env) setUp(clock upstream.Clock, s logical.Storage, sys logical.SystemView, logs *syncBuffer) *backend {
 	e.t.Helper()
 	b := newBackend(clock, e.limiters, e.totpSteps)
-	b.dialCheck = loopbackOnly(e.t)
+	b.slot.DialCheck = loopbackOnly(e.t) // before any provider is built: nil in production
 	conf := logical.TestBackendConfig()
 	if sys != nil {
 		conf.System = sys
