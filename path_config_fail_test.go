@@ -69,6 +69,9 @@ func TestAFailedConfigWriteStoresNothingAndLeaksNothing(t *testing.T) {
 	if logouts.Load() != 1 || loggedOut.Load() != "Bearer opaque-check-token" {
 		t.Fatalf("the check's session was logged out %d times (%v), want once", logouts.Load(), loggedOut.Load())
 	}
+	if strings.Contains(e.logs.String(), "logout of a failed config write") {
+		t.Fatal("a logout that succeeded was logged as failed")
+	}
 
 	resp, err = write(failOn{Storage: e.s, del: legacyConfigKey})
 	if err != nil || resp.IsError() {
