@@ -23,7 +23,6 @@ func fullConfig(e *env, provider string) map[string]any {
 		upstream.Plaspy:   e.plaspyConfig(),
 		upstream.Resolver: e.resolverConfig(),
 		upstream.Generic:  with(genericPlexTrac(e), "api_key", "table-api-key"),
-		throwaway:         throwawayConfig(e),
 	}[provider]
 	return with(base, "headers", map[string]any{"cf-access-token": "table-header-value"}, "verify", false)
 }

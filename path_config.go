@@ -198,6 +198,7 @@ func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *fra
 	if err := b.slot.Delete(ctx, req.Storage); err != nil {
 		return nil, err
 	}
+	b.answers.Store((*readAnswer)(nil)) // the deleted account's token is nobody's to keep
 	return nil, nil
 }
 

@@ -17,8 +17,9 @@ import (
 // the backend needs nothing else to serve it.
 const throwaway = "throwaway"
 
-func init() {
-	upstream.Register(upstream.Spec{
+// registerThrowaway registers the provider for t alone: other tests see the real ones.
+func registerThrowaway(t *testing.T) {
+	t.Cleanup(upstream.Register(upstream.Spec{
 		Name:          throwaway,
 		Rank:          99,
 		Takes:         []string{"username", "password"},
@@ -29,7 +30,7 @@ func init() {
 		New: func(c *upstream.Client, cfg upstream.Config, deps upstream.Deps) (upstream.Provider, error) {
 			return &throwawayProvider{Client: c, clock: deps.Clock, user: cfg.Username, password: cfg.Password}, nil
 		},
-	})
+	}))
 }
 
 type throwawayProvider struct {
@@ -66,6 +67,7 @@ func throwawayConfig(e *env) map[string]any {
 // hold, the account's identity follows its user-name rule, reads hand out its Authorization
 // form and extras, the read's help says so, and rotate warns that it has no logout.
 func TestAProviderIsOneFile(t *testing.T) {
+	registerThrowaway(t)
 	e := newEnv(t)
 	cfg := throwawayConfig(e)
 	if resp, err := e.do(logical.UpdateOperation, "config", with(cfg, "password", nil)); err != nil || !strings.Contains(errText(resp), "password: required for provider throwaway") {

@@ -53,9 +53,10 @@ func (b *backend) readShared(ctx context.Context, req *logical.Request, d *frame
 }
 
 // readAnswer is what reads return for one token, built once: reads are hot, and the shared
-// token changes only every few minutes.
+// token changes only every few minutes. It names its account by id, not by reference, so that
+// a replaced or deleted account (its config, with its secrets) is not kept in memory by it.
 type readAnswer struct {
-	a          *session.Account
+	id         string // the account's (session.Account.ID)
 	tok        *upstream.Token
 	data       map[string]any // tokenData; its ttl is set per read
 	lease      any            // the token's leaseData, encoded for the lease's InternalData
@@ -65,7 +66,7 @@ type readAnswer struct {
 
 // answerFor is a's answer for t, from the cache while t is a's session token.
 func (b *backend) answerFor(a *session.Account, t *upstream.Token) (*readAnswer, error) {
-	if sv, _ := b.answers.Load().(*readAnswer); sv != nil && sv.a == a && sv.tok == t {
+	if sv, _ := b.answers.Load().(*readAnswer); sv != nil && sv.id == a.ID() && sv.tok == t {
 		return sv, nil
 	}
 	lease, err := session.EncodeLeaseData(t)
@@ -73,7 +74,7 @@ func (b *backend) answerFor(a *session.Account, t *upstream.Token) (*readAnswer,
 		return nil, err
 	}
 	sv := &readAnswer{
-		a:          a,
+		id:         a.ID(),
 		tok:        t,
 		data:       tokenData(a, b.clock.Now(), t),
 		lease:      lease,

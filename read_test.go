@@ -82,3 +82,21 @@ func TestReaderStopsWaitingWhenItsRequestEnds(t *testing.T) {
 		t.Fatalf("logins = %d, want 1: the refresh started for the first reader serves the next", st.Logins)
 	}
 }
+
+// The answer reads share is dropped with its account: after a config delete the mount keeps
+// neither the deleted account nor its token in memory, and an answer never names an account
+// by reference (its config holds the secrets).
+func TestAConfigDeleteLeavesNoAnswerBehind(t *testing.T) {
+	e := newEnv(t)
+	e.write("config", e.plextracConfig(false))
+	e.read("token", nil)
+	if sv, _ := e.b.answers.Load().(*readAnswer); sv == nil {
+		t.Fatal("a read left no answer to share")
+	}
+	if _, err := e.do(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	if sv, _ := e.b.answers.Load().(*readAnswer); sv != nil {
+		t.Fatalf("the deleted account's answer is still held (token served: %v)", sv.tok != nil)
+	}
+}

@@ -51,14 +51,21 @@ var registry = struct {
 	specs map[string]Spec
 }{specs: map[string]Spec{}}
 
-// Register adds a provider. It panics on a second spec of one name: two files claim it.
-func Register(s Spec) {
+// Register adds a provider; providers call it from their file's init. It panics on a second
+// spec of one name (two files claim it). It returns the removal, for a test that registers a
+// provider of its own.
+func Register(s Spec) (remove func()) {
 	registry.Lock()
 	defer registry.Unlock()
 	if _, dup := registry.specs[s.Name]; dup || s.Name == "" || s.New == nil {
 		panic(fmt.Sprintf("upstream: provider %q registered twice, unnamed or without New", s.Name))
 	}
 	registry.specs[s.Name] = s
+	return func() {
+		registry.Lock()
+		defer registry.Unlock()
+		delete(registry.specs, s.Name)
+	}
 }
 
 // Specs are the registered providers, by Rank.

@@ -8,11 +8,12 @@
 //   - A Write is not a Read, nor the other way round: a function that needs the write lock
 //     takes a Write, and the compiler refuses it a Read. A Write gives a Read (Write.Read),
 //     since holding the write lock also keeps every writer out.
-//   - A proof is live only while its closure runs: Check panics on one kept and used after
-//     the closure returned, when the lock may be anyone's.
+//   - A proof is live only while its closure runs, and speaks of its own gate: Check, given
+//     the gate the caller needs held, panics on a proof kept and used after its closure
+//     returned (the lock may be anyone's by then) and on a proof of another gate.
 //
-// The compiler checks the proof's kind; Check, at run time, that it is live. Functions that
-// take a proof call Check first.
+// The compiler checks the proof's kind; Check, at run time, that it is live and of the gate
+// in question. Functions that take a proof call Check first.
 package gate
 
 import (
@@ -23,12 +24,18 @@ import (
 // Gate is the lock. The zero value is ready to use; a Gate must not be copied.
 type Gate struct{ mu sync.RWMutex }
 
-// holding is one taking of the lock: live until the closure it was made for returns.
-type holding struct{ live atomic.Bool }
+// holding is one taking of gate's lock: live until the closure it was made for returns.
+type holding struct {
+	gate *Gate
+	live atomic.Bool
+}
 
-func (h *holding) check(what string) {
-	if h == nil || !h.live.Load() {
+func (h *holding) check(g *Gate, what string) {
+	switch {
+	case h == nil || !h.live.Load():
 		panic("gate: " + what + " proof used outside the closure that holds the lock")
+	case h.gate != g:
+		panic("gate: " + what + " proof of another gate")
 	}
 }
 
@@ -38,16 +45,19 @@ type Read struct{ h *holding }
 // Write proves that its holder holds the gate's write lock.
 type Write struct{ w *holding } // not h: with the same fields as Read, one would convert to the other
 
-// Check panics unless r was made by a WithRead (or a WithWrite's Write.Read) whose closure
-// is still running.
-func (r Read) Check() { r.h.check("read") }
+// Check panics unless r was made by g's WithRead (or a Write.Read of g) whose closure is
+// still running.
+func (r Read) Check(g *Gate) { r.h.check(g, "read") }
 
-// Check panics unless w was made by a WithWrite whose closure is still running.
-func (w Write) Check() { w.w.check("write") }
+// Check panics unless w was made by g's WithWrite whose closure is still running.
+func (w Write) Check(g *Gate) { w.w.check(g, "write") }
 
 // Read is the read proof that the write lock also gives: no writer can hold the gate either.
+// It panics unless w is live.
 func (w Write) Read() Read {
-	w.Check()
+	if w.w == nil || !w.w.live.Load() {
+		panic("gate: write proof used outside the closure that holds the lock")
+	}
 	return Read{w.w}
 }
 
@@ -55,7 +65,7 @@ func (w Write) Read() Read {
 func (g *Gate) WithRead(fn func(Read) error) error {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	h := &holding{}
+	h := &holding{gate: g}
 	h.live.Store(true)
 	defer h.live.Store(false)
 	return fn(Read{h})
@@ -65,7 +75,7 @@ func (g *Gate) WithRead(fn func(Read) error) error {
 func (g *Gate) WithWrite(fn func(Write) error) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	h := &holding{}
+	h := &holding{gate: g}
 	h.live.Store(true)
 	defer h.live.Store(false)
 	return fn(Write{h})

@@ -22,14 +22,30 @@ func TestAProofOutsideItsClosurePanics(t *testing.T) {
 	var r Read
 	var w Write
 	var fromWrite Read
-	_ = g.WithRead(func(p Read) error { r = p; p.Check(); return nil })
-	_ = g.WithWrite(func(p Write) error { w = p; fromWrite = p.Read(); p.Check(); fromWrite.Check(); return nil })
-	panics(t, "a read proof after WithRead returned", r.Check)
-	panics(t, "a write proof after WithWrite returned", w.Check)
-	panics(t, "a write's read proof after WithWrite returned", fromWrite.Check)
+	_ = g.WithRead(func(p Read) error { r = p; p.Check(&g); return nil })
+	_ = g.WithWrite(func(p Write) error { w = p; fromWrite = p.Read(); p.Check(&g); fromWrite.Check(&g); return nil })
+	panics(t, "a read proof after WithRead returned", func() { r.Check(&g) })
+	panics(t, "a write proof after WithWrite returned", func() { w.Check(&g) })
+	panics(t, "a write's read proof after WithWrite returned", func() { fromWrite.Check(&g) })
 	panics(t, "Read of a write proof after WithWrite returned", func() { w.Read() })
-	panics(t, "the zero read proof", Read{}.Check)
-	panics(t, "the zero write proof", Write{}.Check)
+	panics(t, "the zero read proof", func() { Read{}.Check(&g) })
+	panics(t, "the zero write proof", func() { Write{}.Check(&g) })
+}
+
+// A proof speaks of the gate that made it: held for one gate, it proves nothing of another,
+// which may be free.
+func TestAProofOfAnotherGatePanics(t *testing.T) {
+	var one, other Gate
+	_ = one.WithWrite(func(w Write) error {
+		w.Check(&one)
+		panics(t, "a write proof of one gate checked against another", func() { w.Check(&other) })
+		panics(t, "its read proof checked against another", func() { w.Read().Check(&other) })
+		return nil
+	})
+	_ = one.WithRead(func(r Read) error {
+		panics(t, "a read proof of one gate checked against another", func() { r.Check(&other) })
+		return nil
+	})
 }
 
 // The proofs speak the truth: under WithWrite nobody else holds the gate at all; under

@@ -19,7 +19,7 @@ import (
 type Account struct {
 	cfg            *Config
 	prov           upstream.Provider
-	fingerprint    string        // the upstream account's: see config.fingerprint
+	fingerprint    string        // the upstream account's: see Config.Fingerprint
 	legacy         string        // its v0.1.0 fingerprint, while the account is the one v0.1.0 configured
 	gate           *gate.Gate    // the slot's sessionGate
 	storageTimeout time.Duration // bounds each storage operation under the gate

@@ -45,6 +45,18 @@ type Field struct {
 	Ref    func(c *Config) any // a pointer to the field in c: *string, *int, *bool, *map[string]string, or **int (optional: nil is the default)
 }
 
+// schemaNow is the field's schema with its allowed values as they are now: the providers
+// registered (upstream.Register), for the provider field.
+func (f *Field) schemaNow() *framework.FieldSchema {
+	if f.Allowed == nil {
+		return f.Schema
+	}
+	s := *f.Schema
+	s.AllowedValues = anys(f.Allowed())
+	s.Description = strings.TrimSuffix(s.Description, ".") + ": " + strings.Join(f.Allowed(), ", ") + "."
+	return &s
+}
+
 // TakenBy says whether provider takes the field.
 func (f *Field) TakenBy(provider string) bool {
 	if !f.PerProvider {
@@ -78,7 +90,7 @@ var Fields = []*Field{
 		MaxLen:        32,
 		Schema: &framework.FieldSchema{
 			Type:         framework.TypeString,
-			Description:  "Upstream API.", // ConfigSchema adds the registered providers
+			Description:  "Upstream API.", // schemaNow adds the registered providers
 			DisplayAttrs: &framework.DisplayAttributes{Name: "Provider"},
 		},
 		Ref: func(c *Config) any { return &c.Provider },
@@ -280,7 +292,7 @@ func anys(ss []string) []any {
 	return out
 }
 
-// FieldByName is configFields by name.
+// FieldByName is Fields by name.
 var FieldByName = func() map[string]*Field {
 	m := map[string]*Field{}
 	for _, f := range Fields {
@@ -299,16 +311,7 @@ func ConfigSchema() map[string]*framework.FieldSchema {
 		},
 	}
 	for _, f := range Fields {
-		out[f.Name] = f.Schema
-	}
-	for _, f := range Fields {
-		if f.Allowed == nil {
-			continue
-		}
-		s := *f.Schema
-		s.AllowedValues = anys(f.Allowed())
-		s.Description = strings.TrimSuffix(s.Description, ".") + ": " + strings.Join(f.Allowed(), ", ") + "."
-		out[f.Name] = &s
+		out[f.Name] = f.schemaNow()
 	}
 	return out
 }
@@ -425,7 +428,7 @@ func ConfigReadSchema() map[string]*framework.FieldSchema {
 				Description: "Whether " + f.Name + " is set (it is write-only).",
 			}
 		default:
-			out[f.Name] = f.Schema
+			out[f.Name] = f.schemaNow()
 		}
 	}
 	return out

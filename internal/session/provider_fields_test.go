@@ -2,8 +2,10 @@ package session
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
@@ -24,6 +26,18 @@ func TestProvidersNameOnlyFieldsTheTableHas(t *testing.T) {
 			if !slices.Contains(s.Takes, name) {
 				t.Errorf("%s requires %q, which it does not take", s.Name, name)
 			}
+		}
+	}
+}
+
+// The provider field lists the registered providers in both the write's and the read's
+// schema (OpenAPI clients build their enums from them).
+func TestTheProviderSchemaListsTheProviders(t *testing.T) {
+	names := upstream.Names()
+	for what, schema := range map[string]map[string]*framework.FieldSchema{"write": ConfigSchema(), "read": ConfigReadSchema()} {
+		p := schema["provider"]
+		if len(p.AllowedValues) != len(names) || !strings.Contains(p.Description, strings.Join(names, ", ")) {
+			t.Errorf("the %s schema's provider: %v %q, want %v", what, p.AllowedValues, p.Description, names)
 		}
 	}
 }

@@ -210,7 +210,7 @@ func (a *Account) store(ctx context.Context, s logical.Storage, t *upstream.Toke
 // keep is store for a caller that holds the gate already (the config write that swaps in
 // this account).
 func (a *Account) keep(ctx context.Context, s logical.Storage, t *upstream.Token, r gate.Read) error {
-	r.Check()
+	r.Check(a.gate)
 	now := a.clock.Now()
 	if t.ObtainedAt.IsZero() {
 		t.ObtainedAt = now

@@ -23,7 +23,7 @@ import (
 // its left, never the other way round):
 //
 //	backend.configMu → Slot.loadMu → Slot.sessionGate → Slot.mu → Account.mu
-//	                                                     Slot.mu → upstream.Limiters.mu → upstream.TOTPSteps.mu
+//	                                                     Slot.mu → upstream.Limiters.mu, then upstream.TOTPSteps.mu (never both at once)
 //
 //   - backend.configMu (the root package's): config writes, deletes and rotate run one at a
 //     time per mount (a one-slot channel: a wait for it ends with the caller's context).
@@ -210,7 +210,7 @@ func (b *Slot) loadAccount(ctx context.Context, s logical.Storage) (*Account, er
 // swap makes next the mount's account (nil: none) and returns the one it replaces, closed so
 // that it never writes its session again.
 func (b *Slot) swap(w gate.Write, next *Account) *Account {
-	w.Check()
+	w.Check(&b.sessionGate)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	prev := b.acct
