@@ -3,6 +3,7 @@ package sessiontoken
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -513,5 +514,8 @@ func TestAWriteThatCannotEndTheHoldStoresNothing(t *testing.T) {
 	c, _ := session.ReadConfig(context.Background(), mem)
 	if c.Password == "rotated-elsewhere" {
 		t.Fatalf("the write failed (%v), yet the new password is stored (and the mount still holds: %v)", err, func() bool { h, _ := session.ReadHold(context.Background(), mem); return h.Held }())
+	}
+	if msg := fmt.Sprint(err) + errText(resp); strings.Contains(msg, "stays stored") {
+		t.Fatalf("the old config was put back, yet the error says the new one stays stored: %s", msg)
 	}
 }
