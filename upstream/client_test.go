@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -301,5 +302,33 @@ func TestErrorText(t *testing.T) {
 	wrapped := fmt.Errorf("outer: %w", e)
 	if got, ok := AsError(wrapped); !ok || got != e || !IsKind(wrapped, KindRateLimited) || IsKind(wrapped, KindRejected) || IsKind(errors.New("x"), KindRateLimited) {
 		t.Fatal("AsError/IsKind")
+	}
+}
+
+// An upstream that answers with something that is not HTTP answered: a bad response (fix the
+// url), not an unavailable upstream (retry).
+func TestAnAnswerThatIsNotHTTPIsABadResponse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n\r\n"))
+			_ = c.Close()
+		}
+	}()
+	p, err := genericAt(t, "http://"+ln.Addr().String(), "pw", GenericConfig{LoginPath: "/login"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Login(context.Background()); !IsKind(err, KindBadResponse) {
+		t.Fatalf("an answer that is not HTTP: %v, want a bad response", err)
 	}
 }

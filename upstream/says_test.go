@@ -175,6 +175,10 @@ func TestTokensAndExtrasAreHeaderSafe(t *testing.T) {
 		{Token{Value: "abc", Extras: map[string]any{"tenant_id": "acme corp (EU)"}}, true},
 		{Token{Value: "abc", Extras: map[string]any{"tenant_id": "7\r\nX-Injected: 1"}}, false},
 		{Token{Value: "abc", Extras: map[string]any{"tenant_id": "Zürich"}}, false},
+		// at the first byte too
+		{Token{Value: " abc"}, false},
+		{Token{Value: "\nabc"}, false},
+		{Token{Value: "abc", Extras: map[string]any{"tenant_id": "\r\nX-Injected: 1"}}, false},
 	} {
 		err := CheckToken(&tc.tok)
 		if (err == nil) != tc.wantOK {
