@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/sessiontoken/vault-plugin-secrets-sessiontoken/upstream"
 )
 
 // Everything this version knows of v0.1.0's storage and leases: its keys, its formats, and the
@@ -168,16 +169,8 @@ func upgradeSessionV0(raw []byte) (sessionRecord, error) {
 	if t.ObtainedAt.IsZero() {
 		t.ObtainedAt = t.IssuedAt
 	}
-	return sessionRecord{
-		Format:     sessionVersion,
-		Owner:      v.Owner,
-		Value:      t.Value,
-		IssuedAt:   t.IssuedAt,
-		ExpiresAt:  t.ExpiresAt,
-		Extras:     t.Extras,
-		ObtainedBy: t.ObtainedBy,
-		ObtainedAt: t.ObtainedAt,
-	}, nil
+	return newSessionRecord(v.Owner, &upstream.Token{Value: t.Value, IssuedAt: t.IssuedAt, ExpiresAt: t.ExpiresAt,
+		Extras: t.Extras, ObtainedBy: t.ObtainedBy, ObtainedAt: t.ObtainedAt}), nil
 }
 
 // readTOTPStepV010 reads v0.1.0's last TOTP step: a bare number.
